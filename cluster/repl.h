@@ -1,0 +1,53 @@
+/*
+ * repl.h — the replication interface behind the node runtime.
+ *
+ * One implementation per mode: standalone (cluster/standalone.c), Raft
+ * (cluster/raft_node.c) and masterless (cluster/ml_node.c). Every method runs
+ * on the node's loop thread. A method that takes a request must eventually
+ * call node_req_done() for it exactly once, on the loop thread.
+ */
+#ifndef KVFS_REPL_H
+#define KVFS_REPL_H
+
+#include <jansson.h>
+
+#include "cluster/node.h"
+
+/* A write request as the node hands it to the replication layer. `enc` is the
+ * batch in kv_batch_encode() form; `batch.ops` point into `enc`. Both stay
+ * valid until node_req_done(). */
+struct node_req {
+	int              is_read;   /* 1: a read barrier, no batch */
+	void            *enc;
+	size_t           enclen;
+	struct kv_batch  batch;
+	uint64_t         submitted_ms; /* loop time at submission, for deadlines */
+	/* private to the node runtime */
+	node_done_fn     done;
+	void            *arg;
+	struct node_req *next;
+};
+
+/* Completes a request on the loop thread: status 0 or a negative errno. */
+void node_req_done(node *n, struct node_req *req, int status);
+
+struct repl_ops {
+	const char *name;                                        /* "standalone", "raft", "masterless" */
+	/* Opaque store records (type >= STORE_REC_USER) seen while the store is
+	 * recovered; called before start(). May be NULL. */
+	int   (*replay)(void *self, uint8_t type, uint64_t lsn, const void *p, size_t len);
+	int   (*start)(void *self);                              /* store open, loop running; 0 or -errno */
+	void  (*write)(void *self, struct node_req *req);
+	void  (*read_barrier)(void *self, struct node_req *req);
+	void  (*status)(void *self, json_t *obj);                /* adds role, term, leader, peers... */
+	void  (*stop)(void *self);                               /* fail every pending request, close handles */
+	void  (*destroy)(void *self);                            /* after the loop has stopped */
+};
+
+/* Constructors: called during node_open() BEFORE the store is opened (so that
+ * replay can reach the layer); node_store(n) is valid from start() on. */
+int repl_standalone_new(node *n, void **self, const struct repl_ops **ops);
+int repl_raft_new(node *n, const struct node_config *cfg, void **self, const struct repl_ops **ops);
+int repl_masterless_new(node *n, const struct node_config *cfg, void **self, const struct repl_ops **ops);
+
+#endif

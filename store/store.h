@@ -1,0 +1,220 @@
+/*
+ * store.h — the kvfs storage engine: a write-ahead log, an ordered in-memory
+ * map, snapshots and crash recovery, behind one opaque handle.
+ *
+ * Model: every change is a batch of operations. A batch is encoded as ONE
+ * write-ahead-log record, so it is applied all-or-nothing, also across a crash.
+ * A batch is acknowledged (its completion callback runs with status 0) only
+ * after an fdatasync that covers its record has returned success. Batches
+ * submitted while a sync is in flight share the next sync (group commit).
+ *
+ * Threads: every function here is thread-safe unless it says otherwise.
+ * Reads (store_get, store_next, store_scan) run concurrently with each other
+ * and are serialised against the (short) apply step only. Completion callbacks
+ * run on the store's internal committer thread: they must not block and must
+ * not call store_write() (which would wait for that very thread).
+ *
+ * Errors: functions return 0 or a negative errno. After a failed write, sync or
+ * snapshot the store enters a sticky failed state: every later write fails with
+ * the same error (a failed fsync is never retried as if it could succeed);
+ * reads of already-applied data keep working.
+ */
+#ifndef KVFS_STORE_H
+#define KVFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/kvio.h"
+
+/* Limits, enforced by store_submit() with the errno in brackets. */
+#define KV_KEY_MAX   4095u              /* bytes in a key [ENAMETOOLONG] */
+#define KV_NAME_MAX  255u               /* bytes in one '/'-separated component [ENAMETOOLONG] */
+#define KV_VALUE_MAX (128u * 1024 * 1024) /* bytes in one value [EFBIG] */
+#define KV_EXT_MAX   4096u              /* bytes of replication metadata per key [EINVAL] */
+#define KV_BATCH_MAX (1u << 20)         /* operations in one batch [E2BIG] */
+
+typedef struct store store;
+
+/* Per-key metadata kept with every version, persisted in the log and snapshots. */
+struct kv_meta {
+	uint32_t mode;     /* st_mode including the type bits (S_IFREG, S_IFDIR, S_IFLNK) */
+	uint32_t uid;
+	uint32_t gid;
+	int64_t  mtime_ns; /* nanoseconds since the epoch */
+	int64_t  ctime_ns;
+};
+
+/* Flags of a stored record. */
+#define KV_F_TOMBSTONE 0x1u /* a deletion marker (masterless mode); hidden from
+                               store_get/store_next/store_scan unless asked for */
+
+/*
+ * An immutable, reference-counted stored version of one key. Obtained from
+ * store_get()/store_next() with one reference owned by the caller; release it
+ * with kv_rec_unref(). Its contents never change; a later write to the same
+ * key makes a new record.
+ */
+typedef struct kv_rec kv_rec;
+
+const void    *kv_rec_value(const kv_rec *r);  /* value bytes (not NUL-terminated) */
+size_t         kv_rec_size(const kv_rec *r);   /* value length */
+const struct kv_meta *kv_rec_meta(const kv_rec *r);
+uint64_t       kv_rec_version(const kv_rec *r); /* LSN/index of the write that made it; grows per key */
+uint32_t       kv_rec_flags(const kv_rec *r);
+const void    *kv_rec_ext(const kv_rec *r, size_t *len); /* replication metadata (vector clock...) */
+void           kv_rec_ref(kv_rec *r);
+void           kv_rec_unref(kv_rec *r);
+
+/* One operation of a batch. Pointers are borrowed for the duration of the call. */
+enum kv_op_kind {
+	KV_PUT  = 1, /* set value + meta (+ ext, flags) of key, creating it if missing */
+	KV_DEL  = 2, /* remove key (no-op when missing) */
+	KV_META = 3, /* replace meta (and ext) of an existing key, keep its value (no-op when missing) */
+};
+
+struct kv_op {
+	uint8_t        kind;     /* enum kv_op_kind */
+	uint32_t       flags;    /* KV_F_* for KV_PUT */
+	const char    *key;
+	uint32_t       klen;
+	const void    *val;      /* KV_PUT */
+	uint32_t       vlen;
+	struct kv_meta meta;     /* KV_PUT, KV_META */
+	const void    *ext;      /* optional replication metadata, KV_PUT and KV_META */
+	uint32_t       ext_len;
+};
+
+struct kv_batch {
+	const struct kv_op *ops;
+	uint32_t            n;
+};
+
+/*
+ * Batch encoding, shared with the replication layers (a Raft entry carries an
+ * encoded batch). The format is documented in store/batch.h.
+ * kv_batch_encode: *out is malloc'd, caller frees.
+ * kv_batch_decode: fills ops pointing INTO buf (buf must outlive ops); *ops is
+ * malloc'd, caller frees. Returns -EBADMSG on malformed input.
+ */
+int kv_batch_encode(const struct kv_batch *b, void **out, size_t *outlen);
+int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n);
+
+/* Applied-change hook: called for every applied operation, in log order, while
+ * the map's write lock is held (so it is atomic with visibility). `old` and
+ * `new` are borrowed (either may be NULL: create / delete). Must be quick and
+ * must not call back into the store. Used by the search index and the FS cache
+ * invalidation. */
+typedef void (*store_apply_hook)(void *arg, const char *key, size_t klen,
+				 const kv_rec *old_rec, const kv_rec *new_rec);
+
+/* Record types >= STORE_REC_USER are opaque records of the replication layer
+ * (Raft entries, term/vote) that the store logs and replays but never applies. */
+#define STORE_REC_USER 64
+
+/* Replay of opaque records during store_open(), in log order. Returning non-zero
+ * aborts the open with that error. */
+typedef int (*store_replay_fn)(void *arg, uint8_t type, uint64_t lsn,
+			       const void *payload, size_t len);
+
+struct store_options {
+	const struct kvio *io;         /* NULL: the real POSIX file system (kvio_posix()) */
+	size_t   segment_bytes;        /* WAL segment size; 0 = 64 MiB */
+	size_t   snapshot_log_bytes;   /* snapshot when the log since the last one exceeds this; 0 = 256 MiB;
+	                                  SIZE_MAX = never automatically */
+	store_apply_hook apply_hook;   /* may be NULL; can also be set later with store_set_apply_hook */
+	void    *apply_hook_arg;
+	store_replay_fn replay;        /* may be NULL: opaque records are then skipped */
+	void    *replay_arg;
+};
+
+/* Opens (creating if needed) the store in directory `dir`: loads the newest
+ * valid snapshot, replays the log after it, truncates a torn tail. A corrupt
+ * record before the tail fails with -EUCLEAN and a log line naming file and
+ * offset. *out is set only on success. */
+int  store_open(const char *dir, const struct store_options *opt, store **out);
+
+/* Flushes nothing (everything acknowledged is already durable), stops the
+ * committer thread after completing or failing every pending batch, frees. */
+void store_close(store *st);
+
+/* ---- Writes -------------------------------------------------------------- */
+
+/* Completion of a submitted batch: status 0 = durable (and applied, unless
+ * STORE_NO_APPLY), or a negative errno. `lsn` is the batch's log position. */
+typedef void (*store_done_fn)(void *arg, int status, uint64_t lsn);
+
+#define STORE_NO_APPLY 0x1u /* log durably but do not apply to the map */
+
+/* Validates and appends the batch to the log now (in submission order, not yet
+ * synced) and arranges for `done` to be called from the committer thread after
+ * the covering fdatasync (and apply). On an immediate error (invalid batch,
+ * sticky failure) returns it and `done` is NOT called. */
+int  store_submit(store *st, const struct kv_batch *b, unsigned flags,
+		  store_done_fn done, void *arg);
+
+/* Same for an opaque record of type >= STORE_REC_USER (never applied). */
+int  store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
+		      store_done_fn done, void *arg);
+
+/* Blocking convenience: submit and wait for durability + apply. Do not call
+ * from a completion callback. */
+int  store_write(store *st, const struct kv_batch *b);
+
+/* Applies a batch to the map WITHOUT logging it (the Raft commit path: the
+ * batch is already durable inside a logged Raft entry). `version` becomes the
+ * version of every record the batch writes. */
+int  store_apply(store *st, const struct kv_batch *b, uint64_t version);
+
+/* ---- Reads --------------------------------------------------------------- */
+
+/* Looks up `key`. On success *out holds a new reference. -ENOENT when missing
+ * (or a tombstone, unless `with_tombstones`). */
+int  store_get(store *st, const char *key, size_t klen, int with_tombstones, kv_rec **out);
+
+/* Finds the first key strictly greater than `after` (or the first key >= prefix
+ * when after == NULL) that starts with `prefix` (plen may be 0). Copies the key
+ * into keybuf (NUL-terminated, size must be > KV_KEY_MAX) and returns a
+ * referenced record. -ENOENT when there is none. O(log n). */
+int  store_next(store *st, const char *prefix, size_t plen,
+		const char *after, size_t alen, int with_tombstones,
+		char *keybuf, size_t *klen, kv_rec **out);
+
+/* Visits keys starting with prefix, in order, starting after `after` (may be
+ * NULL), under the read lock: the callback must be quick and must not call back
+ * into the store. It returns 0 to continue, non-zero to stop (returned). */
+typedef int (*store_scan_fn)(void *arg, const char *key, size_t klen, const kv_rec *r);
+int  store_scan(store *st, const char *prefix, size_t plen, const char *after, size_t alen,
+		int with_tombstones, store_scan_fn fn, void *arg);
+
+/* ---- Maintenance and introspection --------------------------------------- */
+
+void store_set_apply_hook(store *st, store_apply_hook fn, void *arg);
+
+/* Takes a snapshot now (normally automatic). Writes continue meanwhile except
+ * for a short copy step. */
+int  store_snapshot(store *st);
+
+/* Upper layers that keep opaque records (Raft's log) pin the log: no segment
+ * holding a record with lsn >= pin is deleted by a snapshot. 0 = no pin. */
+void store_pin_log(store *st, uint64_t pin_lsn);
+
+struct store_stats {
+	uint64_t keys;           /* live keys (tombstones excluded) */
+	uint64_t tombstones;
+	uint64_t last_lsn;       /* last appended */
+	uint64_t durable_lsn;    /* last covered by a successful sync */
+	uint64_t applied_lsn;
+	uint64_t syncs;          /* fdatasync calls made on the log since open */
+	uint64_t records;        /* records appended since open */
+	uint64_t log_bytes;      /* bytes of log since the last snapshot */
+	uint64_t snapshots;      /* snapshots taken since open */
+	int      failed;         /* sticky error (negative errno) or 0 */
+};
+void store_get_stats(store *st, struct store_stats *out);
+
+/* The sticky error, or 0. */
+int  store_failed(store *st);
+
+#endif
