@@ -1,0 +1,69 @@
+/*
+ * search.h — the public face of kvfs's search engine: an incrementally
+ * updated positional inverted index with BM25, TF-IDF cosine, phrase and
+ * semantic (word-vector) ranking, and a hybrid of BM25 and semantic scores.
+ *
+ * Thread-safety: every function is thread-safe. Updates (put/del) are
+ * serialised against queries by an internal reader-writer lock; queries run
+ * concurrently with each other.
+ */
+#ifndef KVFS_SEARCH_H
+#define KVFS_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Values larger than this, or not valid UTF-8, are stored but not indexed. */
+#define SEARCH_TEXT_MAX (4u * 1024 * 1024)
+
+struct search_index;
+
+struct search_config {
+	const char *vectors_path; /* word-vector file (scripts/get-vectors); NULL or missing
+	                             file: hashed character n-gram vectors */
+};
+
+enum search_mode {
+	SEARCH_HYBRID = 0,   /* BM25 fused with semantic similarity (default) */
+	SEARCH_TEXT,         /* BM25, k1 = 1.2, b = 0.75 */
+	SEARCH_TFIDF,        /* classic TF-IDF cosine */
+	SEARCH_SEMANTIC,     /* cosine of mean word vectors */
+	SEARCH_PHRASE,       /* exact word sequence, from positions */
+};
+
+struct search_hit {
+	char  *key;          /* malloc'd, NUL-terminated */
+	size_t klen;
+	double score;        /* higher is better */
+};
+
+/* Creates an empty index. A vectors_path that exists but is corrupt is an
+ * error (-EBADMSG, with a log line); one that does not exist selects n-grams. */
+int  search_index_new(const struct search_config *cfg, struct search_index **out);
+void search_index_free(struct search_index *ix);
+
+/* Indexes `text` as the document `key`, replacing any earlier version.
+ * Text that is not valid UTF-8 or is larger than SEARCH_TEXT_MAX removes the
+ * key from the index instead (binary values are not indexed). Returns 0 or
+ * -ENOMEM. */
+int  search_index_put(struct search_index *ix, const char *key, size_t klen,
+		      const char *text, size_t len);
+int  search_index_del(struct search_index *ix, const char *key, size_t klen);
+
+/* Runs a query; *hits is a malloc'd array of *nhits results, best first
+ * (release with search_hits_free). A query wrapped in double quotes is a
+ * phrase query whatever `mode` says. limit 0 = a default of 100. */
+int  search_query(struct search_index *ix, const char *q, size_t qlen,
+		  enum search_mode mode, size_t limit,
+		  struct search_hit **hits, size_t *nhits);
+void search_hits_free(struct search_hit *hits, size_t n);
+
+/* "hybrid", "text", "tfidf", "semantic", "phrase" <-> enum. Parse returns 0 or -EINVAL. */
+int         search_mode_parse(const char *name, enum search_mode *out);
+const char *search_mode_name(enum search_mode m);
+
+/* Which word vectors the index uses, e.g. "glove-100d" or "char-ngram". */
+const char *search_vectors_kind(const struct search_index *ix);
+size_t      search_doc_count(struct search_index *ix);
+
+#endif
