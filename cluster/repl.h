@@ -31,6 +31,14 @@ struct node_req {
 /* Completes a request on the loop thread: status 0 or a negative errno. */
 void node_req_done(node *n, struct node_req *req, int status);
 
+/* A replication layer calls this after it applied a change that did NOT come
+ * from this node's own node_write (a replicated write), so the mount can drop
+ * kernel caches for the key. Any thread; the listener must not block. */
+void node_notify_change(node *n, const char *key, size_t klen);
+
+/* The node's configuration (strings valid while the node lives). */
+const struct node_config *node_config(node *n);
+
 struct repl_ops {
 	const char *name;                                        /* "standalone", "raft", "masterless" */
 	/* Opaque store records (type >= STORE_REC_USER) seen while the store is

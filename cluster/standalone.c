@@ -1,0 +1,169 @@
+/*
+ * standalone.c — the replication layer of a node without peers: a write is
+ * committed when the local store has made it durable (group commit inside the
+ * store) and applied it.
+ *
+ * The store reports completion on its committer thread; this layer moves the
+ * completion onto the loop thread (a mutex-protected list + uv_async_send),
+ * where node_req_done() must run.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "cluster/repl.h"
+
+struct standalone;
+
+struct sa_done {
+	struct standalone *sa;
+	struct node_req *req;
+	int              status;
+	struct sa_done  *next;
+};
+
+struct standalone {
+	node           *n;
+	uv_async_t      async;
+	pthread_mutex_t mu;        /* leaf lock: protects head/tail */
+	struct sa_done *head, *tail;
+	uint64_t        inflight;  /* loop thread: submitted to the store, not yet done */
+	int             started;   /* async handle initialised */
+	int             stopping;
+	int             closed;
+};
+
+static void sa_maybe_close(struct standalone *sa)
+{
+	if (sa->started && sa->stopping && sa->inflight == 0 && !sa->closed) {
+		sa->closed = 1;
+		uv_close((uv_handle_t *)&sa->async, NULL);
+	}
+}
+
+static void sa_drain(uv_async_t *h)
+{
+	struct standalone *sa = h->data;
+	struct sa_done *d, *next;
+
+	pthread_mutex_lock(&sa->mu);
+	d = sa->head;
+	sa->head = sa->tail = NULL;
+	pthread_mutex_unlock(&sa->mu);
+	for (; d; d = next) {
+		next = d->next;
+		sa->inflight--;
+		node_req_done(sa->n, d->req, d->status);
+		free(d);
+	}
+	sa_maybe_close(sa);
+}
+
+/* Committer thread. The sa_done was allocated before submission so that
+ * completion cannot fail for lack of memory. */
+static void sa_store_done(void *arg, int status, uint64_t lsn)
+{
+	struct sa_done *d = arg;
+	struct standalone *sa = d->sa;
+
+	(void)lsn;
+	d->status = status;
+	d->next = NULL;
+	pthread_mutex_lock(&sa->mu);
+	if (sa->tail)
+		sa->tail->next = d;
+	else
+		sa->head = d;
+	sa->tail = d;
+	pthread_mutex_unlock(&sa->mu);
+	uv_async_send(&sa->async);
+}
+
+static void sa_write(void *self, struct node_req *req)
+{
+	struct standalone *sa = self;
+	struct sa_done *d = calloc(1, sizeof *d);
+	int rc;
+
+	if (!d) {
+		node_req_done(sa->n, req, -ENOMEM);
+		return;
+	}
+	d->sa = sa;
+	d->req = req;
+	sa->inflight++;
+	rc = store_submit(node_store(sa->n), &req->batch, 0, sa_store_done, d);
+	if (rc) {
+		sa->inflight--;
+		free(d);
+		node_req_done(sa->n, req, rc);
+	}
+}
+
+/* Standalone reads are always current: every acknowledged write was applied
+ * to this very store before it was acknowledged. */
+static void sa_read_barrier(void *self, struct node_req *req)
+{
+	struct standalone *sa = self;
+	node_req_done(sa->n, req, 0);
+}
+
+static void sa_status(void *self, json_t *obj)
+{
+	(void)self;
+	json_object_set_new(obj, "role", json_string("standalone"));
+	json_object_set_new(obj, "term", json_integer(0));
+	json_object_set_new(obj, "leader", json_null());
+	json_object_set_new(obj, "peers", json_array());
+}
+
+static int sa_start(void *self)
+{
+	struct standalone *sa = self;
+	int rc;
+
+	sa->async.data = sa;
+	rc = uv_async_init(node_loop(sa->n), &sa->async, sa_drain);
+	sa->started = rc == 0;
+	return rc;
+}
+
+static void sa_stop(void *self)
+{
+	struct standalone *sa = self;
+
+	sa->stopping = 1;
+	sa_maybe_close(sa);
+}
+
+static void sa_destroy(void *self)
+{
+	struct standalone *sa = self;
+
+	pthread_mutex_destroy(&sa->mu);
+	free(sa);
+}
+
+static const struct repl_ops standalone_ops = {
+	.name = "standalone",
+	.replay = NULL,
+	.start = sa_start,
+	.write = sa_write,
+	.read_barrier = sa_read_barrier,
+	.status = sa_status,
+	.stop = sa_stop,
+	.destroy = sa_destroy,
+};
+
+int repl_standalone_new(node *n, void **self, const struct repl_ops **ops)
+{
+	struct standalone *sa = calloc(1, sizeof *sa);
+
+	if (!sa)
+		return -ENOMEM;
+	sa->n = n;
+	pthread_mutex_init(&sa->mu, NULL);
+	*self = sa;
+	*ops = &standalone_ops;
+	return 0;
+}

@@ -1,0 +1,344 @@
+/*
+ * test_node.c — the node runtime in standalone mode: requests from many
+ * threads funnel through the loop, share group commits, survive a restart,
+ * and shutdown neither loses nor half-applies anything.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cluster/node.h"
+#include "cluster/repl.h"
+
+static char *make_tmpdir(void)
+{
+	char tmpl[] = "/tmp/kvfs-node-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	assert_non_null(d);
+	return strdup(d);
+}
+
+static void rm_rf(const char *dir)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static node *open_node(const char *dir)
+{
+	struct node_config cfg = { 0 };
+	node *n = NULL;
+
+	cfg.data_dir = dir;
+	cfg.mode = NODE_STANDALONE;
+	cfg.control = "";               /* no control socket in these tests */
+	cfg.vectors = "/nonexistent/kvfs-vectors"; /* n-gram vectors: fast start */
+	assert_int_equal(node_open(&cfg, &n), 0);
+	assert_non_null(n);
+	return n;
+}
+
+static struct kv_op put_op(const char *key, const char *val)
+{
+	struct kv_op op = { 0 };
+
+	op.kind = KV_PUT;
+	op.key = key;
+	op.klen = (uint32_t)strlen(key);
+	op.val = val;
+	op.vlen = (uint32_t)strlen(val);
+	op.meta.mode = S_IFREG | 0644;
+	return op;
+}
+
+static int put(node *n, const char *key, const char *val)
+{
+	struct kv_op op = put_op(key, val);
+	struct kv_batch b = { &op, 1 };
+	return node_write(n, &b);
+}
+
+static void assert_value(node *n, const char *key, const char *want)
+{
+	kv_rec *r = NULL;
+
+	assert_int_equal(store_get(node_store(n), key, strlen(key), 0, &r), 0);
+	assert_int_equal(kv_rec_size(r), strlen(want));
+	assert_memory_equal(kv_rec_value(r), want, strlen(want));
+	kv_rec_unref(r);
+}
+
+static void write_is_visible_after_it_returns(void **state)
+{
+	char *dir = make_tmpdir();
+	node *n = open_node(dir);
+
+	(void)state;
+	assert_int_equal(put(n, "greeting", "hello"), 0);
+	assert_value(n, "greeting", "hello");
+	assert_int_equal(node_read_barrier(n), 0);
+	node_close(n);
+	rm_rf(dir);
+}
+
+static void invalid_key_is_refused_and_node_stays_up(void **state)
+{
+	char *dir = make_tmpdir();
+	node *n = open_node(dir);
+	char big[5000];
+
+	(void)state;
+	assert_int_equal(put(n, "/abs", "x"), -EINVAL);
+	assert_int_equal(put(n, "a//b", "x"), -EINVAL);
+	assert_int_equal(put(n, ".search/x", "x"), -EINVAL);
+	memset(big, 'k', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(put(n, big, "x"), -ENAMETOOLONG);
+	assert_int_equal(put(n, "ok", "fine"), 0);
+	assert_value(n, "ok", "fine");
+	node_close(n);
+	rm_rf(dir);
+}
+
+#define WRITERS 32
+#define PER_WRITER 40
+
+struct writer_arg {
+	node *n;
+	int   id;
+	int   ok;        /* writes acknowledged */
+	int   refused;   /* -ESHUTDOWN (node closing) */
+	int   other;     /* any other error */
+	int   stop_at;   /* write this many, or until refused */
+};
+
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+	char key[64], val[64];
+	int i, rc;
+
+	for (i = 0; i < a->stop_at; i++) {
+		snprintf(key, sizeof key, "w%02d/k%04d", a->id, i);
+		snprintf(val, sizeof val, "value-%d-%d", a->id, i);
+		rc = put(a->n, key, val);
+		if (rc == 0)
+			a->ok++;
+		else if (rc == -ESHUTDOWN) {
+			a->refused++;
+			break;
+		} else {
+			a->other++;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void concurrent_writers_share_syncs_and_survive_restart(void **state)
+{
+	char *dir = make_tmpdir();
+	node *n = open_node(dir);
+	pthread_t th[WRITERS];
+	struct writer_arg args[WRITERS];
+	struct store_stats before, after;
+	char key[64], val[64];
+	int i, j;
+
+	(void)state;
+	store_get_stats(node_store(n), &before);
+	for (i = 0; i < WRITERS; i++) {
+		args[i] = (struct writer_arg){ .n = n, .id = i, .stop_at = PER_WRITER };
+		assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
+	}
+	for (i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].ok, PER_WRITER);
+	}
+	store_get_stats(node_store(n), &after);
+	/* Group commit: 32 concurrent writers must share syncs. */
+	print_message("writes %d, syncs %llu\n", WRITERS * PER_WRITER,
+		      (unsigned long long)(after.syncs - before.syncs));
+	assert_true(after.syncs - before.syncs < (uint64_t)WRITERS * PER_WRITER / 4);
+	node_close(n);
+
+	n = open_node(dir);
+	for (i = 0; i < WRITERS; i++)
+		for (j = 0; j < PER_WRITER; j++) {
+			snprintf(key, sizeof key, "w%02d/k%04d", i, j);
+			snprintf(val, sizeof val, "value-%d-%d", i, j);
+			assert_value(n, key, val);
+		}
+	node_close(n);
+	rm_rf(dir);
+}
+
+/* ---- loop-thread API --------------------------------------------------------- */
+
+struct async_ctx {
+	node           *n;
+	int             status;
+	int             done;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	pthread_t       loop_thread;
+	pthread_t       cb_thread;
+};
+
+static void async_done(void *arg, int status)
+{
+	struct async_ctx *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	c->status = status;
+	c->done = 1;
+	c->cb_thread = pthread_self();
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void start_async_write(void *arg)
+{
+	struct async_ctx *c = arg;
+	struct kv_op op = put_op("async/key", "async value");
+	struct kv_batch b = { &op, 1 };
+
+	c->loop_thread = pthread_self();
+	node_write_async(c->n, &b, async_done, c); /* batch is copied */
+}
+
+static void async_write_completes_on_the_loop_thread(void **state)
+{
+	char *dir = make_tmpdir();
+	struct async_ctx c = { 0 };
+
+	(void)state;
+	c.n = open_node(dir);
+	pthread_mutex_init(&c.mu, NULL);
+	pthread_cond_init(&c.cv, NULL);
+	assert_int_equal(node_call(c.n, start_async_write, &c), 0);
+	pthread_mutex_lock(&c.mu);
+	while (!c.done)
+		pthread_cond_wait(&c.cv, &c.mu);
+	pthread_mutex_unlock(&c.mu);
+	assert_int_equal(c.status, 0);
+	assert_true(pthread_equal(c.loop_thread, c.cb_thread));
+	assert_value(c.n, "async/key", "async value");
+	node_close(c.n);
+	rm_rf(dir);
+}
+
+
+/* Writes in flight when node_close() is called (from the control socket,
+ * which lives on the loop) are each answered exactly once, with success or
+ * -ESHUTDOWN, and every acknowledged one is there after a restart. */
+#define INFLIGHT 500
+
+struct inflight {
+	node *n;
+	int   status[INFLIGHT];
+	int   calls[INFLIGHT];
+	char  keys[INFLIGHT][32];
+	char  vals[INFLIGHT][32];
+};
+
+struct inflight_slot {
+	struct inflight *f;
+	int              i;
+};
+
+static struct inflight_slot slots[INFLIGHT];
+
+static void inflight_done(void *arg, int status)
+{
+	struct inflight_slot *s = arg;
+
+	s->f->status[s->i] = status;
+	s->f->calls[s->i]++;
+}
+
+static void start_many_async_writes(void *arg)
+{
+	struct inflight *f = arg;
+	int i;
+
+	for (i = 0; i < INFLIGHT; i++) {
+		struct kv_op op;
+		struct kv_batch b = { &op, 1 };
+
+		snprintf(f->keys[i], sizeof f->keys[i], "inflight/%04d", i);
+		snprintf(f->vals[i], sizeof f->vals[i], "v%d", i);
+		op = put_op(f->keys[i], f->vals[i]);
+		slots[i] = (struct inflight_slot){ f, i };
+		node_write_async(f->n, &b, inflight_done, &slots[i]);
+	}
+}
+
+static void close_with_writes_in_flight_answers_each_once(void **state)
+{
+	char *dir = make_tmpdir();
+	static struct inflight f;
+	int i, ok = 0;
+
+	(void)state;
+	memset(&f, 0, sizeof f);
+	f.n = open_node(dir);
+	assert_int_equal(node_call(f.n, start_many_async_writes, &f), 0);
+	node_close(f.n);
+	for (i = 0; i < INFLIGHT; i++) {
+		assert_int_equal(f.calls[i], 1);
+		assert_true(f.status[i] == 0 || f.status[i] == -ESHUTDOWN);
+		ok += f.status[i] == 0;
+	}
+	print_message("%d of %d in-flight writes acknowledged before close\n", ok, INFLIGHT);
+	f.n = open_node(dir);
+	for (i = 0; i < INFLIGHT; i++)
+		if (f.status[i] == 0)
+			assert_value(f.n, f.keys[i], f.vals[i]);
+	node_close(f.n);
+	rm_rf(dir);
+}
+
+static void data_dir_that_is_a_file_is_refused(void **state)
+{
+	char *dir = make_tmpdir();
+	char file[600];
+	struct node_config cfg = { 0 };
+	node *n = NULL;
+	FILE *f;
+
+	(void)state;
+	snprintf(file, sizeof file, "%s/plainfile", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	cfg.data_dir = file;
+	cfg.control = "";
+	assert_int_equal(node_open(&cfg, &n), -ENOTDIR);
+	assert_null(n);
+	rm_rf(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(write_is_visible_after_it_returns),
+		cmocka_unit_test(invalid_key_is_refused_and_node_stays_up),
+		cmocka_unit_test(concurrent_writers_share_syncs_and_survive_restart),
+		cmocka_unit_test(close_with_writes_in_flight_answers_each_once),
+		cmocka_unit_test(async_write_completes_on_the_loop_thread),
+		cmocka_unit_test(data_dir_that_is_a_file_is_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
