@@ -66,4 +66,12 @@ const char *search_mode_name(enum search_mode m);
 const char *search_vectors_kind(const struct search_index *ix);
 size_t      search_doc_count(struct search_index *ix);
 
+/* Added by the search library (new functions, no signature changed): */
+
+/* The vector file kvfs loads: $KVFS_VECTORS when set and non-empty, else
+ * <source root>/vectors/glove-100d.kvv (written by scripts/get-vectors). */
+const char *search_default_vectors_path(void);
+/* Heap bytes held by the index structures (postings, documents, vectors). */
+size_t      search_memory_bytes(struct search_index *ix);
+
 #endif
