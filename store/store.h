@@ -11,8 +11,10 @@
  * Threads: every function here is thread-safe unless it says otherwise.
  * Reads (store_get, store_next, store_scan) run concurrently with each other
  * and are serialised against the (short) apply step only. Completion callbacks
- * run on the store's internal committer thread: they must not block and must
- * not call store_write() (which would wait for that very thread).
+ * run on the store's internal committer thread — or on a thread blocked in
+ * store_write() that performed the covering sync itself (leader/follower
+ * group commit, as in LevelDB, saves a thread hand-off per sync): they must
+ * not block and must not call store_write().
  *
  * Errors: functions return 0 or a negative errno. After a failed write, sync or
  * snapshot the store enters a sticky failed state: every later write fails with
@@ -105,7 +107,8 @@ int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n
  * the map's write lock is held (so it is atomic with visibility). `old` and
  * `new` are borrowed (either may be NULL: create / delete). Must be quick and
  * must not call back into the store. Used by the search index and the FS cache
- * invalidation. */
+ * invalidation. Not called for the state store_open() recovers (snapshot and
+ * log replay): scan the store after opening for that. */
 typedef void (*store_apply_hook)(void *arg, const char *key, size_t klen,
 				 const kv_rec *old_rec, const kv_rec *new_rec);
 
@@ -127,6 +130,13 @@ struct store_options {
 	void    *apply_hook_arg;
 	store_replay_fn replay;        /* may be NULL: opaque records are then skipped */
 	void    *replay_arg;
+	/* Application state saved in every snapshot, captured atomically with
+	 * the map (under the apply lock: no batch is applied meanwhile). Writes
+	 * at most cap bytes into buf and returns the full length; when that is
+	 * more than cap it is called again with a buffer that large. May be NULL
+	 * (no state). Must be quick and must not call back into the store. */
+	size_t (*snap_state)(void *arg, void *buf, size_t cap);
+	void    *snap_state_arg;
 };
 
 /* Opens (creating if needed) the store in directory `dir`: loads the newest
@@ -211,10 +221,22 @@ struct store_stats {
 	uint64_t log_bytes;      /* bytes of log since the last snapshot */
 	uint64_t snapshots;      /* snapshots taken since open */
 	int      failed;         /* sticky error (negative errno) or 0 */
+	uint64_t snapshot_lsn;   /* lsn of the newest snapshot (loaded at open or taken since), 0 = none */
 };
 void store_get_stats(store *st, struct store_stats *out);
 
 /* The sticky error, or 0. */
 int  store_failed(store *st);
+
+/* The application state (see store_options.snap_state) of the snapshot that
+ * store_open() loaded, and that snapshot's lsn (the last log record it
+ * contains; 0 and *len 0 when the store was opened without a snapshot).
+ * Records with lsn > *lsn were replayed from the log after it. *ptr stays
+ * valid until store_close(). */
+void store_snapshot_state(store *st, const void **ptr, size_t *len, uint64_t *lsn);
+
+/* The lsn of the last record applied to the map (after open: the last batch
+ * recovered), i.e. the version the map reflects. */
+uint64_t store_applied_lsn(store *st);
 
 #endif

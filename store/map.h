@@ -1,0 +1,62 @@
+/*
+ * map.h — the ordered in-memory map key -> kv_rec*, the store's state.
+ *
+ * A skiplist (Pugh 1990, with LevelDB's branching factor of 4). Why a
+ * skiplist: ordered iteration from any key (directory listings, prefixes) is
+ * a walk along level 0; get/put/delete are O(log n) expected with no
+ * rebalancing code to get wrong; and it is memory-lean: a node is the record
+ * pointer, a height and on average 4/3 next pointers (about 27 bytes), the
+ * key living once, inside the immutable record. A million keys cost about
+ * 27 MB of index on top of the records. Heights come from a per-map
+ * xorshift generator with a fixed seed, so runs are reproducible.
+ *
+ * Not thread-safe: the store serialises writers and readers with a rwlock.
+ * Records handed in or out carry references as stated per function.
+ */
+#ifndef KVFS_MAP_H
+#define KVFS_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/rec.h"
+
+typedef struct map map;
+
+map   *map_new(uint64_t seed);
+/* Drops the map's reference on every record. */
+void   map_free(map *m);
+size_t map_count(const map *m);
+
+/* The record of key, borrowed (valid while the map is not modified), or NULL. */
+kv_rec *map_get(const map *m, const char *key, size_t klen);
+
+/* Inserts or replaces rec under its own key. The map takes over the caller's
+ * reference on rec. *old receives the replaced record with the map's former
+ * reference (the caller must unref it), or NULL. 0 or -ENOMEM. */
+int map_put(map *m, kv_rec *rec, kv_rec **old);
+
+/* Appends rec whose key is greater than every key in the map (snapshot
+ * loading reads keys in order): O(1) after the first call. -EINVAL when the
+ * key is not greater than the last one. */
+int map_append(map *m, kv_rec *rec);
+
+/* Removes key; returns the removed record with the map's reference (caller
+ * unrefs), or NULL when missing. */
+kv_rec *map_del(map *m, const char *key, size_t klen);
+
+/* Iteration. An iterator is valid while the map is not modified. */
+typedef struct map_iter {
+	const void *node;
+} map_iter;
+
+/* Positions at the first key >= key (> key when `strict`); key may be NULL
+ * (klen 0) for the first key. Returns its record (borrowed) or NULL at end. */
+kv_rec *map_seek(const map *m, const char *key, size_t klen, int strict, map_iter *it);
+/* Advances; returns the next record (borrowed) or NULL at the end. */
+kv_rec *map_iter_next(map_iter *it);
+
+/* Key comparison used by the map: bytewise (unsigned), shorter prefix first. */
+int map_keycmp(const char *a, size_t alen, const char *b, size_t blen);
+
+#endif

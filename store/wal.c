@@ -1,0 +1,478 @@
+#include "store/wal.h"
+#include "store/crc32c.h"
+#include "store/le.h"
+#include "store/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct segment {
+	uint64_t first_lsn;
+};
+
+struct wal {
+	const struct kvio *io;
+	char              *dir;
+	size_t             segment_bytes;
+	struct segment    *segs;      /* sorted by first_lsn */
+	size_t             nsegs, cap;
+	kvio_file         *cur;       /* last segment, open for appending */
+	uint64_t           cur_size;
+	uint64_t           next_lsn;
+	uint64_t           appended;
+	kvio_file        **retired;   /* rotated-away files a sync may still use */
+	size_t             nretired;
+};
+
+void wal_segment_name(uint64_t first_lsn, char *buf, size_t size)
+{
+	snprintf(buf, size, "wal-%020" PRIu64 ".log", first_lsn);
+}
+
+static char *seg_path(const wal *w, uint64_t first_lsn)
+{
+	char name[40], *p;
+	size_t n;
+
+	wal_segment_name(first_lsn, name, sizeof name);
+	n = strlen(w->dir) + 1 + strlen(name) + 1;
+	p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", w->dir, name);
+	return p;
+}
+
+static int add_segment(wal *w, uint64_t first_lsn)
+{
+	if (w->nsegs == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct segment *s = realloc(w->segs, cap * sizeof *s);
+
+		if (!s)
+			return -ENOMEM;
+		w->segs = s;
+		w->cap = cap;
+	}
+	w->segs[w->nsegs++].first_lsn = first_lsn;
+	return 0;
+}
+
+static int list_one(void *arg, const char *name)
+{
+	wal *w = arg;
+	char *end;
+	unsigned long long v;
+
+	if (strncmp(name, "wal-", 4) || strlen(name) != 4 + 20 + 4 ||
+	    strcmp(name + 24, ".log"))
+		return 0;
+	errno = 0;
+	v = strtoull(name + 4, &end, 10);
+	if (errno || end != name + 24 || v == 0)
+		return 0;
+	return add_segment(w, v);
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+	const struct segment *x = a, *y = b;
+
+	return x->first_lsn < y->first_lsn ? -1 : x->first_lsn > y->first_lsn;
+}
+
+int wal_open(const struct kvio *io, const char *dir, size_t segment_bytes, wal **out)
+{
+	wal *w = calloc(1, sizeof *w);
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	w->io = io;
+	w->segment_bytes = segment_bytes ? segment_bytes : 64u << 20;
+	w->dir = strdup(dir);
+	if (!w->dir) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	rc = io->list(io, dir, list_one, w);
+	if (rc)
+		goto err;
+	qsort(w->segs, w->nsegs, sizeof *w->segs, seg_cmp);
+	*out = w;
+	return 0;
+err:
+	wal_close(w);
+	return rc;
+}
+
+void wal_release_retired(wal *w)
+{
+	for (size_t i = 0; i < w->nretired; i++)
+		kvio_close(w->retired[i]);
+	w->nretired = 0;
+}
+
+void wal_close(wal *w)
+{
+	if (!w)
+		return;
+	wal_release_retired(w);
+	free(w->retired);
+	if (w->cur)
+		kvio_close(w->cur);
+	free(w->segs);
+	free(w->dir);
+	free(w);
+}
+
+uint64_t wal_first_lsn(const wal *w)
+{
+	return w->nsegs ? w->segs[0].first_lsn : 0;
+}
+
+size_t wal_segment_count(const wal *w)
+{
+	return w->nsegs;
+}
+
+uint64_t wal_next_lsn(const wal *w)
+{
+	return w->next_lsn;
+}
+
+uint64_t wal_bytes_appended(const wal *w)
+{
+	return w->appended;
+}
+
+kvio_file *wal_sync_file(wal *w)
+{
+	return w->cur;
+}
+
+static void seg_header(unsigned char *h, uint64_t first_lsn)
+{
+	le_put32(h, WAL_MAGIC);
+	le_put32(h + 4, WAL_VERSION);
+	le_put64(h + 8, first_lsn);
+	le_put32(h + 16, 0);
+	le_put32(h + 20, crc32c(0, h, 20));
+}
+
+/* Creates segment first_lsn: header written and synced, directory synced,
+ * so that records appended later can never sit in a file that vanishes. */
+static int create_segment(wal *w, uint64_t first_lsn, kvio_file **out)
+{
+	unsigned char h[WAL_SEG_HDR];
+	char *path = seg_path(w, first_lsn);
+	kvio_file *f = NULL;
+	int rc;
+
+	if (!path)
+		return -ENOMEM;
+	rc = w->io->open(w->io, path, KVIO_RDWR | KVIO_CREAT | KVIO_TRUNC, &f);
+	if (rc)
+		goto err;
+	seg_header(h, first_lsn);
+	rc = kvio_write_all(f, h, sizeof h, 0);
+	if (!rc)
+		rc = kvio_datasync(f);
+	if (!rc)
+		rc = w->io->sync_dir(w->io, w->dir);
+	if (rc)
+		goto err;
+	free(path);
+	*out = f;
+	return 0;
+err:
+	LOG(LOG_ERROR, "wal: cannot create segment %s: %s", path, strerror(-rc));
+	if (f)
+		kvio_close(f);
+	free(path);
+	return rc;
+}
+
+static int rotate(wal *w)
+{
+	kvio_file *f, **r;
+	int rc;
+
+	/* Everything in the old segment becomes durable now, so a sync that
+	 * covers lsns in both segments only needs the new file. */
+	rc = kvio_datasync(w->cur);
+	if (rc) {
+		LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
+		return rc;
+	}
+	rc = add_segment(w, w->next_lsn);
+	if (rc)
+		return rc;
+	rc = create_segment(w, w->next_lsn, &f);
+	if (rc) {
+		w->nsegs--;
+		return rc;
+	}
+	r = realloc(w->retired, (w->nretired + 1) * sizeof *r);
+	if (!r) {
+		kvio_close(f);
+		w->nsegs--;
+		return -ENOMEM;
+	}
+	w->retired = r;
+	w->retired[w->nretired++] = w->cur;
+	w->cur = f;
+	w->cur_size = WAL_SEG_HDR;
+	w->appended += WAL_SEG_HDR;
+	return 0;
+}
+
+int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc,
+	       uint64_t *lsn)
+{
+	unsigned char *h = rec;
+	int rc;
+
+	if (!w->cur)
+		return -EBADF;
+	if (w->cur_size > WAL_SEG_HDR && w->cur_size + len > w->segment_bytes) {
+		rc = rotate(w);
+		if (rc)
+			return rc;
+	}
+	le_put32(h + 4, (uint32_t)(len - WAL_REC_HDR));
+	le_put64(h + 8, w->next_lsn);
+	h[16] = type;
+	h[17] = h[18] = h[19] = 0;
+	le_put32(h, crc32c(payload_crc, h + 4, 16));
+	rc = kvio_write_all(w->cur, rec, len, w->cur_size);
+	if (rc)
+		return rc;
+	*lsn = w->next_lsn++;
+	w->cur_size += len;
+	w->appended += len;
+	return 0;
+}
+
+int wal_drop_before(wal *w, uint64_t lsn, char ***paths, size_t *n)
+{
+	size_t k = 0;
+	char **v;
+
+	/* Segment i holds lsns first_lsn(i) .. first_lsn(i+1) - 1. */
+	while (k + 1 < w->nsegs && w->segs[k + 1].first_lsn <= lsn)
+		k++;
+	*paths = NULL;
+	*n = 0;
+	if (!k)
+		return 0;
+	v = calloc(k, sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < k; i++) {
+		v[i] = seg_path(w, w->segs[i].first_lsn);
+		if (!v[i]) {
+			for (size_t j = 0; j < i; j++)
+				free(v[j]);
+			free(v);
+			return -ENOMEM;
+		}
+	}
+	memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof *w->segs);
+	w->nsegs -= k;
+	*paths = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+/* Checks the record at off; returns its total size or 0 when it is not a
+ * valid record with lsn `want` (want 0: any lsn > min_lsn). */
+static size_t rec_valid(const unsigned char *buf, size_t size, size_t off,
+			uint64_t want, uint64_t min_lsn)
+{
+	const unsigned char *h = buf + off;
+	uint32_t len, crc;
+	uint64_t lsn;
+
+	if (size - off < WAL_REC_HDR)
+		return 0;
+	len = le_get32(h + 4);
+	lsn = le_get64(h + 8);
+	if (h[17] || h[18] || h[19] || h[16] == 0)
+		return 0;
+	if (want ? lsn != want : lsn <= min_lsn)
+		return 0;
+	if (len > size - off - WAL_REC_HDR)
+		return 0;
+	crc = crc32c(crc32c(0, h + WAL_REC_HDR, len), h + 4, 16);
+	if (crc != le_get32(h))
+		return 0;
+	return WAL_REC_HDR + (size_t)len;
+}
+
+static int read_file(const struct kvio *io, const char *path, unsigned char **buf,
+		     size_t *size, kvio_file **fout)
+{
+	kvio_file *f;
+	uint64_t sz;
+	unsigned char *b;
+	int rc;
+
+	rc = io->open(io, path, KVIO_RDWR, &f);
+	if (rc)
+		return rc;
+	rc = kvio_size(f, &sz);
+	if (rc)
+		goto err;
+	b = malloc(sz ? sz : 1);
+	if (!b) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	rc = kvio_read_all(f, b, sz, 0);
+	if (rc) {
+		free(b);
+		goto err;
+	}
+	*buf = b;
+	*size = sz;
+	*fout = f;
+	return 0;
+err:
+	kvio_close(f);
+	return rc;
+}
+
+static int header_ok(const unsigned char *b, size_t size, uint64_t first_lsn)
+{
+	return size >= WAL_SEG_HDR && le_get32(b) == WAL_MAGIC &&
+	       le_get32(b + 4) == WAL_VERSION && le_get64(b + 8) == first_lsn &&
+	       le_get32(b + 16) == 0 && le_get32(b + 20) == crc32c(0, b, 20);
+}
+
+int wal_recover(wal *w, uint64_t next_lsn_if_empty, wal_record_fn fn, void *arg)
+{
+	uint64_t expect = w->nsegs ? w->segs[0].first_lsn : next_lsn_if_empty;
+	unsigned char *buf = NULL;
+	kvio_file *f = NULL;
+	char *path = NULL;
+	size_t size, off;
+	int rc = 0;
+
+	for (size_t i = 0; i < w->nsegs; i++) {
+		int last = i + 1 == w->nsegs;
+
+		path = seg_path(w, w->segs[i].first_lsn);
+		if (!path)
+			return -ENOMEM;
+		if (w->segs[i].first_lsn != expect) {
+			LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %" PRIu64
+			    " (a segment is missing)", path, w->segs[i].first_lsn, expect);
+			rc = -EUCLEAN;
+			goto err;
+		}
+		rc = read_file(w->io, path, &buf, &size, &f);
+		if (rc) {
+			LOG(LOG_ERROR, "wal: cannot read %s: %s", path, strerror(-rc));
+			goto err;
+		}
+		if (!header_ok(buf, size, w->segs[i].first_lsn)) {
+			/* Segments are created header-first and synced before
+			 * use, so a bad header holding nothing more is a crash
+			 * during creation of the newest segment: start it anew. */
+			if (last && size <= WAL_SEG_HDR) {
+				LOG(LOG_WARN, "wal: %s has a torn header; recreating it", path);
+				kvio_close(f);
+				f = NULL;
+				rc = w->io->unlink(w->io, path);
+				if (!rc)
+					rc = create_segment(w, expect, &f);
+				if (rc)
+					goto err;
+				size = WAL_SEG_HDR;
+				goto done_segment;
+			}
+			LOG(LOG_ERROR, "wal: corrupt segment header in %s at offset 0", path);
+			rc = -EUCLEAN;
+			goto err;
+		}
+		off = WAL_SEG_HDR;
+		while (off < size) {
+			size_t n = rec_valid(buf, size, off, expect, 0);
+			const unsigned char *h = buf + off;
+
+			if (!n) {
+				int later = 0;
+
+				/* A valid record further on proves the bad one is
+				 * not just an interrupted append. */
+				for (size_t o = off + 1; last && o + WAL_REC_HDR <= size; o++)
+					if (rec_valid(buf, size, o, 0, expect)) {
+						later = 1;
+						break;
+					}
+				if (!last || later) {
+					LOG(LOG_ERROR, "wal: corrupt record in %s at offset %zu "
+					    "(lsn %" PRIu64 " expected)", path, off, expect);
+					rc = -EUCLEAN;
+					goto err;
+				}
+				LOG(LOG_WARN, "wal: truncating torn tail of %s at offset %zu "
+				    "(%zu bytes dropped)", path, off, size - off);
+				rc = kvio_truncate(f, off);
+				if (!rc)
+					rc = kvio_datasync(f);
+				if (rc) {
+					LOG(LOG_ERROR, "wal: cannot truncate %s: %s", path,
+					    strerror(-rc));
+					goto err;
+				}
+				size = off;
+				break;
+			}
+			if (fn) {
+				rc = fn(arg, h[16], expect, h + WAL_REC_HDR, n - WAL_REC_HDR);
+				if (rc)
+					goto err;
+			}
+			expect++;
+			off += n;
+		}
+done_segment:
+		free(buf);
+		buf = NULL;
+		if (last) {
+			w->cur = f;
+			w->cur_size = size;
+			f = NULL;
+		} else {
+			kvio_close(f);
+			f = NULL;
+		}
+		free(path);
+		path = NULL;
+	}
+	if (!w->nsegs) {
+		rc = add_segment(w, expect);
+		if (rc)
+			return rc;
+		rc = create_segment(w, expect, &w->cur);
+		if (rc) {
+			w->nsegs = 0;
+			return rc;
+		}
+		w->cur_size = WAL_SEG_HDR;
+	}
+	w->next_lsn = expect;
+	return 0;
+err:
+	free(buf);
+	if (f)
+		kvio_close(f);
+	free(path);
+	return rc;
+}

@@ -1,0 +1,100 @@
+/*
+ * wal.h — the segmented, append-only write-ahead log.
+ *
+ * The log is a sequence of segment files in the store directory, named
+ * "wal-<first lsn, 20 decimal digits>.log" so that name order is log order.
+ * LSNs start at 1 and grow by exactly one per record, across segments.
+ *
+ * Segment header, 24 bytes, little-endian:
+ *    0  u32  magic 0x4C57564B ("KVWL" in file order)
+ *    4  u32  version (1)
+ *    8  u64  first lsn (equal to the one in the file name)
+ *   16  u32  reserved, 0
+ *   20  u32  CRC-32C of bytes 0..19
+ * Records follow back to back, each a 20-byte header and the payload:
+ *    0  u32  CRC-32C of the payload, continued over bytes 4..19 of this header
+ *            (payload first, so the payload part is computed outside the lock
+ *            and only 16 bytes are checksummed while holding it)
+ *    4  u32  payload length
+ *    8  u64  lsn
+ *   16  u8   type (store.c: 1 batch, 2 unapplied batch; >= 64 opaque)
+ *   17  u8[3] reserved, 0
+ *   20  payload
+ *
+ * Durability: a new segment is created, its header written and synced and the
+ * directory synced BEFORE any record goes into it; the previous segment is
+ * synced at the same time. So after a crash only the tail of the last segment
+ * can be torn.
+ *
+ * Recovery (wal_recover): every record is checked (length, CRC, reserved
+ * bytes, lsn = previous + 1). The first bad record in the LAST segment is a
+ * torn tail and is truncated away — unless a valid record with a later lsn
+ * can still be found after it, which means real corruption. A bad record in
+ * any other segment, or such mid-log corruption, fails with -EUCLEAN and an
+ * error line naming the file and the byte offset.
+ *
+ * Not thread-safe: the store calls it under its log mutex, except that the
+ * file returned by wal_sync_file() may be synced without the lock (it stays
+ * open until wal_release_retired()).
+ */
+#ifndef KVFS_WAL_H
+#define KVFS_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/kvio.h"
+
+#define WAL_SEG_HDR  24
+#define WAL_REC_HDR  20
+#define WAL_MAGIC    0x4C57564Bu
+#define WAL_VERSION  1
+
+typedef struct wal wal;
+
+/* Lists the segments in dir (reads nothing yet). */
+int wal_open(const struct kvio *io, const char *dir, size_t segment_bytes, wal **out);
+void wal_close(wal *w);
+
+/* First lsn of the oldest segment, 0 when there is none. */
+uint64_t wal_first_lsn(const wal *w);
+size_t   wal_segment_count(const wal *w);
+
+/* Called for every valid record in log order; non-zero aborts recovery. */
+typedef int (*wal_record_fn)(void *arg, uint8_t type, uint64_t lsn,
+			     const void *payload, size_t len);
+
+/* Reads and checks every segment, calls fn per record, truncates a torn tail
+ * and opens the last segment for appending. With no segment at all, creates
+ * the first one starting at next_lsn_if_empty. */
+int wal_recover(wal *w, uint64_t next_lsn_if_empty, wal_record_fn fn, void *arg);
+
+/* Lsn the next append gets. */
+uint64_t wal_next_lsn(const wal *w);
+
+/* Appends one record. `rec` holds WAL_REC_HDR bytes of room followed by the
+ * payload (len counts both); the header is filled in here. payload_crc is
+ * crc32c(0, payload) computed by the caller. Rotates first when the segment
+ * is full (which syncs). The record is in the page cache afterwards, not yet
+ * durable. On error the log must not be used for appends again. */
+int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc,
+	       uint64_t *lsn);
+
+/* The file holding the newest records: datasync it to make every appended
+ * record durable. Stays valid until wal_release_retired(). */
+kvio_file *wal_sync_file(wal *w);
+/* Closes segments retired by rotation; call only when no sync is in flight. */
+void wal_release_retired(wal *w);
+
+/* Bytes appended since open (headers included). */
+uint64_t wal_bytes_appended(const wal *w);
+
+/* Forgets the segments that hold only records with lsn < lsn (never the one
+ * being appended to) and returns their paths (malloc'd array of malloc'd
+ * strings) for the caller to unlink outside its lock. */
+int wal_drop_before(wal *w, uint64_t lsn, char ***paths, size_t *n);
+
+/* The file name of a segment starting at first_lsn (for tests): buf >= 32. */
+void wal_segment_name(uint64_t first_lsn, char *buf, size_t size);
+
+#endif
