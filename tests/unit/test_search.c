@@ -1,0 +1,546 @@
+/*
+ * test_search.c — the search index through its public API (search.h), plus
+ * the .kvv vector file loader (emb.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "search/emb.h"
+#include "search/search.h"
+
+static struct search_index *new_index(const char *vectors)
+{
+	struct search_config cfg = { .vectors_path = vectors };
+	struct search_index *ix = NULL;
+
+	assert_int_equal(search_index_new(&cfg, &ix), 0);
+	return ix;
+}
+
+static void put(struct search_index *ix, const char *key, const char *text)
+{
+	assert_int_equal(search_index_put(ix, key, strlen(key), text, strlen(text)), 0);
+}
+
+static void del(struct search_index *ix, const char *key)
+{
+	assert_int_equal(search_index_del(ix, key, strlen(key)), 0);
+}
+
+struct res {
+	struct search_hit *h;
+	size_t n;
+};
+
+static struct res query(struct search_index *ix, const char *q, enum search_mode m)
+{
+	struct res r;
+	assert_int_equal(search_query(ix, q, strlen(q), m, 0, &r.h, &r.n), 0);
+	return r;
+}
+
+static double score_of(const struct res *r, const char *key)
+{
+	size_t i;
+	for (i = 0; i < r->n; i++)
+		if (!strcmp(r->h[i].key, key))
+			return r->h[i].score;
+	return -1;
+}
+
+/* "k1 k2 ..." of a result, for readable assertions. */
+static const char *keys(const struct res *r)
+{
+	static char buf[4096];
+	size_t i, n = 0;
+
+	buf[0] = 0;
+	for (i = 0; i < r->n; i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? " " : "", r->h[i].key);
+	return buf;
+}
+
+static void done(struct res *r)
+{
+	search_hits_free(r->h, r->n);
+}
+
+/* The tiny corpus of the hand computations below. Stems: appl, banana,
+ * cherri, date, elderberri, fig. N = 3, lengths 3, 2, 4, avgdl = 3. */
+static struct search_index *tiny(void)
+{
+	struct search_index *ix = new_index(NULL);
+	put(ix, "d1", "apple banana apple");
+	put(ix, "d2", "banana cherry");
+	put(ix, "d3", "cherry date elderberry fig");
+	return ix;
+}
+
+/*
+ * BM25 (k1 = 1.2, b = 0.75), idf = ln(1 + (N - df + 0.5) / (df + 0.5)):
+ *  "apple":  df 1, idf = ln(1 + 2.5/1.5) = 0.980829;
+ *            d1 tf 2 dl 3: 2 * 2.2 / (2 + 1.2) = 1.375 -> 1.348640
+ *  "banana": df 2, idf = ln(1 + 1.5/2.5) = ln 1.6 = 0.470004;
+ *            d1 tf 1 dl 3: 2.2 / 2.2 = 1 -> 0.470004
+ *            d2 tf 1 dl 2: K = 1.2 * (0.25 + 0.75 * 2/3) = 0.9; 2.2 / 1.9 -> 0.544215
+ */
+static void bm25_scores_match_hand_computed_values(void **state)
+{
+	struct search_index *ix = tiny();
+	struct res r;
+
+	(void)state;
+	r = query(ix, "apple", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "d1");
+	assert_float_equal(r.h[0].score, 1.348640, 1e-5);
+	done(&r);
+	r = query(ix, "Bananas", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "d2 d1");
+	assert_float_equal(score_of(&r, "d2"), 0.544215, 1e-5);
+	assert_float_equal(score_of(&r, "d1"), 0.470004, 1e-5);
+	done(&r);
+	/* Sum over query terms: d1 = 1.348640 + 0.470004. */
+	r = query(ix, "apple banana", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "d1 d2");
+	assert_float_equal(score_of(&r, "d1"), 1.818644, 1e-5);
+	done(&r);
+	search_index_free(ix);
+}
+
+/*
+ * TF-IDF lnc.ltc, idf = ln(1 + N/df). Query "banana cherry": both df 2, equal
+ * weights, so each normalised query weight is 1/sqrt 2 = 0.707107.
+ *  d1: norm sqrt((1 + ln 2)^2 + 1) = 1.966417; 0.707107 * 1 / 1.966417 = 0.359594
+ *  d2: norm sqrt 2; 0.707107 * 2 / 1.414214 = 1
+ *  d3: norm 2; 0.707107 / 2 = 0.353553
+ */
+static void tfidf_cosine_matches_hand_computed_values(void **state)
+{
+	struct search_index *ix = tiny();
+	struct res r;
+
+	(void)state;
+	r = query(ix, "banana cherry", SEARCH_TFIDF);
+	assert_string_equal(keys(&r), "d2 d1 d3");
+	assert_float_equal(score_of(&r, "d2"), 1.0, 1e-5);
+	assert_float_equal(score_of(&r, "d1"), 0.359594, 1e-5);
+	assert_float_equal(score_of(&r, "d3"), 0.353553, 1e-5);
+	done(&r);
+	search_index_free(ix);
+}
+
+static void phrase_matches_word_sequence_not_substring(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	struct res r;
+
+	(void)state;
+	put(ix, "p1", "The quick brown fox jumps");
+	put(ix, "p2", "brown quick fox");                /* reversed */
+	put(ix, "p3", "quickbrown foxes");               /* substring only */
+	put(ix, "p4", "quick the brown");                /* a stop word between */
+	put(ix, "p5", "so quick, brown and quick brown"); /* punctuation is a separator */
+	r = query(ix, "\"quick brown\"", SEARCH_HYBRID);
+	assert_string_equal(keys(&r), "p5 p1");
+	done(&r);
+	/* Unquoted text in phrase mode is a phrase too. */
+	r = query(ix, "quick brown", SEARCH_PHRASE);
+	assert_string_equal(keys(&r), "p5 p1");
+	done(&r);
+	/* Stop words keep their slot. */
+	r = query(ix, "\"quick the brown\"", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "p4");
+	done(&r);
+	r = query(ix, "\"brown quick\"", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "p2");
+	done(&r);
+	/* The same words in text mode match every document holding them. */
+	r = query(ix, "quick brown", SEARCH_TEXT);
+	assert_int_equal(r.n, 4);
+	done(&r);
+	r = query(ix, "\"\"", SEARCH_HYBRID);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	search_index_free(ix);
+}
+
+static void overwrite_and_delete_leave_no_stale_postings(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	struct res r;
+
+	(void)state;
+	put(ix, "a", "alpha beta");
+	put(ix, "b", "beta gamma");
+	r = query(ix, "alpha", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "a");
+	done(&r);
+	put(ix, "a", "delta epsilon");
+	r = query(ix, "alpha", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	r = query(ix, "beta", SEARCH_TEXT);
+	assert_string_equal(keys(&r), "b");
+	done(&r);
+	r = query(ix, "delta", SEARCH_TFIDF);
+	assert_string_equal(keys(&r), "a");
+	done(&r);
+	del(ix, "a");
+	r = query(ix, "delta", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	r = query(ix, "delta", SEARCH_SEMANTIC);
+	assert_true(score_of(&r, "a") < 0);
+	done(&r);
+	assert_int_equal(search_doc_count(ix), 1);
+	/* Deleting an absent key is not an error; binary text unindexes. */
+	del(ix, "nope");
+	assert_int_equal(search_index_put(ix, "b", 1, "gamma\xff", 6), 0);
+	r = query(ix, "gamma", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	assert_int_equal(search_doc_count(ix), 0);
+	search_index_free(ix);
+}
+
+/* Random puts, overwrites and deletes against a model: after each round,
+ * every word's BM25 hits are exactly the keys whose current text has it, and
+ * a two-word phrase finds exactly the texts with that adjacent pair. This
+ * exercises splicing entries into and out of the middle of posting lists. */
+#define MKEYS 60
+#define MWORDS 12
+static const char *const mwords[MWORDS] = {
+	"red", "green", "blue", "cyan", "magenta", "yellow",
+	"black", "white", "orange", "purple", "brown", "pink",
+};
+
+static void random_updates_agree_with_a_model(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	int text[MKEYS][8], len[MKEYS];
+	unsigned seed = 12345;
+	char key[16], buf[256];
+	int round, op, k, i, w, w2, n;
+	struct res r;
+
+	(void)state;
+	memset(len, 0, sizeof(len));
+	for (round = 0; round < 40; round++) {
+		for (op = 0; op < 50; op++) {
+			k = (int)(rand_r(&seed) % MKEYS);
+			snprintf(key, sizeof(key), "k%02d", k);
+			if (rand_r(&seed) % 4 == 0) {
+				del(ix, key);
+				len[k] = 0;
+				continue;
+			}
+			len[k] = 1 + (int)(rand_r(&seed) % 8);
+			n = 0;
+			for (i = 0; i < len[k]; i++) {
+				text[k][i] = (int)(rand_r(&seed) % MWORDS);
+				n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s ", mwords[text[k][i]]);
+			}
+			put(ix, key, buf);
+		}
+		for (w = 0; w < MWORDS; w++) {
+			int want = 0, got = 0;
+			r = query(ix, mwords[w], SEARCH_TEXT);
+			for (k = 0; k < MKEYS; k++) {
+				int has = 0;
+				for (i = 0; i < len[k]; i++)
+					has |= text[k][i] == w;
+				snprintf(key, sizeof(key), "k%02d", k);
+				want += has;
+				if (has)
+					assert_true(score_of(&r, key) > 0);
+			}
+			got = (int)r.n;
+			assert_int_equal(got, want);
+			done(&r);
+			w2 = (w + round) % MWORDS;
+			snprintf(buf, sizeof(buf), "\"%s %s\"", mwords[w], mwords[w2]);
+			r = query(ix, buf, SEARCH_TEXT);
+			want = 0;
+			for (k = 0; k < MKEYS; k++) {
+				int has = 0;
+				for (i = 0; i + 1 < len[k]; i++)
+					has |= text[k][i] == w && text[k][i + 1] == w2;
+				want += has;
+			}
+			assert_int_equal((int)r.n, want);
+			done(&r);
+		}
+	}
+	search_index_free(ix);
+}
+
+static void limit_and_tie_order_are_respected(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	struct search_hit *h;
+	size_t n;
+	char key[16];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "k%02d", 29 - i);
+		put(ix, key, "same words here");
+	}
+	assert_int_equal(search_query(ix, "words", 5, SEARCH_TEXT, 7, &h, &n), 0);
+	assert_int_equal(n, 7);
+	/* Equal scores come out by key. */
+	assert_string_equal(h[0].key, "k00");
+	assert_string_equal(h[6].key, "k06");
+	search_hits_free(h, n);
+	search_index_free(ix);
+}
+
+static void mode_names_round_trip(void **state)
+{
+	enum search_mode m;
+	const char *names[] = { "hybrid", "text", "tfidf", "semantic", "phrase" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(search_mode_parse(names[i], &m), 0);
+		assert_string_equal(search_mode_name(m), names[i]);
+	}
+	assert_int_equal(search_mode_parse("bm25", &m), -EINVAL);
+}
+
+static void ngram_vectors_match_similar_spellings(void **state)
+{
+	struct search_index *ix = new_index("/nonexistent/vectors.kvv");
+	struct res r;
+
+	(void)state;
+	assert_string_equal(search_vectors_kind(ix), "char-ngram");
+	put(ix, "a", "international organisations and their members");
+	put(ix, "b", "baking bread with sourdough starter");
+	put(ix, "c", "the river flows to the sea");
+	/* A misspelling shares most trigrams with the indexed words. */
+	r = query(ix, "internasional organizations", SEARCH_SEMANTIC);
+	assert_true(r.n >= 1);
+	assert_string_equal(r.h[0].key, "a");
+	done(&r);
+	r = query(ix, "internasional organizations", SEARCH_HYBRID);
+	assert_true(r.n >= 1);
+	assert_string_equal(r.h[0].key, "a");
+	done(&r);
+	search_index_free(ix);
+}
+
+/* The default vector file, or NULL when scripts/get-vectors has not run. */
+static const char *vector_file(void)
+{
+	const char *p = search_default_vectors_path();
+	return access(p, R_OK) == 0 ? p : NULL;
+}
+
+static void coding_finds_python_programming_with_glove(void **state)
+{
+	const char *vf = vector_file();
+	struct search_index *ix;
+	struct res r;
+
+	(void)state;
+	if (!vf) {
+		fprintf(stderr, "no vector file (run scripts/get-vectors): skipped\n");
+		skip();
+	}
+	ix = new_index(vf);
+	assert_string_equal(search_vectors_kind(ix), "glove-100d");
+	put(ix, "notes/python.txt", "Python is a popular programming language for writing scripts, "
+				    "web servers and data analysis software.");
+	put(ix, "notes/cake.txt", "Mix flour, butter and sugar, then bake the cake for forty minutes.");
+	put(ix, "notes/football.txt", "The football team won the championship match last night.");
+	put(ix, "notes/garden.txt", "Water the roses in the morning and prune the hedges in autumn.");
+	r = query(ix, "coding", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	r = query(ix, "coding", SEARCH_HYBRID);
+	assert_true(r.n >= 1);
+	assert_string_equal(r.h[0].key, "notes/python.txt");
+	done(&r);
+	r = query(ix, "coding", SEARCH_SEMANTIC);
+	assert_true(r.n >= 1);
+	assert_string_equal(r.h[0].key, "notes/python.txt");
+	done(&r);
+	search_index_free(ix);
+}
+
+/* Writes a small valid .kvv file (format in emb.h) with three words. */
+static void write_kvv(const char *path)
+{
+	static const char *words[] = { "apple", "code", "zebra" };
+	uint8_t buf[4096];
+	uint32_t dim = 4, n = 3, rec = 12, off = 0, u, i, j, crc;
+	uint64_t str_off = 128, str_size = 14, tab_off = 144, rec_off = 160, size;
+	int fd;
+
+	memset(buf, 0, sizeof(buf));
+	size = rec_off + (uint64_t)n * rec;
+	memcpy(buf, "KVFSVEC", 8);
+	u = 1;
+	memcpy(buf + 8, &u, 4);
+	memcpy(buf + 12, &dim, 4);
+	memcpy(buf + 16, &n, 4);
+	memcpy(buf + 20, &rec, 4);
+	memcpy(buf + 24, &str_off, 8);
+	memcpy(buf + 32, &str_size, 8);
+	memcpy(buf + 40, &tab_off, 8);
+	memcpy(buf + 48, &rec_off, 8);
+	memcpy(buf + 56, &size, 8);
+	for (i = 0; i < n; i++) {
+		float scale = 0.5f;
+		memcpy(buf + tab_off + 4 * i, &off, 4);
+		memcpy(buf + str_off + off, words[i], strlen(words[i]));
+		off += (uint32_t)strlen(words[i]);
+		memcpy(buf + rec_off + i * rec, &scale, 4);
+		u = 10 * (i + 1);
+		memcpy(buf + rec_off + i * rec + 4, &u, 4);
+		for (j = 0; j < dim; j++)
+			buf[rec_off + i * rec + 8 + j] = (uint8_t)(int8_t)(j == i ? 100 : -2);
+	}
+	memcpy(buf + tab_off + 4 * n, &off, 4);
+	crc = emb_crc32(0, buf + 128, size - 128);
+	memcpy(buf + 64, &crc, 4);
+	crc = emb_crc32(0, buf, 68);
+	memcpy(buf + 68, &crc, 4);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, size), (ssize_t)size);
+	close(fd);
+}
+
+static void patch(const char *path, off_t at, uint8_t x)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= x;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+}
+
+static void crc32_matches_the_standard_check_value(void **state)
+{
+	(void)state;
+	/* The CRC-32/ISO-HDLC check value of "123456789". */
+	assert_int_equal(emb_crc32(0, "123456789", 9), 0xCBF43926u);
+	assert_int_equal(emb_crc32(emb_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+}
+
+static void valid_vector_file_loads_and_looks_words_up(void **state)
+{
+	char path[] = "/tmp/kvfs-test-kvv-XXXXXX";
+	char err[256];
+	struct emb *e;
+	float v[4];
+	uint32_t rank;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_kvv(path);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), 0);
+	assert_string_equal(emb_kind(e), "glove-100d");
+	assert_int_equal(emb_lookup(e, "code", 4, v, &rank), 0);
+	assert_int_equal(rank, 20);
+	assert_float_equal(v[1], 50.0, 1e-6);
+	assert_float_equal(v[0], -1.0, 1e-6);
+	assert_int_equal(emb_lookup(e, "zebra", 5, v, &rank), 0);
+	assert_int_equal(rank, 30);
+	assert_int_equal(emb_lookup(e, "apple", 5, v, &rank), 0);
+	assert_int_equal(emb_lookup(e, "cod", 3, v, &rank), -ENOENT);
+	assert_int_equal(emb_lookup(e, "codes", 5, v, &rank), -ENOENT);
+	emb_close(e);
+	unlink(path);
+}
+
+static void corrupt_vector_files_are_refused(void **state)
+{
+	char path[] = "/tmp/kvfs-test-kvv-XXXXXX";
+	struct search_config cfg = { .vectors_path = path };
+	struct search_index *ix = NULL;
+	char err[256];
+	struct emb *e = NULL;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	/* A flipped bit in a vector component: body checksum. */
+	write_kvv(path);
+	patch(path, 170, 0x01);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "checksum"));
+	assert_int_equal(search_index_new(&cfg, &ix), -EBADMSG);
+	assert_null(ix);
+	/* A flipped bit in the header. */
+	write_kvv(path);
+	patch(path, 12, 0x01);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	/* Bad magic. */
+	write_kvv(path);
+	patch(path, 0, 0x20);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "magic"));
+	/* Truncated. */
+	write_kvv(path);
+	assert_int_equal(truncate(path, 150), 0);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(truncate(path, 20), 0);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(truncate(path, 0), 0);
+	assert_int_equal(emb_open(path, &e, err, sizeof(err)), -EBADMSG);
+	unlink(path);
+	/* A missing file is not an error: n-grams. */
+	assert_int_equal(search_index_new(&cfg, &ix), 0);
+	assert_string_equal(search_vectors_kind(ix), "char-ngram");
+	search_index_free(ix);
+}
+
+static void default_vectors_path_honours_the_environment(void **state)
+{
+	(void)state;
+	setenv("KVFS_VECTORS", "/some/where.kvv", 1);
+	assert_string_equal(search_default_vectors_path(), "/some/where.kvv");
+	unsetenv("KVFS_VECTORS");
+	assert_non_null(strstr(search_default_vectors_path(), "vectors/glove-100d.kvv"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bm25_scores_match_hand_computed_values),
+		cmocka_unit_test(tfidf_cosine_matches_hand_computed_values),
+		cmocka_unit_test(phrase_matches_word_sequence_not_substring),
+		cmocka_unit_test(overwrite_and_delete_leave_no_stale_postings),
+		cmocka_unit_test(random_updates_agree_with_a_model),
+		cmocka_unit_test(limit_and_tie_order_are_respected),
+		cmocka_unit_test(mode_names_round_trip),
+		cmocka_unit_test(ngram_vectors_match_similar_spellings),
+		cmocka_unit_test(coding_finds_python_programming_with_glove),
+		cmocka_unit_test(crc32_matches_the_standard_check_value),
+		cmocka_unit_test(valid_vector_file_loads_and_looks_words_up),
+		cmocka_unit_test(corrupt_vector_files_are_refused),
+		cmocka_unit_test(default_vectors_path_honours_the_environment),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
