@@ -1,0 +1,1371 @@
+/*
+ * fsops.c — the FUSE callbacks of kvfs (see fsops.h and SPEC §3).
+ *
+ * Mapping: the file "/a/b" is the key "a/b"; the explicit directory "/a/b" is
+ * the marker key "a/b/" (S_IFDIR mode); "/a" is an implicit directory while
+ * any key starts with "a/". A symlink is a key with S_IFLNK mode whose value
+ * is the target.
+ *
+ * Open files are buffered in the shared table of fs/ofile.h; flush, fsync
+ * and release commit the whole contents as one KV_PUT, so a reader sees
+ * either the old or the new file, never a mix (close-to-open consistency).
+ *
+ * Locks, in this order: rename_lock (a commit holds it shared so that a
+ * rename moving its key cannot interleave), the ofile table lock, an ofile's
+ * lock. node_write() is called with at most rename_lock and one ofile lock.
+ */
+#include "fs/fsops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/ofile.h"
+#include "fs/path.h"
+#include "fs/sview.h"
+#include "store/log.h"
+
+static struct kvfs_ctx *K;
+static pthread_rwlock_t rename_lock;
+
+/* ---- small helpers -------------------------------------------------------- */
+
+int64_t fsops_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const struct kvfs_ctx *fsops_ctx(void)
+{
+	return K;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
+}
+
+void fsops_fill_stat(struct stat *st, const struct kv_meta *m, size_t size)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = m->mode;
+	st->st_nlink = S_ISDIR(m->mode) ? 2 : 1;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_size = S_ISDIR(m->mode) ? 4096 : (off_t)size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+	/* No access time is kept: atime reads as mtime (like noatime). */
+	st->st_mtim = ns_to_ts(m->mtime_ns);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = ns_to_ts(m->ctime_ns);
+}
+
+/* Attributes of the root and of directories that exist only as prefixes. */
+static struct kv_meta implicit_dir_meta(void)
+{
+	struct kv_meta m = {
+		.mode = S_IFDIR | 0755, .uid = K->uid, .gid = K->gid,
+		.mtime_ns = K->start_ns, .ctime_ns = K->start_ns,
+	};
+	return m;
+}
+
+static int write_ops(struct kv_op *ops, uint32_t n)
+{
+	struct kv_batch b = { .ops = ops, .n = n };
+
+	if (n == 0)
+		return 0;
+	return node_write(K->n, &b);
+}
+
+static struct ofile *fh_of(const struct fuse_file_info *fi)
+{
+	return (struct ofile *)(uintptr_t)fi->fh;
+}
+
+/* The calling process's ids for new files: pjdfstest and users with
+ * allow_other expect files owned by whoever created them, not by the daemon. */
+static void caller_ids(uint32_t *uid, uint32_t *gid)
+{
+	struct fuse_context *c = fuse_get_context();
+
+	*uid = c ? c->uid : (uint32_t)getuid();
+	*gid = c ? c->gid : (uint32_t)getgid();
+}
+
+/* ---- resolving a key ----------------------------------------------------- */
+
+enum kind { KIND_NONE, KIND_ROOT, KIND_FILE, KIND_DIR };
+
+struct ent {
+	enum kind     kind;
+	int           explicit_dir; /* a directory with a marker key */
+	kv_rec       *rec;          /* file/symlink or marker record (referenced), or NULL */
+	struct ofile *of;           /* pinned open file of this key, or NULL */
+};
+
+static void ent_release(struct ent *e)
+{
+	if (e->rec)
+		kv_rec_unref(e->rec);
+	if (e->of)
+		ofile_put(e->of);
+	memset(e, 0, sizeof(*e));
+}
+
+/* 1 when any key (other than the marker itself) lies under `prefix`
+ * (ending in '/'), counting files created here but not yet committed. */
+struct pending_arg {
+	size_t plen;
+	int    found;
+};
+
+static void pending_fn(void *arg, struct ofile *of)
+{
+	struct pending_arg *a = arg;
+
+	/* Reading in_store/unlinked without the ofile lock is a benign race: the
+	 * answer is as old as the caller's view anyway. */
+	if (of->klen > a->plen && !of->in_store && !of->unlinked)
+		a->found = 1;
+}
+
+static int has_children(const char *prefix, size_t plen)
+{
+	char key[KV_KEY_MAX + 1];
+	size_t klen;
+	kv_rec *r;
+	int rc;
+
+	rc = store_next(K->st, prefix, plen, NULL, 0, 0, key, &klen, &r);
+	if (rc == 0 && klen == plen) { /* the marker itself: look past it */
+		kv_rec_unref(r);
+		rc = store_next(K->st, prefix, plen, prefix, plen, 0, key, &klen, &r);
+	}
+	if (rc == 0) {
+		kv_rec_unref(r);
+		return 1;
+	}
+	struct pending_arg a = { .plen = plen, .found = 0 };
+	ofile_each(prefix, plen, pending_fn, &a);
+	return a.found;
+}
+
+/* Finds what `key` names: a file or symlink (in the store and/or open here),
+ * an explicit or implicit directory, the root, or nothing (-ENOENT). */
+static int resolve(const char *key, size_t klen, struct ent *e)
+{
+	char mk[KV_KEY_MAX + 2];
+	int rc, mlen;
+
+	memset(e, 0, sizeof(*e));
+	if (klen == 0) {
+		e->kind = KIND_ROOT;
+		return 0;
+	}
+	if (klen > KV_KEY_MAX)
+		return -ENAMETOOLONG;
+	e->of = ofile_find(key, klen);
+	rc = store_get(K->st, key, klen, 0, &e->rec);
+	if (rc == 0 || e->of) {
+		e->kind = KIND_FILE;
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
+	if (mlen < 0)
+		return -ENOENT; /* too long to be a directory: there is none */
+	rc = store_get(K->st, mk, (size_t)mlen, 0, &e->rec);
+	if (rc == 0) {
+		e->kind = KIND_DIR;
+		e->explicit_dir = 1;
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	if (has_children(mk, (size_t)mlen)) {
+		e->kind = KIND_DIR;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static void ent_stat(const struct ent *e, struct stat *st)
+{
+	struct kv_meta m;
+
+	if (e->of) {
+		pthread_mutex_lock(&e->of->lock);
+		fsops_fill_stat(st, &e->of->meta, e->of->size);
+		pthread_mutex_unlock(&e->of->lock);
+	} else if (e->rec) {
+		fsops_fill_stat(st, kv_rec_meta(e->rec), kv_rec_size(e->rec));
+	} else {
+		m = implicit_dir_meta();
+		fsops_fill_stat(st, &m, 0);
+	}
+}
+
+/* The directory marker op that keeps key's parent in place when it is an
+ * implicit directory: removing its last entry must not make it vanish, as
+ * on a local disk. Returns 1 when *op was filled (mk holds its key). */
+static int keep_parent(const char *key, size_t klen, char *mk, struct kv_op *op)
+{
+	const char *slash = memrchr(key, '/', klen);
+	size_t plen;
+	kv_rec *r;
+
+	if (!slash)
+		return 0; /* the root needs no marker */
+	plen = (size_t)(slash - key) + 1;
+	memcpy(mk, key, plen);
+	mk[plen] = '\0';
+	if (store_get(K->st, mk, plen, 0, &r) == 0) {
+		kv_rec_unref(r);
+		return 0;
+	}
+	memset(op, 0, sizeof(*op));
+	op->kind = KV_PUT;
+	op->key = mk;
+	op->klen = (uint32_t)plen;
+	op->val = "";
+	op->meta = implicit_dir_meta();
+	return 1;
+}
+
+/* mode and gid of a new entry: a setgid parent directory passes its group on
+ * (and its setgid bit to subdirectories), as the kernel does for local disks. */
+static void inherit(const char *key, size_t klen, struct kv_meta *m)
+{
+	const char *slash = memrchr(key, '/', klen);
+	struct ent p;
+
+	if (!slash || resolve(key, (size_t)(slash - key), &p) != 0)
+		return;
+	if (p.kind == KIND_DIR && p.rec && (kv_rec_meta(p.rec)->mode & S_ISGID)) {
+		m->gid = kv_rec_meta(p.rec)->gid;
+		if (S_ISDIR(m->mode))
+			m->mode |= S_ISGID;
+	}
+	ent_release(&p);
+}
+
+static struct kv_meta new_meta(const char *key, size_t klen, mode_t mode)
+{
+	struct kv_meta m = { .mode = mode };
+
+	caller_ids(&m.uid, &m.gid);
+	m.mtime_ns = m.ctime_ns = fsops_now_ns();
+	inherit(key, klen, &m);
+	return m;
+}
+
+/* ---- committing open files ----------------------------------------------- */
+
+/* Commits the open file's contents and metadata as one KV_PUT if changed.
+ * Returns the commit's error, which flush/fsync hand to close()/fsync(). */
+static int of_commit(struct ofile *of)
+{
+	struct kv_op op;
+	kv_rec *r;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&rename_lock);
+	pthread_mutex_lock(&of->lock);
+	if (!of->dirty || of->unlinked)
+		goto out;
+	memset(&op, 0, sizeof(op));
+	op.kind = KV_PUT;
+	op.key = of->key;
+	op.klen = (uint32_t)of->klen;
+	op.val = ofile_data(of) ? ofile_data(of) : "";
+	op.vlen = (uint32_t)of->size;
+	op.meta = of->meta;
+	rc = write_ops(&op, 1);
+	if (rc) {
+		LOG(LOG_WARN, "commit of '%s' (%zu bytes) failed: %s", of->key, of->size,
+		    strerror(-rc));
+		goto out;
+	}
+	of->dirty = 0;
+	/* Continue from the committed record: it holds the same bytes, and the
+	 * private copy can go (reads become zero-copy again). */
+	if (store_get(K->st, of->key, of->klen, 0, &r) == 0)
+		ofile_set_base(of, r);
+	else
+		of->in_store = 1;
+out:
+	pthread_mutex_unlock(&of->lock);
+	pthread_rwlock_unlock(&rename_lock);
+	return rc;
+}
+
+/* Pins the open file of an existing file key, bringing a clean ofile up to
+ * date with the store (another writer, the control socket or replication may
+ * have changed the key since it was opened). -ENOENT when there is no file. */
+static int of_acquire(const char *key, size_t klen, struct ofile **out)
+{
+	struct ofile *of;
+	kv_rec *r = NULL;
+	int created, rc;
+
+	of = ofile_open(key, klen, &created);
+	if (!of)
+		return -ENOMEM;
+	rc = store_get(K->st, key, klen, 0, &r);
+	pthread_mutex_lock(&of->lock);
+	if (rc == 0) {
+		if (S_ISDIR(kv_rec_meta(r)->mode)) {
+			rc = -EISDIR;
+		} else if (!of->dirty && of->version != kv_rec_version(r)) {
+			ofile_set_base(of, r);
+			r = NULL;
+		}
+	} else if (rc == -ENOENT && !created && !of->in_store && !of->unlinked) {
+		rc = 0; /* created here, not committed yet */
+	}
+	pthread_mutex_unlock(&of->lock);
+	if (r)
+		kv_rec_unref(r);
+	if (rc) {
+		ofile_put(of);
+		return rc;
+	}
+	*out = of;
+	return 0;
+}
+
+static void of_touch(struct ofile *of)
+{
+	of->meta.mtime_ns = of->meta.ctime_ns = fsops_now_ns();
+	of->dirty = 1;
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+static void *kv_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* Short timeouts: replicated changes also reach the kernel through
+	 * fuse_invalidate_path(), but writes made over the control socket of
+	 * this very node do not, so cached attributes must expire soon. */
+	cfg->entry_timeout = K->timeout;
+	cfg->attr_timeout = K->timeout;
+	cfg->negative_timeout = 0;
+	/* No ".fuse_hiddenXXX" files: they would become keys. Open files of an
+	 * unlinked key live on in the ofile table instead. */
+	cfg->hard_remove = 1;
+	cfg->nullpath_ok = 1;
+	/* Keep the page cache across opens while mtime and size are unchanged. */
+	cfg->auto_cache = 1;
+	cfg->use_ino = 0;
+	conn->time_gran = 1;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	return NULL;
+}
+
+static int kv_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	struct ent e;
+	const char *key;
+	size_t klen;
+	int rc;
+
+	if (fi && fi->fh) {
+		struct ofile *of = fh_of(fi);
+		pthread_mutex_lock(&of->lock);
+		fsops_fill_stat(st, &of->meta, of->size);
+		pthread_mutex_unlock(&of->lock);
+		return 0;
+	}
+	if (fsp_is_search(path))
+		return sview_getattr(path, st);
+	key = fsp_key(path, &klen);
+	if (klen && (rc = fsp_check(key, klen, 0)) == -ENAMETOOLONG)
+		return rc;
+	if ((rc = resolve(key, klen, &e)))
+		return rc;
+	ent_stat(&e, st);
+	ent_release(&e);
+	return 0;
+}
+
+static int kv_readlink(const char *path, char *buf, size_t size)
+{
+	const char *key;
+	size_t klen, n;
+	kv_rec *r;
+	int rc;
+
+	if (fsp_is_search(path))
+		return sview_readlink(path, buf, size);
+	key = fsp_key(path, &klen);
+	if ((rc = store_get(K->st, key, klen, 0, &r)))
+		return rc;
+	if (!S_ISLNK(kv_rec_meta(r)->mode)) {
+		kv_rec_unref(r);
+		return -EINVAL;
+	}
+	n = kv_rec_size(r) < size - 1 ? kv_rec_size(r) : size - 1;
+	memcpy(buf, kv_rec_value(r), n);
+	buf[n] = '\0';
+	kv_rec_unref(r);
+	return 0;
+}
+
+/* Writes one new key (file, symlink or directory marker) that must not exist. */
+static int put_new(const char *path, int is_dir, mode_t mode, const char *val, size_t vlen)
+{
+	char mk[KV_KEY_MAX + 2];
+	struct kv_op op;
+	struct ent e;
+	const char *key;
+	size_t klen;
+	int rc;
+
+	key = fsp_key(path, &klen);
+	if (fsp_is_search(path))
+		return klen == sizeof(FSP_SEARCH_DIR) - 1 ? -EEXIST : -EPERM;
+	if ((rc = fsp_check(key, klen, is_dir)))
+		return rc;
+	if ((rc = resolve(key, klen, &e)) == 0) {
+		ent_release(&e);
+		return -EEXIST;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	memset(&op, 0, sizeof(op));
+	op.kind = KV_PUT;
+	op.key = key;
+	op.klen = (uint32_t)klen;
+	if (is_dir) {
+		op.klen = (uint32_t)fsp_dirkey(key, klen, mk, sizeof(mk));
+		op.key = mk;
+	}
+	op.val = val;
+	op.vlen = (uint32_t)vlen;
+	op.meta = new_meta(key, klen, mode);
+	return write_ops(&op, 1);
+}
+
+static int kv_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	/* Only regular files have a meaning as keys; devices, FIFOs and sockets
+	 * would be keys nobody can use. */
+	if (!S_ISREG(mode))
+		return -EPERM;
+	return put_new(path, 0, mode, "", 0);
+}
+
+static int kv_mkdir(const char *path, mode_t mode)
+{
+	return put_new(path, 1, S_IFDIR | (mode & 07777), "", 0);
+}
+
+static int kv_symlink(const char *target, const char *path)
+{
+	size_t tlen = strlen(target);
+
+	if (tlen >= PATH_MAX)
+		return -ENAMETOOLONG;
+	return put_new(path, 0, S_IFLNK | 0777, target, tlen);
+}
+
+static int kv_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return -EPERM; /* a key has one name; hard links cannot be expressed */
+}
+
+static int kv_unlink(const char *path)
+{
+	char mk[KV_KEY_MAX + 2];
+	struct kv_op ops[2];
+	uint32_t n = 0;
+	struct ent e;
+	const char *key;
+	size_t klen;
+	int rc;
+
+	if (fsp_is_search(path))
+		return -EPERM;
+	key = fsp_key(path, &klen);
+	if ((rc = resolve(key, klen, &e)))
+		return rc;
+	if (e.kind != KIND_FILE) {
+		rc = e.kind == KIND_ROOT ? -EBUSY : -EISDIR;
+		ent_release(&e);
+		return rc;
+	}
+	if (e.rec) {
+		memset(&ops[0], 0, sizeof(ops[0]));
+		ops[0].kind = KV_DEL;
+		ops[0].key = key;
+		ops[0].klen = (uint32_t)klen;
+		n = 1;
+		n += (uint32_t)keep_parent(key, klen, mk, &ops[1]);
+	}
+	pthread_rwlock_rdlock(&rename_lock);
+	if (e.of) {
+		/* Under the ofile's lock so that no commit of an open handle can
+		 * slip in after the delete and resurrect the file. */
+		pthread_mutex_lock(&e.of->lock);
+		rc = write_ops(ops, n);
+		if (rc == 0)
+			e.of->unlinked = 1;
+		pthread_mutex_unlock(&e.of->lock);
+		if (rc == 0)
+			ofile_unhash(e.of);
+	} else {
+		rc = write_ops(ops, n);
+	}
+	pthread_rwlock_unlock(&rename_lock);
+	ent_release(&e);
+	return rc;
+}
+
+static int kv_rmdir(const char *path)
+{
+	char mk[KV_KEY_MAX + 2], pk[KV_KEY_MAX + 2];
+	struct kv_op ops[2];
+	struct ent e;
+	const char *key;
+	size_t klen;
+	int rc, mlen;
+
+	if (fsp_is_search(path))
+		return -EPERM;
+	key = fsp_key(path, &klen);
+	if ((rc = resolve(key, klen, &e)))
+		return rc;
+	if (e.kind != KIND_DIR) {
+		rc = e.kind == KIND_ROOT ? -EBUSY : -ENOTDIR;
+		goto out;
+	}
+	mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
+	if (has_children(mk, (size_t)mlen)) {
+		rc = -ENOTEMPTY;
+		goto out;
+	}
+	memset(&ops[0], 0, sizeof(ops[0]));
+	ops[0].kind = KV_DEL;
+	ops[0].key = mk;
+	ops[0].klen = (uint32_t)mlen;
+	rc = write_ops(ops, 1 + (uint32_t)keep_parent(key, klen, pk, &ops[1]));
+out:
+	ent_release(&e);
+	return rc;
+}
+
+/* ---- rename --------------------------------------------------------------- */
+
+struct collect {
+	struct ofile **v;
+	size_t n, cap;
+};
+
+static void collect_fn(void *arg, struct ofile *of)
+{
+	struct collect *c = arg;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		struct ofile **v = realloc(c->v, cap * sizeof(*v));
+		if (!v)
+			return; /* that file keeps its old key; logged by the caller */
+		c->v = v;
+		c->cap = cap;
+	}
+	of->refs++; /* the table lock is held by ofile_each */
+	c->v[c->n++] = of;
+}
+
+/* A rename of a file or symlink: one batch deletes the old key and writes the
+ * committed contents under the new one (replacing the target). */
+static int rename_file(const char *fk, size_t fl, const char *tk, size_t tl,
+		       struct ent *s, struct ent *d)
+{
+	char mk[KV_KEY_MAX + 2];
+	struct kv_op ops[3];
+	uint32_t n = 0;
+	int rc;
+
+	if (d->kind == KIND_DIR || d->kind == KIND_ROOT)
+		return -EISDIR;
+	if ((rc = fsp_check(tk, tl, 0)))
+		return rc;
+	memset(ops, 0, sizeof(ops));
+	if (s->rec) {
+		ops[n].kind = KV_DEL;
+		ops[n].key = fk;
+		ops[n++].klen = (uint32_t)fl;
+		ops[n].kind = KV_PUT;
+		ops[n].key = tk;
+		ops[n].klen = (uint32_t)tl;
+		ops[n].val = kv_rec_value(s->rec);
+		ops[n].vlen = (uint32_t)kv_rec_size(s->rec);
+		ops[n].meta = *kv_rec_meta(s->rec);
+		ops[n++].meta.ctime_ns = fsops_now_ns();
+	} else if (d->rec) {
+		/* The source exists only as an uncommitted open file: the target's
+		 * old contents go now, the new ones come with its commit. */
+		ops[n].kind = KV_DEL;
+		ops[n].key = tk;
+		ops[n++].klen = (uint32_t)tl;
+	}
+	n += (uint32_t)keep_parent(fk, fl, mk, &ops[n]);
+	if (s->of)
+		pthread_mutex_lock(&s->of->lock);
+	if (d->of && d->of != s->of)
+		pthread_mutex_lock(&d->of->lock);
+	rc = write_ops(ops, n);
+	if (rc == 0 && d->of && d->of != s->of)
+		d->of->unlinked = 1; /* its handles keep the replaced file */
+	if (rc == 0 && s->of) {
+		rc = ofile_rekey(s->of, tk, tl);
+		s->of->meta.ctime_ns = fsops_now_ns();
+	}
+	if (d->of && d->of != s->of)
+		pthread_mutex_unlock(&d->of->lock);
+	if (s->of)
+		pthread_mutex_unlock(&s->of->lock);
+	return rc;
+}
+
+/* A rename of a directory moves every key under it in ONE atomic batch: with
+ * keys as full paths this is O(keys under the directory) in time and memory
+ * (and bounded by KV_BATCH_MAX operations). */
+static int rename_dir(const char *fk, size_t fl, const char *tk, size_t tl,
+		      struct ent *d)
+{
+	char fp[KV_KEY_MAX + 2], tp[KV_KEY_MAX + 2], mk[KV_KEY_MAX + 2];
+	char key[KV_KEY_MAX + 1];
+	struct collect open = { 0 };
+	struct kv_op *ops = NULL;
+	kv_rec **recs = NULL;
+	char *keys = NULL;
+	size_t n = 0, cap = 0, klen, kused = 0, kcap = 0;
+	int rc, fpl, tpl;
+	kv_rec *r;
+
+	if (d->kind == KIND_FILE)
+		return -ENOTDIR;
+	if ((rc = fsp_check(tk, tl, 1)))
+		return rc;
+	fpl = fsp_dirkey(fk, fl, fp, sizeof(fp));
+	tpl = fsp_dirkey(tk, tl, tp, sizeof(tp));
+	if (tl > fl && memcmp(tk, fp, (size_t)fpl) == 0)
+		return -EINVAL; /* into itself */
+	if (d->kind == KIND_DIR && has_children(tp, (size_t)tpl))
+		return -ENOTEMPTY;
+
+	/* Gather the keys (one batch: two ops each, plus the target's marker
+	 * and the source parent's marker). Keys are copied into one arena and
+	 * pointed at after it stops moving. */
+	const char *after = NULL;
+	size_t alen = 0;
+	while ((rc = store_next(K->st, fp, (size_t)fpl, after, alen, 0, key, &klen, &r)) == 0) {
+		size_t nk = (size_t)tpl + klen - (size_t)fpl;
+		if (nk > KV_KEY_MAX) {
+			kv_rec_unref(r);
+			rc = -ENAMETOOLONG;
+			goto out;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			kv_rec **nr = realloc(recs, cap * sizeof(*recs));
+			if (!nr) {
+				kv_rec_unref(r);
+				rc = -ENOMEM;
+				goto out;
+			}
+			recs = nr;
+		}
+		if (kused + klen + nk + 2 > kcap) {
+			kcap = (kcap + klen + nk + 2) * 2;
+			char *nkb = realloc(keys, kcap);
+			if (!nkb) {
+				kv_rec_unref(r);
+				rc = -ENOMEM;
+				goto out;
+			}
+			keys = nkb;
+		}
+		memcpy(keys + kused, key, klen);
+		keys[kused + klen] = '\0';
+		memcpy(keys + kused + klen + 1, tp, (size_t)tpl);
+		memcpy(keys + kused + klen + 1 + tpl, key + fpl, klen - (size_t)fpl);
+		keys[kused + klen + 1 + nk] = '\0';
+		after = keys + kused;
+		alen = klen;
+		kused += klen + nk + 2;
+		recs[n++] = r;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	if ((size_t)n * 2 + 2 > KV_BATCH_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	ops = calloc(n * 2 + 2, sizeof(*ops));
+	if (!ops) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t no = 0, off = 0;
+	int64_t now = fsops_now_ns();
+	for (size_t i = 0; i < n; i++) {
+		const char *ok = keys + off;
+		size_t okl = strlen(ok);
+		const char *nk = ok + okl + 1;
+		size_t nkl = strlen(nk);
+		off += okl + nkl + 2;
+		ops[no].kind = KV_DEL;
+		ops[no].key = ok;
+		ops[no++].klen = (uint32_t)okl;
+		ops[no].kind = KV_PUT;
+		ops[no].key = nk;
+		ops[no].klen = (uint32_t)nkl;
+		ops[no].val = kv_rec_value(recs[i]);
+		ops[no].vlen = (uint32_t)kv_rec_size(recs[i]);
+		ops[no].meta = *kv_rec_meta(recs[i]);
+		if (okl == (size_t)fpl)
+			ops[no].meta.ctime_ns = now;
+		no++;
+	}
+	if (d->kind == KIND_DIR && d->explicit_dir) {
+		/* The empty target directory is replaced; when the source has a
+		 * marker its PUT above recreates "tp" in the same batch, and a DEL
+		 * placed before that PUT would be overridden. Only delete it when
+		 * the source has no marker. */
+		int src_has_marker = n > 0 && strlen(keys) == (size_t)fpl;
+		if (!src_has_marker) {
+			ops[no].kind = KV_DEL;
+			ops[no].key = tp;
+			ops[no++].klen = (uint32_t)tpl;
+		}
+	}
+	no += (size_t)keep_parent(fk, fl, mk, &ops[no]);
+
+	/* Open files under the directory move with it. */
+	ofile_each(fp, (size_t)fpl, collect_fn, &open);
+	rc = write_ops(ops, (uint32_t)no);
+	for (size_t i = 0; i < open.n; i++) {
+		struct ofile *of = open.v[i];
+		if (rc == 0) {
+			char nk[KV_KEY_MAX + 2];
+			size_t nkl = (size_t)tpl + of->klen - (size_t)fpl;
+			pthread_mutex_lock(&of->lock);
+			if (nkl <= KV_KEY_MAX) {
+				memcpy(nk, tp, (size_t)tpl);
+				memcpy(nk + tpl, of->key + fpl, of->klen - (size_t)fpl);
+				if (ofile_rekey(of, nk, nkl))
+					LOG(LOG_ERROR, "rename: open file '%s' lost its new name", of->key);
+			}
+			pthread_mutex_unlock(&of->lock);
+		}
+		ofile_put(of);
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		kv_rec_unref(recs[i]);
+	free(recs);
+	free(keys);
+	free(ops);
+	free(open.v);
+	return rc;
+}
+
+static int kv_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct ent s, d;
+	const char *fk, *tk;
+	size_t fl, tl;
+	int rc;
+
+	/* RENAME_EXCHANGE would need two keys swapped atomically with their
+	 * open files; not supported. */
+	if (flags & ~(unsigned)RENAME_NOREPLACE)
+		return -EINVAL;
+	if (fsp_is_search(from) || fsp_is_search(to))
+		return -EPERM;
+	fk = fsp_key(from, &fl);
+	tk = fsp_key(to, &tl);
+	if (fl == 0 || tl == 0)
+		return -EBUSY;
+	pthread_rwlock_wrlock(&rename_lock);
+	if ((rc = resolve(fk, fl, &s)))
+		goto out_unlock;
+	rc = resolve(tk, tl, &d);
+	if (rc && rc != -ENOENT)
+		goto out_s;
+	rc = 0;
+	if (d.kind != KIND_NONE && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+	} else if (fl == tl && memcmp(fk, tk, fl) == 0) {
+		rc = 0;
+	} else if (s.kind == KIND_FILE) {
+		rc = rename_file(fk, fl, tk, tl, &s, &d);
+	} else {
+		rc = rename_dir(fk, fl, tk, tl, &d);
+	}
+	ent_release(&d);
+out_s:
+	ent_release(&s);
+out_unlock:
+	pthread_rwlock_unlock(&rename_lock);
+	return rc;
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+struct meta_change {
+	int      what; /* 0 chmod, 1 chown, 2 utimens */
+	mode_t   mode;
+	uid_t    uid;
+	gid_t    gid;
+	const struct timespec *tv;
+};
+
+static int64_t ts_ns(const struct timespec *ts, int64_t now, int64_t old)
+{
+	if (ts->tv_nsec == UTIME_NOW)
+		return now;
+	if (ts->tv_nsec == UTIME_OMIT)
+		return old;
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void apply_change(struct kv_meta *m, const struct meta_change *c)
+{
+	int64_t now = fsops_now_ns();
+
+	switch (c->what) {
+	case 0:
+		m->mode = (m->mode & S_IFMT) | (c->mode & 07777);
+		break;
+	case 1:
+		if (c->uid != (uid_t)-1)
+			m->uid = c->uid;
+		if (c->gid != (gid_t)-1)
+			m->gid = c->gid;
+		/* A chown drops set-user-ID and set-group-ID (executable) bits of
+		 * a non-directory, as the kernel does on local file systems. */
+		if (!S_ISDIR(m->mode) && !S_ISLNK(m->mode)) {
+			m->mode &= ~(uint32_t)S_ISUID;
+			if (m->mode & S_IXGRP)
+				m->mode &= ~(uint32_t)S_ISGID;
+		}
+		break;
+	default:
+		m->mtime_ns = ts_ns(&c->tv[1], now, m->mtime_ns);
+		break;
+	}
+	m->ctime_ns = now;
+}
+
+static int meta_op(const char *key, size_t klen, int put, const kv_rec *base,
+		   const struct kv_meta *m)
+{
+	struct kv_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = put ? KV_PUT : KV_META;
+	op.key = key;
+	op.klen = (uint32_t)klen;
+	op.val = base ? kv_rec_value(base) : "";
+	op.vlen = base ? (uint32_t)kv_rec_size(base) : 0;
+	op.meta = *m;
+	return write_ops(&op, 1);
+}
+
+static int change_meta(const char *path, struct fuse_file_info *fi,
+		       const struct meta_change *c)
+{
+	char mk[KV_KEY_MAX + 2];
+	struct kv_meta m;
+	struct ent e;
+	const char *key;
+	size_t klen;
+	int rc, mlen;
+
+	if (fi && fi->fh) {
+		e.of = fh_of(fi);
+		goto open_file;
+	}
+	if (fsp_is_search(path))
+		return -EPERM;
+	key = fsp_key(path, &klen);
+	if ((rc = resolve(key, klen, &e)))
+		return rc;
+	if (e.kind == KIND_ROOT) {
+		/* The root has no key to keep attributes in. */
+		rc = -EPERM;
+	} else if (e.of) {
+		kv_rec_unref(e.rec);
+		e.rec = NULL;
+		rc = 0;
+open_file:
+		pthread_mutex_lock(&e.of->lock);
+		apply_change(&e.of->meta, c);
+		/* Uncommitted changes get the meta with their commit; committed
+		 * contents get it now, so that it is durable without a close. */
+		rc = e.of->in_store && !e.of->unlinked
+			? meta_op(e.of->key, e.of->klen, 0, NULL, &e.of->meta) : 0;
+		pthread_mutex_unlock(&e.of->lock);
+		if (fi && fi->fh)
+			return rc;
+	} else if (e.kind == KIND_FILE) {
+		m = *kv_rec_meta(e.rec);
+		apply_change(&m, c);
+		rc = meta_op(key, klen, 0, NULL, &m);
+	} else {
+		mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
+		m = e.rec ? *kv_rec_meta(e.rec) : implicit_dir_meta();
+		apply_change(&m, c);
+		/* An implicit directory gets a marker to hold its attributes. */
+		rc = meta_op(mk, (size_t)mlen, !e.explicit_dir, NULL, &m);
+	}
+	ent_release(&e);
+	return rc;
+}
+
+static int kv_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct meta_change c = { .what = 0, .mode = mode };
+
+	return change_meta(path, fi, &c);
+}
+
+static int kv_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	struct meta_change c = { .what = 1, .uid = uid, .gid = gid };
+
+	return change_meta(path, fi, &c);
+}
+
+static int kv_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	struct timespec now[2] = { { .tv_nsec = UTIME_NOW }, { .tv_nsec = UTIME_NOW } };
+	struct meta_change c = { .what = 2, .tv = tv ? tv : now };
+
+	return change_meta(path, fi, &c);
+}
+
+/* ---- contents ------------------------------------------------------------- */
+
+static int kv_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct ofile *of;
+	const char *key;
+	size_t klen;
+	int rc;
+
+	if (size < 0)
+		return -EINVAL;
+	if ((uint64_t)size > KV_VALUE_MAX)
+		return -EFBIG;
+	if (fi && fi->fh) {
+		of = fh_of(fi);
+		pthread_mutex_lock(&of->lock);
+		rc = ofile_resize(of, (size_t)size);
+		if (rc == 0)
+			of_touch(of);
+		pthread_mutex_unlock(&of->lock);
+		return rc;
+	}
+	if (fsp_is_search(path))
+		return -EPERM;
+	/* truncate(2) by name has no close to wait for: commit at once. */
+	key = fsp_key(path, &klen);
+	if ((rc = of_acquire(key, klen, &of)))
+		return rc;
+	pthread_mutex_lock(&of->lock);
+	rc = ofile_resize(of, (size_t)size);
+	if (rc == 0)
+		of_touch(of);
+	pthread_mutex_unlock(&of->lock);
+	if (rc == 0)
+		rc = of_commit(of);
+	ofile_put(of);
+	return rc;
+}
+
+static int kv_open(const char *path, struct fuse_file_info *fi)
+{
+	struct ofile *of;
+	const char *key;
+	size_t klen;
+	int rc;
+
+	if (fsp_is_search(path))
+		return -EACCES;
+	key = fsp_key(path, &klen);
+	if ((rc = of_acquire(key, klen, &of)))
+		return rc;
+	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		pthread_mutex_lock(&of->lock);
+		rc = ofile_resize(of, 0);
+		if (rc == 0)
+			of_touch(of);
+		pthread_mutex_unlock(&of->lock);
+	}
+	fi->fh = (uintptr_t)of;
+	/* A read-only descriptor has nothing to commit: spare close() the
+	 * FLUSH round trip. */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
+	return rc;
+}
+
+static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct ofile *of;
+	const char *key;
+	size_t klen;
+	kv_rec *r = NULL;
+	int created, rc;
+
+	key = fsp_key(path, &klen);
+	if (fsp_is_search(path))
+		return klen == sizeof(FSP_SEARCH_DIR) - 1 ? -EEXIST : -EPERM;
+	if ((rc = fsp_check(key, klen, 0)))
+		return rc;
+	of = ofile_open(key, klen, &created);
+	if (!of)
+		return -ENOMEM;
+	if (store_get(K->st, key, klen, 0, &r) == 0 || !created) {
+		/* It appeared meanwhile: open it as an existing file. */
+		if (r)
+			kv_rec_unref(r);
+		ofile_put(of);
+		if (fi->flags & O_EXCL)
+			return -EEXIST;
+		return kv_open(path, fi);
+	}
+	pthread_mutex_lock(&of->lock);
+	of->meta = new_meta(key, klen, S_IFREG | (mode & 07777));
+	of->dirty = 1; /* even an empty new file is committed at close */
+	pthread_mutex_unlock(&of->lock);
+	fi->fh = (uintptr_t)of;
+	return 0;
+}
+
+static int kv_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct ofile *of = fh_of(fi);
+	size_t n = 0;
+
+	(void)path;
+	pthread_mutex_lock(&of->lock);
+	if ((uint64_t)off < of->size) {
+		n = of->size - (size_t)off;
+		if (n > size)
+			n = size;
+		memcpy(buf, ofile_data(of) + off, n);
+	}
+	pthread_mutex_unlock(&of->lock);
+	return (int)n;
+}
+
+static int kv_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct ofile *of = fh_of(fi);
+	int rc;
+
+	(void)path;
+	if (off < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&of->lock);
+	if (fi->flags & O_APPEND) /* the shared size may be newer than the kernel's */
+		off = (off_t)of->size;
+	rc = ofile_pwrite(of, buf, size, (size_t)off);
+	if (rc == 0)
+		of_touch(of);
+	pthread_mutex_unlock(&of->lock);
+	return rc ? rc : (int)size;
+}
+
+static int kv_flush(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	return of_commit(fh_of(fi));
+}
+
+static int kv_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	(void)path;
+	(void)datasync;
+	return of_commit(fh_of(fi));
+}
+
+static int kv_release(const char *path, struct fuse_file_info *fi)
+{
+	struct ofile *of = fh_of(fi);
+
+	(void)path;
+	/* Normally flush already committed; this covers writes that arrive
+	 * after the last close (writable shared mmap). Nobody can receive an
+	 * error here, so it is only logged (by of_commit). */
+	(void)of_commit(of);
+	ofile_put(of);
+	return 0;
+}
+
+/* ---- directories ---------------------------------------------------------- */
+
+struct dir_fill {
+	void           *buf;
+	fuse_fill_dir_t filler;
+	size_t          plen;
+	const char     *prefix;
+	int             full;
+};
+
+static void pending_fill(void *arg, struct ofile *of)
+{
+	struct dir_fill *f = arg;
+	struct stat st;
+	kv_rec *r;
+
+	if (f->full || of->klen <= f->plen || of->in_store || of->unlinked ||
+	    memchr(of->key + f->plen, '/', of->klen - f->plen))
+		return;
+	/* Committed by now: already listed from the store. */
+	if (store_get(K->st, of->key, of->klen, 0, &r) == 0) {
+		kv_rec_unref(r);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG;
+	if (f->filler(f->buf, of->key + f->plen, &st, 0, 0))
+		f->full = 1;
+}
+
+static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	char prefix[KV_KEY_MAX + 2], after[KV_KEY_MAX + 1], key[KV_KEY_MAX + 1];
+	char name[KV_NAME_MAX + 1], last[KV_NAME_MAX + 1] = "";
+	const char *k;
+	struct stat st;
+	struct ent e;
+	size_t klen, plen = 0, alen = 0, nlen;
+	int rc, sub;
+	kv_rec *r;
+
+	(void)off;
+	(void)flags;
+	/* nullpath_ok hands readdir no path: opendir kept it in fh. */
+	path = (const char *)(uintptr_t)fi->fh;
+	if (fsp_is_search(path))
+		return sview_readdir(path, buf, filler);
+	k = fsp_key(path, &klen);
+	if ((rc = resolve(k, klen, &e)))
+		return rc;
+	sub = e.kind;
+	ent_release(&e);
+	if (sub == KIND_FILE)
+		return -ENOTDIR;
+	prefix[0] = '\0';
+	if (klen)
+		plen = (size_t)fsp_dirkey(k, klen, prefix, sizeof(prefix));
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFDIR;
+	filler(buf, ".", &st, 0, 0);
+	filler(buf, "..", &st, 0, 0);
+	if (klen == 0 && node_search(K->n))
+		filler(buf, FSP_SEARCH_DIR, &st, 0, 0);
+
+	/* Walk the ordered map: every key under the prefix is a direct child
+	 * or lies inside a subdirectory, whose whole range is skipped at once. */
+	while ((rc = store_next(K->st, prefix, plen, alen ? after : NULL,
+				alen, 0, key, &klen, &r)) == 0) {
+		sub = fsp_child(key, klen, plen, &nlen);
+		st.st_mode = sub ? S_IFDIR : (kv_rec_meta(r)->mode & S_IFMT);
+		kv_rec_unref(r);
+		if (sub < 0 || nlen > KV_NAME_MAX) { /* the marker itself */
+			memcpy(after, key, klen);
+			alen = klen;
+			continue;
+		}
+		memcpy(name, key + plen, nlen);
+		name[nlen] = '\0';
+		if (strcmp(name, last) != 0 && filler(buf, name, &st, 0, 0))
+			return 0;
+		memcpy(last, name, nlen + 1);
+		if (sub) {
+			/* The largest possible key under "prefix/name/" is that
+			 * prefix padded with 0xff up to KV_KEY_MAX bytes: continuing
+			 * strictly after it skips the subdirectory's keys. */
+			alen = plen + nlen + 1;
+			memcpy(after, key, alen);
+			memset(after + alen, 0xff, KV_KEY_MAX - alen);
+			alen = KV_KEY_MAX;
+		} else {
+			memcpy(after, key, klen);
+			alen = klen;
+		}
+	}
+	if (rc != -ENOENT)
+		return rc;
+	struct dir_fill f = { .buf = buf, .filler = filler, .plen = plen, .prefix = prefix };
+	ofile_each(prefix, plen, pending_fill, &f);
+	return 0;
+}
+
+static int kv_opendir(const char *path, struct fuse_file_info *fi)
+{
+	char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	fi->fh = (uintptr_t)p;
+	return 0;
+}
+
+static int kv_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	free((char *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+/* ---- the rest ------------------------------------------------------------- */
+
+static int kv_statfs(const char *path, struct statvfs *sv)
+{
+	struct store_stats ss;
+
+	(void)path;
+	if (statvfs(K->data_dir, sv) != 0)
+		return -errno;
+	store_get_stats(K->st, &ss);
+	/* Blocks are those of the disk holding the data directory; inodes are
+	 * keys: used = live keys, free = as many as the disk's free blocks. */
+	sv->f_files = ss.keys + sv->f_bavail;
+	sv->f_ffree = sv->f_bavail;
+	sv->f_favail = sv->f_bavail;
+	sv->f_namemax = KV_NAME_MAX;
+	return 0;
+}
+
+static int kv_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+	if (path && fsp_is_search(path))
+		return sview_getxattr(path, name, value, size);
+	return -ENODATA;
+}
+
+static int kv_listxattr(const char *path, char *list, size_t size)
+{
+	if (path && fsp_is_search(path))
+		return sview_listxattr(path, list, size);
+	return 0;
+}
+
+static int kv_setxattr(const char *path, const char *name, const char *value,
+		       size_t size, int flags)
+{
+	(void)path;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	return -ENOTSUP; /* keys carry no extended attributes */
+}
+
+static int kv_removexattr(const char *path, const char *name)
+{
+	(void)path;
+	(void)name;
+	return -ENOTSUP;
+}
+
+static const struct fuse_operations ops = {
+	.init        = kv_init,
+	.getattr     = kv_getattr,
+	.readlink    = kv_readlink,
+	.mknod       = kv_mknod,
+	.mkdir       = kv_mkdir,
+	.unlink      = kv_unlink,
+	.rmdir       = kv_rmdir,
+	.symlink     = kv_symlink,
+	.rename      = kv_rename,
+	.link        = kv_link,
+	.chmod       = kv_chmod,
+	.chown       = kv_chown,
+	.truncate    = kv_truncate,
+	.open        = kv_open,
+	.read        = kv_read,
+	.write       = kv_write,
+	.statfs      = kv_statfs,
+	.flush       = kv_flush,
+	.release     = kv_release,
+	.fsync       = kv_fsync,
+	.setxattr    = kv_setxattr,
+	.getxattr    = kv_getxattr,
+	.listxattr   = kv_listxattr,
+	.removexattr = kv_removexattr,
+	.opendir     = kv_opendir,
+	.readdir     = kv_readdir,
+	.releasedir  = kv_releasedir,
+	.create      = kv_create,
+	.utimens     = kv_utimens,
+};
+
+int fsops_init(struct kvfs_ctx *ctx)
+{
+	pthread_rwlockattr_t a;
+	int rc;
+
+	K = ctx;
+	pthread_rwlockattr_init(&a);
+	/* Writer preference: a rename must not starve behind a stream of
+	 * commits holding the lock shared. */
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = -pthread_rwlock_init(&rename_lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	if (rc)
+		return rc;
+	if ((rc = ofile_init()))
+		return rc;
+	return sview_init();
+}
+
+void fsops_fini(void)
+{
+	sview_fini();
+	ofile_fini();
+	pthread_rwlock_destroy(&rename_lock);
+}
+
+const struct fuse_operations *fsops_get(void)
+{
+	return &ops;
+}

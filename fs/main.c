@@ -1,0 +1,395 @@
+/*
+ * main.c — the kvfs binary: checks the command line, daemonizes, opens the
+ * node, mounts the FUSE file system and runs its loop until unmounted.
+ *
+ * Start-up order matters: node_open() starts threads, so the process forks
+ * (daemon mode) BEFORE it; the parent waits on a pipe for the child's
+ * verdict, so that every start-up error is still one line on the caller's
+ * stderr with a non-zero exit status.
+ *
+ * Shutdown: SIGINT, SIGTERM, SIGHUP and fusermount3 -u end the FUSE loop;
+ * the loop joins its workers (so every FUSE request in node_write() has
+ * finished), then the mount is removed and only then node_close() completes
+ * or fails what is still pending.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fuse.h>
+
+#include "cluster/node.h"
+#include "fs/fsops.h"
+#include "fs/opts.h"
+#include "store/log.h"
+
+/* ---- kernel cache invalidation for replicated changes ---------------------- */
+
+/* The change listener runs on replication threads and must not block, but
+ * fuse_invalidate_path() can wait on the kernel's inode lock, held by a FUSE
+ * request that in turn waits for the node: hand paths to a thread of their
+ * own. When the queue is full, changes are dropped; the short attribute
+ * timeout bounds how long the kernel can show the old contents. */
+#define INVAL_MAX 4096
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t  cond;
+	char           *q[INVAL_MAX];
+	size_t          head, n;
+	int             stop;
+	struct fuse    *f;
+	pthread_t       thr;
+	int             running;
+} inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void on_change(void *arg, const char *key, size_t klen)
+{
+	char *p;
+
+	(void)arg;
+	while (klen && key[klen - 1] == '/') /* a directory marker names its directory */
+		klen--;
+	p = malloc(klen + 2);
+	if (!p)
+		return;
+	p[0] = '/';
+	memcpy(p + 1, key, klen);
+	p[klen + 1] = '\0';
+	pthread_mutex_lock(&inval.lock);
+	if (inval.n < INVAL_MAX && !inval.stop) {
+		inval.q[(inval.head + inval.n++) % INVAL_MAX] = p;
+		p = NULL;
+		pthread_cond_signal(&inval.cond);
+	}
+	pthread_mutex_unlock(&inval.lock);
+	free(p);
+}
+
+static void *inval_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&inval.lock);
+	for (;;) {
+		while (!inval.n && !inval.stop)
+			pthread_cond_wait(&inval.cond, &inval.lock);
+		if (inval.stop)
+			break;
+		char *p = inval.q[inval.head];
+		inval.head = (inval.head + 1) % INVAL_MAX;
+		inval.n--;
+		pthread_mutex_unlock(&inval.lock);
+		/* -ENOENT: the kernel does not know the path; nothing to drop. */
+		(void)fuse_invalidate_path(inval.f, p);
+		free(p);
+		pthread_mutex_lock(&inval.lock);
+	}
+	while (inval.n) {
+		free(inval.q[inval.head]);
+		inval.head = (inval.head + 1) % INVAL_MAX;
+		inval.n--;
+	}
+	pthread_mutex_unlock(&inval.lock);
+	return NULL;
+}
+
+static void inval_stop(void)
+{
+	if (!inval.running)
+		return;
+	pthread_mutex_lock(&inval.lock);
+	inval.stop = 1;
+	pthread_cond_signal(&inval.cond);
+	pthread_mutex_unlock(&inval.lock);
+	pthread_join(inval.thr, NULL);
+	inval.running = 0;
+}
+
+/* ---- start-up checks ---------------------------------------------------- */
+
+static int check_mountpoint(const char *arg, char *abs)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+
+	if (!realpath(arg, abs) || stat(abs, &st) != 0) {
+		fprintf(stderr, "kvfs: mountpoint %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "kvfs: mountpoint %s is not a directory\n", arg);
+		return -1;
+	}
+	if (!(d = opendir(abs))) {
+		fprintf(stderr, "kvfs: mountpoint %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			closedir(d);
+			fprintf(stderr, "kvfs: mountpoint %s is not empty\n", arg);
+			return -1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int check_data_dir(const char *arg, char *abs)
+{
+	struct stat st;
+	int rc;
+
+	if ((rc = mkdir_p(arg)) || (!realpath(arg, abs) && (rc = -errno))) {
+		fprintf(stderr, "kvfs: data directory %s: %s\n", arg, strerror(-rc));
+		return -1;
+	}
+	if (stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "kvfs: data directory %s is not a directory\n", arg);
+		return -1;
+	}
+	if (access(abs, R_OK | W_OK | X_OK) != 0) {
+		fprintf(stderr, "kvfs: data directory %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- daemon --------------------------------------------------------------- */
+
+/* Forks; the parent waits for the child's start-up verdict and exits with
+ * it. Returns the write end of the verdict pipe in the child. */
+static int daemonize(void)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p) != 0) {
+		fprintf(stderr, "kvfs: pipe: %s\n", strerror(errno));
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "kvfs: fork: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			exit(1); /* the child died before deciding; it printed why */
+		exit(c);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void report(int fd, char status)
+{
+	if (fd >= 0) {
+		if (write(fd, &status, 1) != 1)
+			(void)0; /* the parent is gone; nobody to tell */
+		close(fd);
+	}
+}
+
+/* After a successful start the daemon's stdout goes away and its log lines
+ * go to DATA/kvfs.log. */
+static void detach_stdio(const char *data_dir)
+{
+	char path[PATH_MAX + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kvfs.log", data_dir);
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		close(fd);
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		dup2(fd, 2);
+		close(fd);
+	}
+}
+
+static const char *mode_flag(enum node_mode m)
+{
+	return m == NODE_RAFT ? "raft" : m == NODE_MASTERLESS ? "masterless" : "standalone";
+}
+
+int main(int argc, char **argv)
+{
+	char mnt[PATH_MAX], data[PATH_MAX], defdata[PATH_MAX], err[256], *fopts = NULL;
+	struct node_config cfg = { 0 };
+	struct kvfs_ctx ctx = { 0 };
+	struct kvfs_opts o;
+	struct fuse *f = NULL;
+	node *n = NULL;
+	sigset_t sigs, old;
+	int fd = -1, rc, status = 1;
+
+	log_init_from_env();
+	if (opts_parse(argc, argv, &o, err, sizeof(err)) != 0) {
+		fprintf(stderr, "kvfs: %s\n", err);
+		opts_free(&o);
+		return 2;
+	}
+	if (o.help) {
+		fputs(opts_usage, stdout);
+		opts_free(&o);
+		return 0;
+	}
+	if (o.version) {
+		printf("kvfs %s (FUSE %d)\n", KVFS_VERSION, fuse_version());
+		opts_free(&o);
+		return 0;
+	}
+	if (!o.data_dir) {
+		if (opts_default_data(defdata, sizeof(defdata)) != 0) {
+			fprintf(stderr, "kvfs: no --data DIR given and no $HOME for the default\n");
+			goto out_opts;
+		}
+		o.data_dir = defdata;
+	}
+	if (check_mountpoint(o.mountpoint, mnt) || check_data_dir(o.data_dir, data))
+		goto out_opts;
+
+	if (!o.foreground)
+		fd = daemonize();
+
+	/* Threads started by node_open() must not receive the termination
+	 * signals: the FUSE loop only notices them in its own threads. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, &old);
+
+	cfg.data_dir = data;
+	cfg.mode = o.mode;
+	cfg.listen = o.listen;
+	cfg.peers = (const char **)o.peers;
+	cfg.npeers = o.npeers;
+	cfg.control = o.control;
+	cfg.vectors = o.vectors;
+	rc = node_open(&cfg, &n);
+	if (rc == -ENOTSUP) {
+		fprintf(stderr, "kvfs: --mode %s is not supported by this build yet\n",
+			mode_flag(o.mode));
+		goto out_report;
+	}
+	if (rc) {
+		fprintf(stderr, "kvfs: cannot open the node in %s: %s\n", data, strerror(-rc));
+		goto out_report;
+	}
+
+	ctx.n = n;
+	ctx.st = node_store(n);
+	ctx.data_dir = data;
+	ctx.mountpoint = mnt;
+	ctx.uid = getuid();
+	ctx.gid = getgid();
+	ctx.start_ns = fsops_now_ns();
+	ctx.timeout = 1.0;
+	if ((rc = fsops_init(&ctx))) {
+		fprintf(stderr, "kvfs: init: %s\n", strerror(-rc));
+		goto out_node;
+	}
+
+	/* default_permissions is the user's choice (-o); fsname/subtype make the
+	 * mount recognisable in /proc/mounts and df. */
+	rc = asprintf(&fopts, "fsname=kvfs:%s,subtype=kvfs%s%s", data,
+		      o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
+	if (rc < 0) {
+		fopts = NULL;
+		goto out_fs;
+	}
+	char *fargv[] = { argv[0], "-o", fopts, o.debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
+	f = fuse_new(&args, fsops_get(), sizeof(struct fuse_operations), NULL);
+	fuse_opt_free_args(&args);
+	if (!f) {
+		fprintf(stderr, "kvfs: bad FUSE options '%s'\n", o.fuse_opts ? o.fuse_opts : "");
+		goto out_fs;
+	}
+	if (fuse_mount(f, mnt) != 0) {
+		fprintf(stderr, "kvfs: cannot mount on %s\n", mnt);
+		goto out_fuse;
+	}
+	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0) {
+		fprintf(stderr, "kvfs: cannot install signal handlers\n");
+		goto out_unmount;
+	}
+	inval.f = f;
+	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
+		inval.running = 1;
+		node_set_change_listener(n, on_change, NULL);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	LOG(LOG_INFO, "mounted %s (data %s, mode %s)", mnt, data, mode_flag(o.mode));
+	if (fd >= 0) {
+		detach_stdio(data);
+		report(fd, 0);
+		fd = -1;
+	}
+	if (chdir("/") != 0)
+		(void)0; /* a daemon must not pin its start directory; not fatal */
+
+	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
+	rc = fuse_loop_mt(f, &lc);
+	status = rc < 0 ? 1 : 0;
+	LOG(LOG_INFO, "unmounting %s", mnt);
+
+	node_set_change_listener(n, NULL, NULL);
+	inval_stop();
+	fuse_remove_signal_handlers(fuse_get_session(f));
+out_unmount:
+	fuse_unmount(f);
+out_fuse:
+	fuse_destroy(f);
+out_fs:
+	fsops_fini();
+out_node:
+	node_close(n);
+out_report:
+	report(fd, (char)status);
+	free(fopts);
+out_opts:
+	opts_free(&o);
+	return status;
+}
