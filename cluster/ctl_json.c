@@ -400,7 +400,9 @@ static int op_get(struct ctl_sess *s, json_t *req, json_t *id)
 		return CTL_STEP_DONE;
 	}
 	o = reply_new(id);
-	if (!json_is_true(json_object_get(req, "b64")))
+	/* NUL bytes are valid UTF-8 but break many JSON parsers (jansson
+	 * rejects \u0000 by default): such values go as base64 too. */
+	if (!json_is_true(json_object_get(req, "b64")) && (!rec.len || !memchr(rec.val, 0, rec.len)))
 		v = json_stringn(rec.len ? rec.val : "", rec.len);
 	if (v)
 		json_object_set_new(o, "value", v);

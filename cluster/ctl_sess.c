@@ -17,7 +17,36 @@ struct ctl_slot {
 	int              done;
 	int              status;
 	struct ctl_reply r;
+	struct ctl_buf   after; /* immediate replies produced behind this write */
 };
+
+/* While a write is pending, replies produced at once (PING, errors, ...)
+ * must not overtake it: they are captured into the newest slot's `after`
+ * buffer by swapping it with `out` for the duration of a step. */
+static void cap_begin(struct ctl_sess *s)
+{
+	struct ctl_buf t;
+
+	if (!s->tail || s->capturing)
+		return;
+	t = s->out;
+	s->out = s->tail->after;
+	s->tail->after = t;
+	s->capturing = s->tail;
+}
+
+static void cap_end(struct ctl_sess *s)
+{
+	struct ctl_slot *sl = s->capturing;
+	struct ctl_buf t;
+
+	if (!sl)
+		return;
+	t = s->out;
+	s->out = sl->after;
+	sl->after = t;
+	s->capturing = NULL;
+}
 
 void ctl_sess_init(struct ctl_sess *s, const struct ctl_backend *be)
 {
@@ -118,6 +147,7 @@ static void slot_format(struct ctl_sess *s, struct ctl_slot *sl)
 
 static void slot_free(struct ctl_slot *sl)
 {
+	ctl_buf_free(&sl->after);
 	json_decref(sl->r.json_ok);
 	free(sl);
 }
@@ -137,8 +167,10 @@ static void drain_slots(struct ctl_sess *s)
 		s->head = sl->next;
 		if (!s->head)
 			s->tail = NULL;
-		if (!s->dead)
+		if (!s->dead) {
 			slot_format(s, sl);
+			ctl_buf_add(&s->out, ctl_buf_head(&sl->after), ctl_buf_size(&sl->after));
+		}
 		slot_free(sl);
 		s->npending--;
 	}
@@ -179,12 +211,15 @@ void ctl_sess_submit(struct ctl_sess *s, const struct kv_batch *b, struct ctl_re
 	}
 	sl->s = s;
 	sl->r = *r;
+	cap_end(s);
 	if (s->tail)
 		s->tail->next = sl;
 	else
 		s->head = sl;
 	s->tail = sl;
 	s->npending++;
+	if (s->in_process)
+		cap_begin(s);
 	s->be->write(s->be->self, b, slot_done, sl);
 }
 
@@ -328,7 +363,9 @@ void ctl_sess_process(struct ctl_sess *s)
 				break;
 			}
 		}
+		cap_begin(s);
 		rc = s->proto == CTL_PROTO_JSON ? ctl_json_step(s) : ctl_redis_step(s);
+		cap_end(s);
 		if (rc != CTL_STEP_DONE)
 			break;
 	}

@@ -103,6 +103,7 @@ struct ctl_sess {
 
 	/* Write slots awaiting durability, oldest first. */
 	struct ctl_slot *head, *tail;
+	struct ctl_slot *capturing; /* see cap_begin() in ctl_sess.c */
 	unsigned npending;
 
 	/* Read barrier (Raft). */
