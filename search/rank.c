@@ -388,50 +388,50 @@ static void semantic_all(const struct idx *ix, const struct emb *e, const struct
 
 /*
  * Hybrid: linear fusion of BM25 and semantic cosine after min-max
- * normalisation of each over the candidate set (the BM25 top text_cand
- * united with the semantic top sem_cand), as in Bruch, Gai & Ingber, "An
- * Analysis of Fusion Functions for Hybrid Retrieval" (TOIS 2023). Keyword
- * evidence dominates (alpha ~ 0.8): averaged word vectors alone are much
- * weaker than BM25, and equal-weight fusion loses to BM25 on CISI.
+ * normalisation of each (Bruch, Gai & Ingber, "An Analysis of Fusion
+ * Functions for Hybrid Retrieval", TOIS 2023). Keyword evidence dominates
+ * (alpha ~ 0.8): averaged word vectors alone are much weaker than BM25, and
+ * equal-weight fusion loses to BM25 on CISI.
+ *
+ * The minimum and maximum come from a fixed candidate set, the BM25 top
+ * text_cand united with the semantic top sem_cand, so that a document's
+ * fused score does not depend on the caller's limit. bc[0..nb) and
+ * sc[0..ns) are the two top lists (at least that long, longer when the limit
+ * asks for more); their union is ranked.
  */
 static size_t fuse(const struct idx *ix, const struct rank_params *p, const float *bm,
-		   const float *sem, struct cand *cs, size_t nb, size_t ns, size_t limit,
-		   struct cand *out)
+		   const float *sem, const struct cand *bc, size_t nb, const struct cand *sc,
+		   size_t ns, uint8_t *seen, size_t limit, struct cand *all, struct cand *out)
 {
 	float bmin = INFINITY, bmax = -INFINITY, smin = INFINITY, smax = -INFINITY;
-	size_t i, j, n = nb;
-	struct cand *s = cs + nb;
+	size_t i, n = 0;
 
-	/* Union: semantic candidates not already among the BM25 ones. */
-	for (i = 0; i < ns; i++) {
-		for (j = 0; j < nb; j++)
-			if (cs[j].doc == s[i].doc)
-				break;
-		if (j == nb)
-			cs[n++] = s[i];
+	for (i = 0; i < nb + ns; i++) {
+		const struct cand *c = i < nb ? &bc[i] : &sc[i - nb];
+		float b = bm[c->doc], v = sem[c->doc];
+		if ((i < nb && i < p->text_cand) || (i >= nb && i - nb < p->sem_cand)) {
+			bmin = fminf(bmin, b);
+			bmax = fmaxf(bmax, b);
+			smin = fminf(smin, v);
+			smax = fmaxf(smax, v);
+		}
+		if (seen[c->doc])
+			continue;
+		seen[c->doc] = 1;
+		all[n++] = *c;
 	}
 	for (i = 0; i < n; i++) {
-		float b = bm[cs[i].doc], v = sem[cs[i].doc];
-		bmin = fminf(bmin, b);
-		bmax = fmaxf(bmax, b);
-		smin = fminf(smin, v);
-		smax = fmaxf(smax, v);
-	}
-	for (i = 0; i < n; i++) {
-		float b = bm[cs[i].doc], v = sem[cs[i].doc];
+		float b = bm[all[i].doc], v = sem[all[i].doc];
 		float nbm = bmax > bmin ? (b - bmin) / (bmax - bmin) : (b > 0 ? 1.0f : 0.0f);
 		float nsm = smax > smin ? (v - smin) / (smax - smin) : (v > 0 ? 1.0f : 0.0f);
-		cs[i].score = (float)(p->alpha * nbm + (1.0 - p->alpha) * nsm);
+		seen[all[i].doc] = 0;
+		all[i].score = (float)(p->alpha * nbm + (1.0 - p->alpha) * nsm);
 	}
-	j = 0;
-	for (i = 0; i < n; i++)
-		if (cs[i].score > 0)
-			cs[j++] = cs[i];
-	qsort_r(cs, j, sizeof(*cs), cand_cmp, (void *)ix);
-	if (j > limit)
-		j = limit;
-	memcpy(out, cs, j * sizeof(*out));
-	return j;
+	qsort_r(all, n, sizeof(*all), cand_cmp, (void *)ix);
+	if (n > limit)
+		n = limit;
+	memcpy(out, all, n * sizeof(*out));
+	return n;
 }
 
 int rank_query(const struct idx *ix, const struct emb *e, const struct rank_params *p,
@@ -441,6 +441,7 @@ int rank_query(const struct idx *ix, const struct emb *e, const struct rank_para
 	struct query *q = NULL;
 	struct cand *out = NULL, *cs = NULL;
 	float *acc = NULL, *sem = NULL, *qv = NULL;
+	uint8_t *seen = NULL;
 	size_t cap = idx_doc_cap(ix), n = 0, nb, ns;
 	int rc = -ENOMEM;
 
@@ -489,18 +490,19 @@ int rank_query(const struct idx *ix, const struct emb *e, const struct rank_para
 		break;
 	case SEARCH_HYBRID:
 	default:
-		qv = malloc(emb_acc_dim(e) * sizeof(*qv));
-		sem = malloc((cap ? cap : 1) * sizeof(*sem));
 		nb = p->text_cand > limit ? p->text_cand : limit;
 		ns = p->sem_cand > limit ? p->sem_cand : limit;
-		cs = malloc((nb + ns) * sizeof(*cs));
-		if (!qv || !sem || !cs)
+		qv = malloc(emb_acc_dim(e) * sizeof(*qv));
+		sem = malloc((cap ? cap : 1) * sizeof(*sem));
+		cs = malloc((nb + ns) * 2 * sizeof(*cs));
+		seen = calloc(cap ? cap : 1, 1);
+		if (!qv || !sem || !cs || !seen)
 			goto out;
 		score_bm25(ix, q, acc);
 		semantic_all(ix, e, q, qv, sem);
 		nb = top_k(ix, acc, idx_live(ix), cap, nb, cs);
 		ns = top_k(ix, sem, idx_live(ix), cap, ns, cs + nb);
-		n = fuse(ix, p, acc, sem, cs, nb, ns, limit, out);
+		n = fuse(ix, p, acc, sem, cs, nb, cs + nb, ns, seen, limit, cs + nb + ns, out);
 		break;
 	}
 	rc = make_hits(ix, out, n, hits, nhits);
@@ -510,6 +512,7 @@ out:
 	free(sem);
 	free(qv);
 	free(cs);
+	free(seen);
 	free(out);
 	return rc;
 }
