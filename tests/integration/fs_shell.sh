@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# fs_shell.sh KVFS — the mount as users drive it from a shell (SPEC §2, §3):
+# start-up errors, echo/cat/cp/mv/rm/mkdir/rmdir/ls/find/touch/chmod/
+# truncate/ln, an editor-style save, limits, .search protection, restart
+# persistence of contents and metadata, daemon mode and SIGTERM shutdown.
+KVFS=${1:?usage: fs_shell.sh KVFS_BINARY}
+. "$(dirname "$0")/fs_lib.sh"
+set -e
+
+M=$T/mnt D=$T/data
+mkdir -p "$M"
+
+step() { echo "--- $*"; }
+expect_fail() { # expect_fail PATTERN CMD... : CMD fails and stderr matches PATTERN
+	local pat=$1 out
+	shift
+	if out=$("$@" 2>&1); then fail "'$*' succeeded, expected failure ($pat)"; fi
+	echo "$out" | grep -q -- "$pat" || fail "'$*' said '$out', expected '$pat'"
+}
+
+step "start-up errors: one line, non-zero exit"
+lines_of() { "$@" 2>&1 >/dev/null | wc -l; }
+expect_fail "unknown option '--bogus'" "$KVFS" "$M" --data "$D" --bogus
+[ "$(lines_of "$KVFS" "$M" --data "$D" --bogus)" = 1 ] || fail "--bogus: not one line"
+expect_fail "missing MOUNTPOINT" "$KVFS" --data "$D"
+expect_fail "No such file" "$KVFS" "$T/nope" --data "$D"
+touch "$T/file"
+expect_fail "not a directory" "$KVFS" "$T/file" --data "$D"
+expect_fail "data directory" "$KVFS" "$M" --data "$T/file/sub"
+mkdir -p "$T/full" && touch "$T/full/x"
+expect_fail "is not empty" "$KVFS" "$T/full" --data "$D"
+expect_fail "needs --listen" "$KVFS" "$M" --data "$D" --mode raft
+expect_fail "needs a value" "$KVFS" "$M" --data
+"$KVFS" --help | grep -q "usage: kvfs MOUNTPOINT" || fail "--help"
+"$KVFS" --version | grep -q "^kvfs [0-9]" || fail "--version"
+is_mounted "$M" && fail "a failed start left a mount"
+
+step "mount"
+kv_mount "$M" "$D"
+cd "$M"
+
+step "echo, cat, append, cp, cmp"
+echo hello > a.txt
+[ "$(cat a.txt)" = hello ] || fail "cat after echo"
+echo world >> a.txt
+[ "$(cat a.txt)" = "$(printf 'hello\nworld')" ] || fail "append"
+head -c 300000 /dev/urandom > "$T/rand"
+cp "$T/rand" r.bin && cmp "$T/rand" r.bin || fail "cp of 300 kB"
+[ "$(stat -c %s r.bin)" = 300000 ] || fail "size after cp"
+
+step "mkdir, nested files, ls -l, find, du"
+mkdir -p d1/d2/d3
+echo deep > d1/d2/d3/f
+ls -l d1 | grep -q "^d.* d2$" || fail "ls -l shows d2"
+[ "$(find d1 | sort | tr '\n' ' ')" = "d1 d1/d2 d1/d2/d3 d1/d2/d3/f " ] || fail "find: $(find d1)"
+du -s . >/dev/null || fail "du"
+mkdir emptydir && rmdir emptydir && [ ! -e emptydir ] || fail "mkdir/rmdir"
+expect_fail "File exists" mkdir d1
+
+step "rmdir of a non-empty directory is ENOTEMPTY"
+expect_fail "Directory not empty" rmdir d1/d2
+step "removing the last file keeps its directory"
+rm d1/d2/d3/f
+[ -d d1/d2/d3 ] || fail "d3 vanished with its last file"
+rmdir d1/d2/d3
+
+step "mv: files, over an existing file, whole directories"
+echo one > m1; echo two > m2
+mv m1 m2
+[ "$(cat m2)" = one ] && [ ! -e m1 ] || fail "mv over existing"
+mkdir -p tree/sub && for i in 1 2 3; do echo "$i" > tree/sub/f$i; done; echo top > tree/t
+mv tree moved
+[ ! -e tree ] && [ "$(cat moved/sub/f2)" = 2 ] && [ "$(cat moved/t)" = top ] || fail "directory rename"
+mkdir target_empty && mv moved target_empty/inside && [ "$(cat target_empty/inside/sub/f3)" = 3 ] || fail "mv into dir"
+mkdir over_me && mv target_empty/inside over_me 2>/dev/null || true
+mkdir -p ne1/x ne2/y
+expect_fail "Directory not empty\|File exists" mv -T ne1 ne2
+
+step "rm"
+rm a.txt && [ ! -e a.txt ] || fail "rm"
+rm -r ne1 ne2 && [ ! -e ne1 ] || fail "rm -r"
+
+step "touch, chmod, stat"
+touch new && [ -f new ] && [ "$(stat -c %s new)" = 0 ] || fail "touch new"
+touch -d "2001-02-03 04:05:06" new
+[ "$(stat -c %Y new)" = "$(date -d '2001-02-03 04:05:06' +%s)" ] || fail "touch -d sets mtime"
+chmod 640 new && [ "$(stat -c %a new)" = 640 ] || fail "chmod file"
+chmod 700 d1 && [ "$(stat -c %a d1)" = 700 ] || fail "chmod dir"
+[ "$(stat -c %U new)" = "$(id -un)" ] || fail "owner is the caller"
+
+step "truncate: shrink, grow (sparse zeros), ftruncate via shell"
+printf 0123456789 > t
+truncate -s 4 t && [ "$(cat t)" = 0123 ] || fail "truncate shrink"
+truncate -s 8 t && [ "$(od -An -c t | tr -d ' \n')" = '0123\0\0\0\0' ] || fail "truncate grow: $(od -c t)"
+dd if=/dev/zero of=sparse bs=1 count=1 seek=100000 status=none
+[ "$(stat -c %s sparse)" = 100001 ] || fail "sparse write size"
+: > t && [ "$(stat -c %s t)" = 0 ] || fail "O_TRUNC"
+
+step "symlinks and hard links"
+echo target > tgt
+ln -s tgt sl && [ "$(readlink sl)" = tgt ] && [ "$(cat sl)" = target ] || fail "ln -s"
+ls -l sl | grep -q "^l" || fail "ls -l shows a link"
+expect_fail "Operation not permitted" ln tgt hard
+
+step "editor-style save: temp file, fsync, rename over"
+echo "version 1" > doc.txt
+python3 - <<'PY'
+import os
+fd = os.open("doc.txt.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+os.write(fd, b"version 2\n")
+os.fsync(fd)
+os.close(fd)
+os.rename("doc.txt.tmp", "doc.txt")
+PY
+[ "$(cat doc.txt)" = "version 2" ] && [ ! -e doc.txt.tmp ] || fail "editor save"
+
+step "reads of a file open for writing see the writes"
+python3 - <<'PY'
+import os
+fd = os.open("rw", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"abcdef")
+os.pwrite(fd, b"XY", 2)
+assert os.pread(fd, 100, 0) == b"abXYef", "read back"
+fd2 = os.open("rw", os.O_RDONLY)
+assert os.read(fd2, 100) == b"abXYef", "second descriptor"
+os.ftruncate(fd, 3)
+assert os.pread(fd, 100, 0) == b"abX"
+os.close(fd2); os.close(fd)
+assert open("rw", "rb").read() == b"abX"
+PY
+
+step "limits: NAME_MAX, key length"
+long=$(printf 'n%.0s' $(seq 1 256))
+expect_fail "File name too long" touch "$long"
+ok=$(printf 'n%.0s' $(seq 1 255))
+touch "$ok" && [ -e "$ok" ] || fail "a 255-byte name"
+rm "$ok"
+
+step ".search is reserved"
+expect_fail "" mkdir .search
+expect_fail "" rmdir .search
+expect_fail "" touch .search/x
+expect_fail "" mv new .search
+
+step "statfs"
+df -P . | tail -1 | grep -q kvfs || fail "df shows the mount"
+[ "$(stat -f -c %l .)" = 255 ] || fail "namemax"
+
+step "restart keeps contents and metadata"
+cd /
+snap() { (cd "$M" && find . -mindepth 1 -path ./.search -prune -o -printf '%p %y %s %m %U %G %T@\n' | sort &&
+	  find . -path ./.search -prune -o -type f -print0 | sort -z | xargs -0 md5sum); }
+before=$(snap)
+kv_umount "$M"
+kv_mount "$M" "$D"
+after=$(snap)
+[ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; fail "tree differs after restart"; }
+
+step "SIGTERM unmounts cleanly, exit 0"
+kill -TERM "$KV_PID"
+rc=0; wait "$KV_PID" || rc=$?
+[ "$rc" = 0 ] || fail "status $rc after SIGTERM"
+is_mounted "$M" && fail "still mounted after SIGTERM"
+
+step "daemon mode: returns once mounted, fusermount3 -u ends it"
+"$KVFS" "$M" --data "$D" || fail "daemon start"
+KV_MOUNTS="$KV_MOUNTS $M"
+is_mounted "$M" || fail "not mounted after the daemon returned"
+[ "$(cat "$M/doc.txt")" = "version 2" ] || fail "daemon sees data"
+fusermount3 -u "$M"
+for i in $(seq 1 100); do
+	pgrep -f "^$KVFS $M " >/dev/null || break
+	sleep 0.05
+done
+echo "PASS"
