@@ -1,0 +1,238 @@
+/* test_map.c — the ordered map: ordered and prefix iteration, deletes,
+ * replacement, bulk append, a million keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/map.h"
+#include "store/rec.h"
+
+static const struct kv_meta meta0;
+
+static kv_rec *mk(const char *key, uint64_t version)
+{
+	kv_rec *r = rec_new(key, strlen(key), 0, version, &meta0, NULL, 0, key, strlen(key));
+
+	assert_non_null(r);
+	return r;
+}
+
+static void put(map *m, const char *key, uint64_t version)
+{
+	kv_rec *old;
+
+	assert_int_equal(map_put(m, mk(key, version), &old), 0);
+	kv_rec_unref(old);
+}
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int cmpstr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+#define NKEYS 3000
+
+static void random_puts_and_deletes_iterate_in_key_order(void **state)
+{
+	static char keys[NKEYS][24];
+	static int present[NKEYS];
+	static uint64_t ver[NKEYS];
+	char *sorted[NKEYS];
+	uint64_t seed = 7, s = seed;
+	map *m = map_new(1);
+	map_iter it;
+	kv_rec *r;
+	size_t n = 0, live = 0;
+
+	(void)state;
+	memset(present, 0, sizeof present);
+	for (int i = 0; i < NKEYS; i++)
+		snprintf(keys[i], sizeof keys[i], "k/%llu", (unsigned long long)(rng(&s) % 100000));
+	for (int step = 0; step < 40000; step++) {
+		int i = (int)(rng(&s) % NKEYS);
+
+		if (rng(&s) % 3) {
+			put(m, keys[i], (uint64_t)step + 1);
+			/* duplicates in keys[] share state: mark them all */
+			for (int j = 0; j < NKEYS; j++)
+				if (!strcmp(keys[j], keys[i])) {
+					present[j] = 1;
+					ver[j] = (uint64_t)step + 1;
+				}
+		} else {
+			kv_rec *d = map_del(m, keys[i], strlen(keys[i]));
+
+			assert_int_equal(d != NULL, present[i]);
+			kv_rec_unref(d);
+			for (int j = 0; j < NKEYS; j++)
+				if (!strcmp(keys[j], keys[i]))
+					present[j] = 0;
+		}
+	}
+	for (int i = 0; i < NKEYS; i++) {
+		int dup = 0;
+
+		for (int j = 0; j < i; j++)
+			if (!strcmp(keys[j], keys[i]))
+				dup = 1;
+		if (present[i] && !dup)
+			sorted[live++] = keys[i];
+		r = map_get(m, keys[i], strlen(keys[i]));
+		assert_int_equal(r != NULL, present[i]);
+		if (r)
+			assert_int_equal(kv_rec_version(r), ver[i]);
+	}
+	qsort(sorted, live, sizeof *sorted, cmpstr);
+	assert_int_equal(map_count(m), live);
+	for (r = map_seek(m, NULL, 0, 0, &it); r; r = map_iter_next(&it), n++) {
+		if (strcmp(rec_key(r), sorted[n]))
+			fprintf(stderr, "seed %llu: position %zu is %s, want %s\n",
+				(unsigned long long)seed, n, rec_key(r), sorted[n]);
+		assert_string_equal(rec_key(r), sorted[n]);
+	}
+	assert_int_equal(n, live);
+	map_free(m);
+}
+
+static void prefix_iteration_visits_exactly_the_keys_under_a_prefix(void **state)
+{
+	static const char *keys[] = { "a", "a/", "a/b", "a/b/c", "a/c", "a0", "ab", "b", "a/b/" };
+	static const char *under[] = { "a/", "a/b", "a/b/", "a/b/c", "a/c" };
+	map *m = map_new(2);
+	map_iter it;
+	kv_rec *r;
+	size_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		put(m, keys[i], i + 1);
+	for (r = map_seek(m, "a/", 2, 0, &it); r && !strncmp(rec_key(r), "a/", 2);
+	     r = map_iter_next(&it))
+		assert_string_equal(rec_key(r), under[n++]);
+	assert_int_equal(n, 5);
+	/* strict seek skips the key itself; seeking a missing key lands after it */
+	r = map_seek(m, "a/b", 3, 1, &it);
+	assert_string_equal(rec_key(r), "a/b/");
+	r = map_seek(m, "a/bb", 4, 0, &it);
+	assert_string_equal(rec_key(r), "a/c");
+	assert_null(map_seek(m, "c", 1, 0, &it));
+	map_free(m);
+}
+
+static void replacing_a_key_returns_the_old_record(void **state)
+{
+	map *m = map_new(3);
+	kv_rec *old;
+
+	(void)state;
+	assert_int_equal(map_put(m, mk("x", 1), &old), 0);
+	assert_null(old);
+	assert_int_equal(map_put(m, mk("x", 2), &old), 0);
+	assert_non_null(old);
+	assert_int_equal(kv_rec_version(old), 1);
+	kv_rec_unref(old);
+	assert_int_equal(map_count(m), 1);
+	assert_int_equal(kv_rec_version(map_get(m, "x", 1)), 2);
+	assert_null(map_del(m, "y", 1));
+	map_free(m);
+}
+
+static void append_accepts_only_increasing_keys(void **state)
+{
+	map *m = map_new(4);
+	kv_rec *r;
+
+	(void)state;
+	assert_int_equal(map_append(m, mk("b", 1)), 0);
+	assert_int_equal(map_append(m, mk("c", 1)), 0);
+	r = mk("a", 1);
+	assert_int_equal(map_append(m, r), -EINVAL);
+	kv_rec_unref(r);
+	r = mk("c", 1);
+	assert_int_equal(map_append(m, r), -EINVAL);
+	kv_rec_unref(r);
+	put(m, "a", 2); /* invalidates the tail cache */
+	assert_int_equal(map_append(m, mk("d", 1)), 0);
+	assert_int_equal(map_count(m), 4);
+	map_free(m);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void a_million_keys_fit_and_stay_ordered(void **state)
+{
+	const uint32_t N = 1000000;
+	uint32_t *perm = malloc(N * sizeof *perm);
+	uint64_t s = 99;
+	map *m = map_new(5);
+	char key[32], prev[32] = "";
+	map_iter it;
+	kv_rec *r;
+	size_t n = 0;
+	double t0 = now(), t1, t2;
+
+	(void)state;
+	for (uint32_t i = 0; i < N; i++)
+		perm[i] = i;
+	for (uint32_t i = N - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(rng(&s) % (i + 1)), t = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (uint32_t i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "dir%03u/file%07u", perm[i] % 1000, perm[i]);
+		put(m, key, i + 1);
+	}
+	t1 = now();
+	assert_int_equal(map_count(m), N);
+	for (r = map_seek(m, NULL, 0, 0, &it); r; r = map_iter_next(&it), n++) {
+		assert_true(strcmp(prev, rec_key(r)) < 0);
+		memcpy(prev, rec_key(r), r->klen + 1u);
+	}
+	assert_int_equal(n, N);
+	for (uint32_t i = 0; i < N; i += 2) {
+		snprintf(key, sizeof key, "dir%03u/file%07u", i % 1000, i);
+		kv_rec_unref(map_del(m, key, strlen(key)));
+	}
+	assert_int_equal(map_count(m), N / 2);
+	snprintf(key, sizeof key, "dir%03u/file%07u", 7u, 7u);
+	assert_non_null(map_get(m, key, strlen(key)));
+	t2 = now();
+	printf("1M inserts %.2f s, iterate+500k deletes %.2f s\n", t1 - t0, t2 - t1);
+	map_free(m);
+	free(perm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(random_puts_and_deletes_iterate_in_key_order),
+		cmocka_unit_test(prefix_iteration_visits_exactly_the_keys_under_a_prefix),
+		cmocka_unit_test(replacing_a_key_returns_the_old_record),
+		cmocka_unit_test(append_accepts_only_increasing_keys),
+		cmocka_unit_test(a_million_keys_fit_and_stay_ordered),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

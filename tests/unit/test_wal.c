@@ -1,0 +1,399 @@
+/* test_wal.c — the write-ahead log on the in-memory disk: round trip,
+ * rotation, torn tails, corruption before the tail. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/crc32c.h"
+#include "store/wal.h"
+#include "tests/lib/memdisk.h"
+
+#define DIR "db"
+
+struct seen {
+	uint64_t lsn[4096];
+	uint8_t  type[4096];
+	size_t   len[4096];
+	size_t   n;
+	int      bad_payload;
+};
+
+/* Payload of record i: len = 1 + i*7 % 300 bytes of (i + k). */
+static size_t payload_len(uint64_t i)
+{
+	return 1 + (size_t)(i * 7 % 300);
+}
+
+static int collect(void *arg, uint8_t type, uint64_t lsn, const void *p, size_t len)
+{
+	struct seen *s = arg;
+	const unsigned char *b = p;
+
+	for (size_t k = 0; k < len; k++)
+		if (b[k] != (unsigned char)(lsn + k))
+			s->bad_payload = 1;
+	s->lsn[s->n] = lsn;
+	s->type[s->n] = type;
+	s->len[s->n] = len;
+	s->n++;
+	return 0;
+}
+
+static wal *open_wal(memdisk *md, size_t seg, struct seen *s, int expect_rc)
+{
+	wal *w = NULL;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	assert_int_equal(wal_open(memdisk_io(md), DIR, seg, &w), 0);
+	rc = wal_recover(w, 1, collect, s);
+	assert_int_equal(rc, expect_rc);
+	if (rc) {
+		wal_close(w);
+		return NULL;
+	}
+	return w;
+}
+
+static void append_n(wal *w, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t lsn = wal_next_lsn(w), got;
+		size_t len = payload_len(lsn);
+		unsigned char *rec = malloc(WAL_REC_HDR + len);
+
+		for (size_t k = 0; k < len; k++)
+			rec[WAL_REC_HDR + k] = (unsigned char)(lsn + k);
+		assert_int_equal(wal_append(w, (uint8_t)(1 + lsn % 70), rec, WAL_REC_HDR + len,
+					    crc32c(0, rec + WAL_REC_HDR, len), &got), 0);
+		assert_int_equal(got, lsn);
+		free(rec);
+	}
+	assert_int_equal(kvio_datasync(wal_sync_file(w)), 0);
+}
+
+static memdisk *new_disk(void)
+{
+	memdisk *md = memdisk_new();
+
+	assert_int_equal(memdisk_io(md)->mkdir(memdisk_io(md), DIR, 0755), 0);
+	return md;
+}
+
+static void check_seen(const struct seen *s, uint64_t n)
+{
+	assert_int_equal(s->n, n);
+	assert_false(s->bad_payload);
+	for (size_t i = 0; i < s->n; i++) {
+		assert_int_equal(s->lsn[i], i + 1);
+		assert_int_equal(s->type[i], 1 + (i + 1) % 70);
+		assert_int_equal(s->len[i], payload_len(i + 1));
+	}
+}
+
+/* Runs fn with stderr captured into buf. */
+static void capture_stderr(char *buf, size_t size, void (*fn)(void *), void *arg)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	size_t n;
+
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(buf, 1, size - 1, tmp);
+	buf[n] = '\0';
+	fclose(tmp);
+	fputs(buf, stderr);
+}
+
+static void records_survive_close_and_reopen_in_order(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	assert_int_equal(s.n, 0);
+	append_n(w, 200);
+	wal_close(w);
+	memdisk_crash(md);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 200);
+	assert_int_equal(wal_next_lsn(w), 201);
+	append_n(w, 10);
+	wal_close(w);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 210);
+	wal_close(w);
+	memdisk_free(md);
+}
+
+static void segments_rotate_at_the_size_limit_and_replay_in_order(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	char *names, first[40];
+	char **paths;
+	size_t n;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 2000, &s, 0);
+	append_n(w, 300);
+	assert_true(wal_segment_count(w) > 20);
+	wal_close(w);
+	memdisk_crash(md); /* rotation made every segment durable */
+	names = memdisk_listing(md, DIR);
+	wal_segment_name(1, first, sizeof first);
+	assert_memory_equal(names, first, strlen(first));
+	free(names);
+	w = open_wal(md, 2000, &s, 0);
+	check_seen(&s, 300);
+	/* Dropping segments below lsn 150 keeps every record >= 150. */
+	assert_int_equal(wal_drop_before(w, 150, &paths, &n), 0);
+	assert_true(n > 5);
+	for (size_t i = 0; i < n; i++) {
+		memdisk_io(md)->unlink(memdisk_io(md), paths[i]);
+		free(paths[i]);
+	}
+	free(paths);
+	assert_true(wal_first_lsn(w) <= 150);
+	wal_close(w);
+	w = open_wal(md, 2000, &s, 0);
+	assert_true(s.n >= 151);
+	assert_int_equal(s.lsn[s.n - 1], 300);
+	wal_close(w);
+	memdisk_free(md);
+}
+
+static char *last_segment(memdisk *md)
+{
+	char *names = memdisk_listing(md, DIR), *last, *path;
+
+	names[strlen(names) - 1] = '\0';
+	last = strrchr(names, '\n');
+	last = last ? last + 1 : names;
+	path = malloc(strlen(last) + 8);
+	sprintf(path, DIR "/%s", last);
+	free(names);
+	return path;
+}
+
+static void torn_tail_is_truncated_at_every_cut_point(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	unsigned char *buf;
+	size_t len, full;
+	char *path;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 20);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	full = len;
+	/* Cut inside the last record (lsn 20) at every byte. */
+	for (size_t cut = full - (WAL_REC_HDR + payload_len(20)); cut < full; cut++) {
+		assert_int_equal(memdisk_write(md, path, buf, cut), 0);
+		w = open_wal(md, 0, &s, 0);
+		check_seen(&s, 19);
+		assert_int_equal(wal_next_lsn(w), 20);
+		wal_close(w);
+	}
+	/* After truncation new appends continue the sequence. */
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 3);
+	wal_close(w);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 22);
+	wal_close(w);
+	free(buf);
+	free(path);
+	memdisk_free(md);
+}
+
+static void garbage_after_the_last_record_is_truncated(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	unsigned char *buf;
+	size_t len;
+	char *path;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 5);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	buf = realloc(buf, len + 4096);
+	memset(buf + len, 0, 4096); /* a preallocated or zero-filled tail */
+	for (size_t i = 0; i < 300; i++)
+		buf[len + 100 + i] = (unsigned char)(i * 31 + 7);
+	assert_int_equal(memdisk_write(md, path, buf, len + 4096), 0);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 5);
+	wal_close(w);
+	free(buf);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	free(buf);
+	assert_int_equal(len, WAL_SEG_HDR + 5 * WAL_REC_HDR + payload_len(1) + payload_len(2) +
+			 payload_len(3) + payload_len(4) + payload_len(5));
+	free(path);
+	memdisk_free(md);
+}
+
+struct open_args {
+	memdisk *md;
+	size_t   seg;
+};
+
+static void open_expect_corrupt(void *arg)
+{
+	struct open_args *a = arg;
+	struct seen s;
+
+	assert_null(open_wal(a->md, a->seg, &s, -EUCLEAN));
+}
+
+static void corruption_before_the_tail_is_refused_naming_file_and_offset(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_args a = { .md = md, .seg = 0 };
+	struct seen s;
+	unsigned char *buf;
+	size_t len, off;
+	char *path, msg[4096], want[128];
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 10);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	/* Flip one payload byte of record 4: records 5..10 stay valid. */
+	off = WAL_SEG_HDR;
+	for (uint64_t i = 1; i < 4; i++)
+		off += WAL_REC_HDR + payload_len(i);
+	buf[off + WAL_REC_HDR] ^= 0x40;
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+	snprintf(want, sizeof want, "%s at offset %zu", path, off);
+	assert_non_null(strstr(msg, want));
+	free(buf);
+	free(path);
+	memdisk_free(md);
+}
+
+static void corruption_in_an_older_segment_is_refused(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_args a = { .md = md, .seg = 1500 };
+	struct seen s;
+	unsigned char *buf;
+	size_t len;
+	char path[64], name[40], msg[4096];
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 1500, &s, 0);
+	append_n(w, 100);
+	wal_close(w);
+	wal_segment_name(1, name, sizeof name);
+	snprintf(path, sizeof path, DIR "/%s", name);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	/* Tear the end of the FIRST segment: not a tail, so corruption. */
+	assert_int_equal(memdisk_write(md, path, buf, len - 3), 0);
+	capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+	assert_non_null(strstr(msg, path));
+	/* A missing middle segment is refused too. */
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	w = open_wal(md, 1500, &s, 0);
+	wal_close(w);
+	{
+		char *names = memdisk_listing(md, DIR), *second = strchr(names, '\n') + 1, p2[64];
+
+		*strchr(second, '\n') = '\0';
+		snprintf(p2, sizeof p2, DIR "/%s", second);
+		assert_int_equal(memdisk_io(md)->unlink(memdisk_io(md), p2), 0);
+		free(names);
+	}
+	capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+	assert_non_null(strstr(msg, "missing"));
+	free(buf);
+	memdisk_free(md);
+}
+
+static void a_torn_new_segment_header_is_recreated(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	char path[64], name[40];
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 7);
+	wal_close(w);
+	wal_segment_name(8, name, sizeof name);
+	snprintf(path, sizeof path, DIR "/%s", name);
+	assert_int_equal(memdisk_write(md, path, "KVW", 3), 0);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 7);
+	append_n(w, 2);
+	wal_close(w);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 9);
+	wal_close(w);
+	memdisk_free(md);
+}
+
+static void a_failed_write_is_reported(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	unsigned char rec[WAL_REC_HDR + 4] = { 0 };
+	uint64_t lsn;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	memdisk_fail_write(md, 1, ENOSPC);
+	assert_int_equal(wal_append(w, 1, rec, sizeof rec, crc32c(0, rec + WAL_REC_HDR, 4), &lsn),
+			 -ENOSPC);
+	wal_close(w);
+	memdisk_free(md);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(records_survive_close_and_reopen_in_order),
+		cmocka_unit_test(segments_rotate_at_the_size_limit_and_replay_in_order),
+		cmocka_unit_test(torn_tail_is_truncated_at_every_cut_point),
+		cmocka_unit_test(garbage_after_the_last_record_is_truncated),
+		cmocka_unit_test(corruption_before_the_tail_is_refused_naming_file_and_offset),
+		cmocka_unit_test(corruption_in_an_older_segment_is_refused),
+		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
+		cmocka_unit_test(a_failed_write_is_reported),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
