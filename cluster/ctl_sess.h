@@ -183,4 +183,9 @@ void ctl_json_error(struct ctl_buf *out, int err, const char *msg, json_t *id);
 void ctl_json_emit(struct ctl_buf *out, json_t *obj);
 void ctl_redis_error(struct ctl_buf *out, int err, const char *msg);
 
+/* The backend over a real node (ctl_node.c): reads from node_store(), writes
+ * through node_write_async(), barriers in Raft mode, search via node_search(). */
+struct node;
+void ctl_node_backend(struct node *n, struct ctl_backend *be);
+
 #endif

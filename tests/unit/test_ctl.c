@@ -544,7 +544,7 @@ static void resp_scan_visits_every_key_once(void **state)
 	}
 	feed(x, "SET other v\r\n");
 	pump(&x->f);
-	take(x);
+	free(take(x));
 	strcpy(cmd, "0");
 	do {
 		char line[128], *got, *p;
