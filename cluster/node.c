@@ -34,6 +34,7 @@
 #include "cluster/ctl.h"
 #include "cluster/repl.h"
 #include "search/search.h"
+#include "store/batch.h"
 #include "store/log.h"
 
 enum req_kind { REQ_WRITE, REQ_READ, REQ_CALL };
@@ -156,6 +157,11 @@ static int req_new_write(const struct kv_batch *b, node_done_fn done, void *arg,
 
 	if (!req)
 		return -ENOMEM;
+	/* Validate first, so that a bad key or value is reported with its own
+	 * errno (ENAMETOOLONG, EFBIG, EINVAL) before anything is queued. */
+	rc = batch_check(b);
+	if (rc)
+		goto err;
 	rc = kv_batch_encode(b, &req->enc, &req->enclen);
 	if (rc)
 		goto err;
