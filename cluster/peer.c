@@ -1,0 +1,1396 @@
+/*
+ * peer.c — the peer transport on libuv TCP. See cluster/peer.h for the
+ * contract and the wire format.
+ *
+ * Structure. A net holds one `struct peer` per member (the self entry is
+ * unused) and a list of connections. A connection is outgoing (dialed by us,
+ * at most one per peer: peer->out) or incoming (accepted; bound to a peer once
+ * its HELLO is checked). Frames to a peer wait in the peer's queue; whenever a
+ * ready connection has no data write in flight, everything queued (up to
+ * PEER_WRITE_BATCH frames) goes out in one uv_write(). Sends made during one
+ * loop iteration are flushed by a prepare and a check handle, so a burst of
+ * peer_send() calls from one callback becomes one write.
+ *
+ * Lifetimes. A connection is freed in its close callback; until then it stays
+ * valid, so code that ran a user callback checks `c->state == C_CLOSING`
+ * before touching the stream again. The net is freed when its last handle
+ * has closed after peer_net_close().
+ */
+#include "cluster/peer.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "store/log.h"
+
+#define RBUF_SIZE        (64 * 1024)
+#define DIRECT_READ_MIN  (16 * 1024)
+#define TICK_MS          100
+#define MAX_PENDING_CONN 64
+
+enum conn_state { C_CONNECTING, C_HELLO, C_READY, C_REJECTING, C_CLOSING };
+
+struct frame {
+	struct frame *next;
+	size_t        len;     /* wire bytes, header included */
+	unsigned char data[];  /* header + payload */
+};
+
+struct conn;
+
+struct wreq {
+	uv_write_t    req;
+	struct conn  *c;
+	struct frame *frames;
+	size_t        nframes;
+	size_t        nbytes;
+	int           is_data;     /* frames from a peer queue (counted) */
+	int           close_after; /* REJECT: close once written */
+	uv_buf_t      bufs[];
+};
+
+struct peer;
+
+struct conn {
+	uv_tcp_t      tcp;
+	uv_connect_t  creq;
+	peer_net     *net;
+	struct peer  *peer;       /* outgoing: dialed peer; incoming: after HELLO */
+	struct conn  *prev, *next;
+	int           outgoing;
+	int           state;
+	int           writing;    /* a data write is in flight */
+	uint64_t      opened_ms, last_recv_ms, last_send_ms;
+	char          remote[64]; /* "ip:port" of the socket, for logs */
+	/* reader */
+	unsigned char hdr[PEER_HDR_SIZE];
+	size_t        hdr_got;
+	int           in_payload;
+	unsigned char *payload;
+	size_t        plen, pgot;
+	uint16_t      ptype;
+	uint32_t      pcrc;
+	char          rbuf[RBUF_SIZE];
+};
+
+struct peer {
+	peer_net        *net;
+	unsigned         id;
+	struct sockaddr_storage sa;
+	struct conn     *out;
+	struct conn     *send;          /* the connection frames go out on */
+	uv_timer_t       dial_timer;
+	unsigned         backoff_ms;
+	struct frame    *qhead, *qtail;
+	size_t           qbytes, qframes;
+	unsigned         nready;
+	int              up;
+	int              blocked;
+	int              file_blocked;  /* as last read from the fault file */
+	int              ever_ready;    /* a handshake has completed */
+	int              reject_logged;
+	struct peer_stats st;
+};
+
+struct peer_net {
+	uv_loop_t          *loop;
+	struct peer_members m;
+	struct peer        *peers;
+	struct sockaddr_storage listen_sa;
+	uv_tcp_t            listener;
+	int                 listening;  /* listener initialized */
+	uv_timer_t          tick;
+	uv_prepare_t        prep;
+	uv_check_t          chk;
+	struct conn        *conns;
+	unsigned            npending;   /* incoming connections before HELLO */
+	unsigned            nhandles;   /* open handles; freed at zero when closing */
+	int                 started;
+	int                 closing;
+	int                 dirty;      /* some peer queue has unflushed frames */
+	size_t              qmax_bytes, qmax_frames;
+	peer_message_fn     on_message;
+	peer_state_fn       on_state;
+	void               *arg;
+	peer_close_fn       close_cb;
+	void               *close_arg;
+	char               *fault_file;
+	uint64_t            rng;
+	uint64_t            last_refuse_ms;
+	char                last_refuse[260];
+};
+
+static void conn_close(struct conn *c);
+static void flush_peer(struct peer *p);
+static void dial(struct peer *p);
+static void dial_timer_cb(uv_timer_t *t);
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+
+static void put16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)(v >> 8);
+	p[1] = (unsigned char)v;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static uint16_t get16(const unsigned char *p)
+{
+	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+static unsigned char hdr_check(const unsigned char *h)
+{
+	unsigned char x = 0x5A;
+	int i;
+
+	for (i = 0; i < 7; i++)
+		x ^= h[i];
+	return x;
+}
+
+static void hdr_fill(unsigned char *h, uint32_t len, uint16_t type, uint32_t crc)
+{
+	put32(h, len);
+	put16(h + 4, type);
+	h[6] = 0;
+	h[7] = hdr_check(h);
+	put32(h + 8, crc);
+}
+
+/* xorshift64*: jitter only, no quality needed. */
+static uint64_t rng_next(peer_net *net)
+{
+	uint64_t x = net->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	net->rng = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static struct frame *frame_new(uint16_t type, const uv_buf_t *iov, size_t niov, size_t len)
+{
+	struct frame *f = malloc(sizeof *f + PEER_HDR_SIZE + len);
+	unsigned char *p;
+	uint32_t crc = 0;
+	size_t i;
+
+	if (!f)
+		return NULL;
+	f->next = NULL;
+	f->len = PEER_HDR_SIZE + len;
+	p = f->data + PEER_HDR_SIZE;
+	for (i = 0; i < niov; i++) {
+		if (iov[i].len)
+			memcpy(p, iov[i].base, iov[i].len);
+		p += iov[i].len;
+	}
+	crc = peer_crc32c(0, f->data + PEER_HDR_SIZE, len);
+	hdr_fill(f->data, (uint32_t)len, type, crc);
+	return f;
+}
+
+static void frames_free(struct frame *f)
+{
+	while (f) {
+		struct frame *n = f->next;
+		free(f);
+		f = n;
+	}
+}
+
+static const char *conn_who(const struct conn *c)
+{
+	if (c->peer)
+		return c->net->m.addrs[c->peer->id];
+	return c->remote;
+}
+
+static void set_up(struct peer *p, int up)
+{
+	peer_net *net = p->net;
+
+	if (p->up == up)
+		return;
+	p->up = up;
+	LOG(LOG_INFO, "peer %s (id %u) is %s", net->m.addrs[p->id], p->id, up ? "up" : "down");
+	if (net->on_state && !net->closing)
+		net->on_state(net->arg, p->id, up);
+}
+
+static void handle_closed(peer_net *net)
+{
+	if (--net->nhandles > 0 || !net->closing)
+		return;
+	peer_close_fn cb = net->close_cb;
+	void *arg = net->close_arg;
+	size_t i;
+
+	for (i = 0; i < net->m.n; i++)
+		frames_free(net->peers[i].qhead);
+	free(net->peers);
+	peer_members_free(&net->m);
+	free(net->fault_file);
+	free(net);
+	if (cb)
+		cb(arg);
+}
+
+static void generic_close_cb(uv_handle_t *h)
+{
+	handle_closed(h->data);
+}
+
+static void dial_timer_close_cb(uv_handle_t *h)
+{
+	struct peer *p = h->data;
+
+	handle_closed(p->net);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                   */
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct wreq *w = (struct wreq *)req;
+	struct conn *c = w->c;
+	struct peer *p = c->peer;
+
+	if (w->is_data)
+		c->writing = 0;
+	if (status == 0) {
+		c->last_send_ms = uv_now(c->net->loop);
+		if (w->is_data && p) {
+			p->st.frames_sent += w->nframes;
+			p->st.bytes_sent += w->nbytes;
+		}
+	} else {
+		if (w->is_data && p)
+			p->st.frames_dropped += w->nframes;
+		if (status != UV_ECANCELED && c->state != C_CLOSING) {
+			LOG(LOG_WARN, "peer %s: write failed: %s", conn_who(c), uv_strerror(status));
+			conn_close(c);
+		}
+	}
+	frames_free(w->frames);
+	if (w->close_after)
+		conn_close(c);
+	free(w);
+	if (p && c->state == C_READY && !c->net->closing && p->qframes)
+		flush_peer(p);
+}
+
+/* Writes the list `f` (nframes frames) on `c` in one uv_write. Takes the
+ * frames in every case. */
+static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_data, int close_after)
+{
+	struct wreq *w = malloc(sizeof *w + nframes * sizeof(uv_buf_t));
+	struct frame *it;
+	size_t i;
+	int rv;
+
+	if (!w) {
+		frames_free(f);
+		return -ENOMEM;
+	}
+	w->c = c;
+	w->frames = f;
+	w->nframes = nframes;
+	w->nbytes = 0;
+	w->is_data = is_data;
+	w->close_after = close_after;
+	for (i = 0, it = f; i < nframes; i++, it = it->next) {
+		w->bufs[i].base = (char *)it->data;
+		w->bufs[i].len = it->len;
+		w->nbytes += it->len;
+	}
+	rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nframes, write_cb);
+	if (rv) {
+		frames_free(f);
+		free(w);
+		return rv;
+	}
+	if (is_data)
+		c->writing = 1;
+	return 0;
+}
+
+static int conn_send_one(struct conn *c, uint16_t type, const void *buf, size_t len, int close_after)
+{
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	struct frame *f = frame_new(type, &b, 1, len);
+
+	if (!f)
+		return -ENOMEM;
+	return conn_write(c, f, 1, 0, close_after);
+}
+
+/* Frames to a peer stick to one connection while it lives, so that they
+ * arrive in the order they were sent; a new one is picked (the outgoing
+ * connection first) only when it closes. */
+static struct conn *pick_conn(struct peer *p)
+{
+	struct conn *c;
+
+	if (p->send && p->send->state == C_READY)
+		return p->send;
+	p->send = NULL;
+	if (p->out && p->out->state == C_READY)
+		return p->send = p->out;
+	for (c = p->net->conns; c; c = c->next)
+		if (c->peer == p && c->state == C_READY)
+			return p->send = c;
+	return NULL;
+}
+
+static void flush_peer(struct peer *p)
+{
+	struct conn *c;
+	struct frame *head, *last;
+	size_t n = 0, bytes = 0;
+	int rv;
+
+	if (!p->qhead || p->blocked)
+		return;
+	c = pick_conn(p);
+	if (!c || c->writing)
+		return;
+	head = last = p->qhead;
+	for (;;) {
+		n++;
+		bytes += last->len;
+		if (n == PEER_WRITE_BATCH || !last->next)
+			break;
+		last = last->next;
+	}
+	p->qhead = last->next;
+	if (!p->qhead)
+		p->qtail = NULL;
+	last->next = NULL;
+	p->qframes -= n;
+	p->qbytes -= bytes;
+	rv = conn_write(c, head, n, 1, 0);
+	if (rv) {
+		p->st.frames_dropped += n;
+		LOG(LOG_WARN, "peer %s: write failed: %s", conn_who(c), uv_strerror(rv));
+		conn_close(c);
+	}
+}
+
+static void flush_all(peer_net *net)
+{
+	size_t i;
+
+	if (!net->dirty || net->closing)
+		return;
+	net->dirty = 0;
+	for (i = 0; i < net->m.n; i++)
+		if (i != net->m.self && net->peers[i].qhead)
+			flush_peer(&net->peers[i]);
+}
+
+static void prep_cb(uv_prepare_t *h)
+{
+	flush_all(h->data);
+}
+
+static void chk_cb(uv_check_t *h)
+{
+	flush_all(h->data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                               */
+
+static struct conn *conn_new(peer_net *net, int outgoing)
+{
+	struct conn *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->net = net;
+	c->outgoing = outgoing;
+	c->opened_ms = c->last_recv_ms = c->last_send_ms = uv_now(net->loop);
+	c->tcp.data = c;
+	c->next = net->conns;
+	if (net->conns)
+		net->conns->prev = c;
+	net->conns = c;
+	net->nhandles++;
+	return c;
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	peer_net *net = c->net;
+
+	free(c->payload);
+	free(c);
+	handle_closed(net);
+}
+
+static void schedule_dial(struct peer *p)
+{
+	peer_net *net = p->net;
+	uint64_t d;
+
+	if (net->closing || p->blocked || p->out)
+		return;
+	/* Jitter uniformly in [backoff/2, backoff] so that nodes restarted at the
+	 * same moment do not dial in lockstep. */
+	d = p->backoff_ms / 2 + rng_next(net) % (p->backoff_ms / 2 + 1);
+	p->backoff_ms = p->backoff_ms * 2 > PEER_BACKOFF_MAX_MS ? PEER_BACKOFF_MAX_MS : p->backoff_ms * 2;
+	uv_timer_start(&p->dial_timer, dial_timer_cb, d, 0);
+}
+
+/* Closes `c` (idempotent). Frames in flight on it are lost; the peer's queue
+ * is kept for the next connection. */
+static void conn_close(struct conn *c)
+{
+	peer_net *net = c->net;
+	struct peer *p = c->peer;
+	int was_ready = c->state == C_READY;
+
+	if (c->state == C_CLOSING)
+		return;
+	if (!c->outgoing && c->state == C_HELLO)
+		net->npending--;
+	c->state = C_CLOSING;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		net->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+	if (!p)
+		return;
+	if (p->send == c)
+		p->send = NULL;
+	if (c->outgoing && p->out == c) {
+		p->out = NULL;
+		schedule_dial(p);
+	}
+	if (was_ready && --p->nready == 0 && !net->closing)
+		set_up(p, 0);
+}
+
+static void conn_fail(struct conn *c, const char *why)
+{
+	LOG(LOG_WARN, "peer: closing connection %s %s: %s",
+	    c->outgoing ? "to" : "from", conn_who(c), why);
+	if (c->peer)
+		c->peer->st.errors++;
+	conn_close(c);
+}
+
+static void conn_ready(struct conn *c)
+{
+	struct peer *p = c->peer;
+	peer_net *net = c->net;
+
+	if (!c->outgoing)
+		net->npending--;
+	c->state = C_READY;
+	c->last_recv_ms = c->last_send_ms = uv_now(net->loop);
+	if (p->nready++ == 0) {
+		if (p->ever_ready)
+			p->st.reconnects++;
+		p->ever_ready = 1;
+	}
+	p->st.handshakes++;
+	p->reject_logged = 0;
+	if (c->outgoing)
+		p->backoff_ms = PEER_BACKOFF_MIN_MS;
+	LOG(LOG_DEBUG, "peer %s: %s connection ready", net->m.addrs[p->id],
+	    c->outgoing ? "outgoing" : "incoming");
+	if (!p->blocked)
+		set_up(p, 1);
+	if (net->closing || c->state != C_READY)
+		return;
+	flush_peer(p);
+}
+
+static int send_hello(struct conn *c)
+{
+	peer_net *net = c->net;
+	const char *self = net->m.addrs[net->m.self];
+	size_t alen = strlen(self);
+	unsigned char buf[20 + 256];
+
+	if (alen > 256)
+		return -EINVAL;
+	put32(buf, PEER_MAGIC);
+	put16(buf + 4, PEER_PROTO_VERSION);
+	put16(buf + 6, (uint16_t)net->m.self);
+	put64(buf + 8, net->m.cluster_id);
+	put16(buf + 16, (uint16_t)net->m.n);
+	put16(buf + 18, (uint16_t)alen);
+	memcpy(buf + 20, self, alen);
+	return conn_send_one(c, PEER_T_HELLO, buf, 20 + alen, 0);
+}
+
+static void conn_reject(struct conn *c, const char *reason)
+{
+	if (c->peer)
+		c->peer->st.errors++;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (conn_send_one(c, PEER_T_REJECT, reason, strlen(reason), 1))
+		conn_close(c);
+	else {
+		if (!c->outgoing && c->state == C_HELLO)
+			c->net->npending--;
+		c->state = C_REJECTING;
+	}
+}
+
+/* Checks a HELLO; on success binds an incoming connection to its peer and
+ * answers with our HELLO. */
+static void on_hello(struct conn *c, const unsigned char *b, size_t len)
+{
+	peer_net *net = c->net;
+	char addr[257], reason[512];
+	uint32_t magic;
+	uint16_t ver, id, nmem, alen;
+	uint64_t cid;
+	struct peer *p;
+	int log_it;
+
+	if (len < 20)
+		goto garbage;
+	magic = get32(b);
+	ver = get16(b + 4);
+	id = get16(b + 6);
+	cid = get64(b + 8);
+	nmem = get16(b + 16);
+	alen = get16(b + 18);
+	if (magic != PEER_MAGIC || alen > 256 || (size_t)20 + alen != len)
+		goto garbage;
+	memcpy(addr, b + 20, alen);
+	addr[alen] = '\0';
+	if (ver != PEER_PROTO_VERSION) {
+		snprintf(reason, sizeof reason,
+			 "%s speaks peer protocol version %u, %s speaks %u",
+			 addr, ver, net->m.addrs[net->m.self], PEER_PROTO_VERSION);
+		goto refuse;
+	}
+	if (cid != net->m.cluster_id || nmem != net->m.n || id >= net->m.n ||
+	    strcmp(addr, net->m.addrs[id])) {
+		snprintf(reason, sizeof reason,
+			 "cluster membership differs: %s has %u members (cluster id %016llx), "
+			 "%s has %zu members (cluster id %016llx); start every node with the same "
+			 "--listen/--peers set",
+			 addr, nmem, (unsigned long long)cid, net->m.addrs[net->m.self],
+			 net->m.n, (unsigned long long)net->m.cluster_id);
+		goto refuse;
+	}
+	if (id == net->m.self) {
+		snprintf(reason, sizeof reason, "%s connected to itself (%s): duplicate address?",
+			 addr, net->m.addrs[net->m.self]);
+		goto refuse;
+	}
+	p = &net->peers[id];
+	if (c->outgoing) {
+		if (p != c->peer) {
+			snprintf(reason, sizeof reason, "dialed %s but %s answered",
+				 net->m.addrs[c->peer->id], addr);
+			goto refuse;
+		}
+	} else {
+		c->peer = p;
+		/* A partitioned peer's handshake is dropped like everything else;
+		 * the hello timeout closes the connection. */
+		if (p->blocked)
+			return;
+		if (send_hello(c)) {
+			conn_fail(c, "cannot answer HELLO");
+			return;
+		}
+	}
+	conn_ready(c);
+	return;
+garbage:
+	conn_fail(c, "malformed HELLO (not a kvfs peer?)");
+	return;
+refuse:
+	/* The dialer retries every second: log a refusal of the same address
+	 * at most every 30 s. */
+	log_it = 1;
+	if (!c->outgoing && !strcmp(net->last_refuse, addr) &&
+	    uv_now(net->loop) - net->last_refuse_ms < 30000)
+		log_it = 0;
+	if (log_it) {
+		LOG(LOG_ERROR, "peer: refusing %s (connection %s %s): %s", addr,
+		    c->outgoing ? "to" : "from", c->remote, reason);
+		snprintf(net->last_refuse, sizeof net->last_refuse, "%s", addr);
+		net->last_refuse_ms = uv_now(net->loop);
+	}
+	conn_reject(c, reason);
+}
+
+static void on_reject(struct conn *c, const unsigned char *b, size_t len)
+{
+	struct peer *p = c->peer;
+	int n = len > 1000 ? 1000 : (int)len;
+
+	if (p && !p->reject_logged) {
+		LOG(LOG_ERROR, "peer %s refused our connection: %.*s", conn_who(c), n, (const char *)b);
+		p->reject_logged = 1;
+	}
+	if (p)
+		p->st.errors++;
+	conn_close(c);
+}
+
+/* One complete frame has arrived. */
+static void on_frame(struct conn *c, uint16_t type, const unsigned char *b, size_t len, uint32_t crc)
+{
+	peer_net *net = c->net;
+	struct peer *p;
+
+	if (peer_crc32c(0, b, len) != crc) {
+		conn_fail(c, "frame checksum mismatch");
+		return;
+	}
+	if (c->state == C_HELLO) {
+		if (type == PEER_T_HELLO && !(c->peer && !c->outgoing))
+			on_hello(c, b, len);
+		else if (type == PEER_T_REJECT && c->outgoing)
+			on_reject(c, b, len);
+		else if (!c->outgoing && c->peer)
+			; /* blocked peer waiting out its hello timeout */
+		else
+			conn_fail(c, "first frame is not HELLO");
+		return;
+	}
+	if (c->state != C_READY)
+		return;
+	p = c->peer;
+	if (p->blocked) {
+		if (type <= PEER_TYPE_USER_MAX)
+			p->st.frames_dropped++;
+		return;
+	}
+	switch (type) {
+	case PEER_T_PING:
+		return;
+	case PEER_T_REJECT:
+		on_reject(c, b, len);
+		return;
+	case PEER_T_HELLO:
+		conn_fail(c, "HELLO after handshake");
+		return;
+	default:
+		if (type > PEER_TYPE_USER_MAX) {
+			conn_fail(c, "unknown reserved frame type");
+			return;
+		}
+		p->st.frames_recv++;
+		p->st.bytes_recv += PEER_HDR_SIZE + len;
+		net->on_message(net->arg, p->id, type, b, len);
+	}
+}
+
+/* A header is complete: check it and prepare for the payload. Returns 0 or
+ * -1 when the connection was closed. */
+static int on_header(struct conn *c)
+{
+	uint32_t len = get32(c->hdr);
+	uint32_t max = c->state == C_READY ? PEER_MAX_FRAME : PEER_MAX_HELLO;
+	char why[128];
+
+	if (hdr_check(c->hdr) != c->hdr[7] || c->hdr[6] != 0) {
+		conn_fail(c, "bad frame header (garbage, or not the kvfs peer protocol)");
+		return -1;
+	}
+	if (len > max) {
+		snprintf(why, sizeof why, "frame of %u bytes exceeds the limit of %u", len, max);
+		conn_fail(c, why);
+		return -1;
+	}
+	c->plen = len;
+	c->pgot = 0;
+	c->ptype = get16(c->hdr + 4);
+	c->pcrc = get32(c->hdr + 8);
+	c->in_payload = 1;
+	c->hdr_got = 0;
+	return 0;
+}
+
+static void payload_done(struct conn *c)
+{
+	unsigned char *b = c->payload;
+
+	c->payload = NULL;
+	c->in_payload = 0;
+	on_frame(c, c->ptype, b, c->plen, c->pcrc);
+	free(b);
+}
+
+/* Parses `n` bytes from the connection's read buffer. */
+static void parse(struct conn *c, const unsigned char *d, size_t n)
+{
+	size_t k;
+
+	while (n && c->state != C_CLOSING && c->state != C_REJECTING) {
+		if (!c->in_payload) {
+			k = PEER_HDR_SIZE - c->hdr_got;
+			if (k > n)
+				k = n;
+			memcpy(c->hdr + c->hdr_got, d, k);
+			c->hdr_got += k;
+			d += k;
+			n -= k;
+			if (c->hdr_got < PEER_HDR_SIZE)
+				return;
+			if (on_header(c))
+				return;
+			if (c->plen <= n) {
+				/* The whole payload is here: deliver it in place. */
+				c->in_payload = 0;
+				k = c->plen;
+				on_frame(c, c->ptype, d, k, c->pcrc);
+				d += k;
+				n -= k;
+				continue;
+			}
+			c->payload = malloc(c->plen);
+			if (!c->payload) {
+				conn_fail(c, "out of memory for a frame");
+				return;
+			}
+			continue;
+		}
+		k = c->plen - c->pgot;
+		if (k > n)
+			k = n;
+		memcpy(c->payload + c->pgot, d, k);
+		c->pgot += k;
+		d += k;
+		n -= k;
+		if (c->pgot == c->plen)
+			payload_done(c);
+	}
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	(void)suggested;
+	/* Large payloads are read straight into their buffer. */
+	if (c->in_payload && c->payload && c->plen - c->pgot >= DIRECT_READ_MIN) {
+		size_t k = c->plen - c->pgot;
+		*buf = uv_buf_init((char *)c->payload + c->pgot, k > (1u << 30) ? 1u << 30 : (unsigned)k);
+		return;
+	}
+	*buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+
+	if (c->state == C_CLOSING || c->state == C_REJECTING)
+		return;
+	if (nread < 0) {
+		if (nread == UV_EOF)
+			LOG(LOG_DEBUG, "peer %s: connection closed by the other end", conn_who(c));
+		else
+			LOG(LOG_INFO, "peer %s: connection lost: %s", conn_who(c), uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	if (!c->peer || !c->peer->blocked)
+		c->last_recv_ms = uv_now(c->net->loop);
+	if (buf->base != c->rbuf) {
+		c->pgot += (size_t)nread;
+		if (c->pgot == c->plen)
+			payload_done(c);
+		return;
+	}
+	parse(c, (const unsigned char *)buf->base, (size_t)nread);
+}
+
+static void fill_remote(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET) {
+			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+	}
+	snprintf(c->remote, sizeof c->remote, "%s:%d", ip, port);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+	struct peer *p = c->peer;
+	int rv;
+
+	if (c->state == C_CLOSING)
+		return;
+	if (status < 0) {
+		LOG(LOG_DEBUG, "peer %s: connect failed: %s", conn_who(c), uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	fill_remote(c);
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->state = C_HELLO;
+	c->opened_ms = uv_now(c->net->loop);
+	rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (!rv)
+		rv = send_hello(c);
+	if (rv) {
+		LOG(LOG_WARN, "peer %s: cannot start connection: %s", conn_who(c), uv_strerror(rv));
+		conn_close(c);
+	}
+	(void)p;
+}
+
+static void dial(struct peer *p)
+{
+	peer_net *net = p->net;
+	struct conn *c;
+	int rv;
+
+	if (net->closing || p->blocked || p->out)
+		return;
+	c = conn_new(net, 1);
+	if (!c) {
+		schedule_dial(p);
+		return;
+	}
+	c->peer = p;
+	snprintf(c->remote, sizeof c->remote, "%s", net->m.addrs[p->id]);
+	p->out = c;
+	p->st.dials++;
+	uv_tcp_init(net->loop, &c->tcp);
+	c->creq.data = c;
+	rv = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->sa, on_connect);
+	if (rv) {
+		LOG(LOG_DEBUG, "peer %s: connect failed: %s", net->m.addrs[p->id], uv_strerror(rv));
+		conn_close(c);
+	}
+}
+
+static void dial_timer_cb(uv_timer_t *t)
+{
+	dial(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	peer_net *net = server->data;
+	struct conn *c;
+
+	if (status < 0) {
+		LOG(LOG_WARN, "peer: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	c = conn_new(net, 0);
+	if (!c) {
+		/* Accept into nothing is not possible with libuv: leave the
+		 * connection in the backlog; it is retried on the next event. */
+		return;
+	}
+	uv_tcp_init(net->loop, &c->tcp);
+	c->state = C_HELLO;
+	net->npending++;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+		conn_close(c);
+		return;
+	}
+	fill_remote(c);
+	if (net->npending > MAX_PENDING_CONN) {
+		LOG(LOG_WARN, "peer: too many connections without handshake; closing %s", c->remote);
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb))
+		conn_close(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults                                                                    */
+
+static int parse_member(peer_net *net, const char *tok, size_t len, unsigned *id)
+{
+	size_t i;
+	char *end;
+	char buf[300];
+
+	if (!len || len >= sizeof buf)
+		return -1;
+	memcpy(buf, tok, len);
+	buf[len] = '\0';
+	if (buf[0] >= '0' && buf[0] <= '9' && !strchr(buf, ':') && !strchr(buf, '.')) {
+		unsigned long v = strtoul(buf, &end, 10);
+		if (*end || v >= net->m.n)
+			return -1;
+		*id = (unsigned)v;
+		return 0;
+	}
+	for (i = 0; i < net->m.n; i++)
+		if (!strcmp(buf, net->m.addrs[i])) {
+			*id = (unsigned)i;
+			return 0;
+		}
+	return -1;
+}
+
+static void poll_fault_file(peer_net *net)
+{
+	char buf[4096];
+	size_t n = 0, i;
+	FILE *f = fopen(net->fault_file, "r");
+	const char *seps = " \t\r\n,";
+
+	if (f) {
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+	}
+	buf[n] = '\0';
+	for (i = 0; i < net->m.n; i++)
+		net->peers[i].file_blocked = -net->peers[i].file_blocked; /* mark old */
+	for (i = 0; i < n;) {
+		size_t k = strcspn(buf + i, seps);
+		unsigned id;
+		if (k && !parse_member(net, buf + i, k, &id) && id != net->m.self) {
+			struct peer *p = &net->peers[id];
+			if (p->file_blocked <= 0) {
+				if (p->file_blocked == 0) {
+					LOG(LOG_WARN, "peer: fault file blocks %s", net->m.addrs[id]);
+					peer_set_blocked(net, id, 1);
+				}
+				p->file_blocked = 1;
+			}
+		}
+		i += k ? k : 1;
+		if (net->closing)
+			return;
+	}
+	for (i = 0; i < net->m.n; i++) {
+		struct peer *p = &net->peers[i];
+		if (p->file_blocked < 0) {
+			p->file_blocked = 0;
+			LOG(LOG_WARN, "peer: fault file unblocks %s", net->m.addrs[i]);
+			peer_set_blocked(net, (unsigned)i, 0);
+			if (net->closing)
+				return;
+		}
+	}
+}
+
+static void apply_faults_env(peer_net *net)
+{
+	const char *env = getenv("KVFS_FAULTS");
+	const char *s, *e;
+
+	if (!env || !*env)
+		return;
+	for (s = env; *s; s = *e ? e + 1 : e) {
+		e = s + strcspn(s, ";");
+		if (!strncmp(s, "block=", 6)) {
+			const char *t = s + 6;
+			while (t < e) {
+				size_t k = strcspn(t, ",;");
+				unsigned id;
+				if ((size_t)(e - t) < k)
+					k = (size_t)(e - t);
+				if (k && !parse_member(net, t, k, &id) && id != net->m.self) {
+					LOG(LOG_WARN, "peer: KVFS_FAULTS blocks %s", net->m.addrs[id]);
+					peer_set_blocked(net, id, 1);
+				} else if (k) {
+					LOG(LOG_WARN, "peer: KVFS_FAULTS: unknown member '%.*s'", (int)k, t);
+				}
+				t += k + 1;
+			}
+		} else if (!strncmp(s, "file=", 5) && e > s + 5) {
+			free(net->fault_file);
+			net->fault_file = strndup(s + 5, (size_t)(e - s - 5));
+		} else if (e > s) {
+			LOG(LOG_WARN, "peer: KVFS_FAULTS: ignoring '%.*s'", (int)(e - s), s);
+		}
+	}
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	peer_net *net = t->data;
+	uint64_t now = uv_now(net->loop);
+	struct conn *c, *next;
+
+	for (c = net->conns; c && !net->closing; c = next) {
+		next = c->next;
+		if (c->state == C_HELLO && now - c->opened_ms > PEER_HELLO_TIMEOUT_MS) {
+			conn_fail(c, "no handshake in time");
+		} else if (c->state == C_READY) {
+			if (now - c->last_recv_ms > PEER_IDLE_TIMEOUT_MS) {
+				conn_fail(c, "nothing received for too long");
+			} else if (!c->peer->blocked && !c->writing &&
+				   now - c->last_send_ms >= PEER_PING_MS &&
+				   !c->peer->qhead) {
+				c->last_send_ms = now;
+				if (conn_send_one(c, PEER_T_PING, NULL, 0, 0))
+					conn_fail(c, "cannot send ping");
+			}
+		}
+	}
+	if (net->fault_file && !net->closing)
+		poll_fault_file(net);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+
+static int resolve(const char *addr, struct sockaddr_storage *ss)
+{
+	char host[256], port[8];
+	struct addrinfo hints, *res = NULL;
+	int pnum, rv;
+
+	if (peer_addr_split(addr, host, sizeof host, &pnum))
+		return -EINVAL;
+	snprintf(port, sizeof port, "%d", pnum);
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	rv = getaddrinfo(host, port, &hints, &res);
+	if (rv || !res) {
+		LOG(LOG_ERROR, "peer: cannot resolve %s: %s", addr, gai_strerror(rv));
+		return -EINVAL;
+	}
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+int peer_net_new(uv_loop_t *loop, const char *listen, const char *const *peers, size_t npeers,
+		 peer_message_fn on_message, peer_state_fn on_state, void *arg, peer_net **out)
+{
+	peer_net *net;
+	size_t i;
+	int rv;
+
+	if (!loop || !on_message || !out)
+		return -EINVAL;
+	net = calloc(1, sizeof *net);
+	if (!net)
+		return -ENOMEM;
+	rv = peer_members_init(&net->m, listen, peers, npeers);
+	if (rv)
+		goto err;
+	net->peers = calloc(net->m.n, sizeof *net->peers);
+	if (!net->peers) {
+		rv = -ENOMEM;
+		goto err;
+	}
+	rv = resolve(listen, &net->listen_sa);
+	if (rv)
+		goto err;
+	for (i = 0; i < net->m.n; i++) {
+		net->peers[i].net = net;
+		net->peers[i].id = (unsigned)i;
+		net->peers[i].backoff_ms = PEER_BACKOFF_MIN_MS;
+		if (i == net->m.self)
+			continue;
+		rv = resolve(net->m.addrs[i], &net->peers[i].sa);
+		if (rv)
+			goto err;
+	}
+	net->loop = loop;
+	net->on_message = on_message;
+	net->on_state = on_state;
+	net->arg = arg;
+	net->qmax_bytes = PEER_QUEUE_MAX_BYTES;
+	net->qmax_frames = PEER_QUEUE_MAX_FRAMES;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		net->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+			   net->m.cluster_id ^ ((uint64_t)net->m.self << 48) ^ 0x9E3779B97F4A7C15ull;
+		if (!net->rng)
+			net->rng = 1;
+	}
+	/* Handle inits cannot fail for timers, prepare and check. */
+	for (i = 0; i < net->m.n; i++) {
+		uv_timer_init(loop, &net->peers[i].dial_timer);
+		net->peers[i].dial_timer.data = &net->peers[i];
+		net->nhandles++;
+	}
+	uv_timer_init(loop, &net->tick);
+	net->tick.data = net;
+	uv_prepare_init(loop, &net->prep);
+	net->prep.data = net;
+	uv_check_init(loop, &net->chk);
+	net->chk.data = net;
+	net->nhandles += 3;
+	*out = net;
+	return 0;
+err:
+	if (net->m.addrs)
+		peer_members_free(&net->m);
+	free(net->peers);
+	free(net);
+	return rv;
+}
+
+int peer_net_start(peer_net *net)
+{
+	size_t i;
+	int rv;
+
+	if (net->started || net->closing)
+		return -EINVAL;
+	uv_tcp_init(net->loop, &net->listener);
+	net->listener.data = net;
+	net->listening = 1;
+	net->nhandles++;
+	rv = uv_tcp_bind(&net->listener, (const struct sockaddr *)&net->listen_sa, 0);
+	if (!rv)
+		rv = uv_listen((uv_stream_t *)&net->listener, 128, on_connection);
+	if (rv) {
+		LOG(LOG_ERROR, "peer: cannot listen on %s: %s", net->m.addrs[net->m.self],
+		    uv_strerror(rv));
+		return rv;
+	}
+	net->started = 1;
+	uv_prepare_start(&net->prep, prep_cb);
+	uv_check_start(&net->chk, chk_cb);
+	uv_unref((uv_handle_t *)&net->prep);
+	uv_unref((uv_handle_t *)&net->chk);
+	uv_timer_start(&net->tick, tick_cb, TICK_MS, TICK_MS);
+	apply_faults_env(net);
+	if (net->fault_file)
+		poll_fault_file(net);
+	for (i = 0; i < net->m.n; i++)
+		if (i != net->m.self)
+			dial(&net->peers[i]);
+	return 0;
+}
+
+void peer_net_close(peer_net *net, peer_close_fn cb, void *arg)
+{
+	size_t i;
+
+	if (!net || net->closing)
+		return;
+	net->closing = 1;
+	net->close_cb = cb;
+	net->close_arg = arg;
+	while (net->conns)
+		conn_close(net->conns);
+	for (i = 0; i < net->m.n; i++)
+		uv_close((uv_handle_t *)&net->peers[i].dial_timer, dial_timer_close_cb);
+	uv_close((uv_handle_t *)&net->tick, generic_close_cb);
+	uv_close((uv_handle_t *)&net->prep, generic_close_cb);
+	uv_close((uv_handle_t *)&net->chk, generic_close_cb);
+	if (net->listening)
+		uv_close((uv_handle_t *)&net->listener, generic_close_cb);
+}
+
+int peer_sendv(peer_net *net, unsigned to, uint16_t type, const uv_buf_t *iov, size_t niov)
+{
+	struct peer *p;
+	struct frame *f;
+	size_t len = 0, i;
+
+	if (net->closing)
+		return -ESHUTDOWN;
+	if (to >= net->m.n || to == net->m.self || type > PEER_TYPE_USER_MAX)
+		return -EINVAL;
+	for (i = 0; i < niov; i++) {
+		len += iov[i].len;
+		if (len > PEER_MAX_FRAME)
+			return -EMSGSIZE;
+	}
+	p = &net->peers[to];
+	if (p->blocked) {
+		p->st.frames_dropped++;
+		return 0;
+	}
+	if (p->qframes + 1 > net->qmax_frames ||
+	    p->qbytes + PEER_HDR_SIZE + len > net->qmax_bytes) {
+		p->st.frames_dropped++;
+		return -ENOBUFS;
+	}
+	f = frame_new(type, iov, niov, len);
+	if (!f)
+		return -ENOMEM;
+	if (p->qtail)
+		p->qtail->next = f;
+	else
+		p->qhead = f;
+	p->qtail = f;
+	p->qframes++;
+	p->qbytes += f->len;
+	net->dirty = 1;
+	return 0;
+}
+
+int peer_send(peer_net *net, unsigned to, uint16_t type, const void *buf, size_t len)
+{
+	uv_buf_t b;
+
+	if (len > PEER_MAX_FRAME)
+		return -EMSGSIZE;
+	b = uv_buf_init((char *)buf, (unsigned)len);
+	return peer_sendv(net, to, type, &b, len ? 1 : 0);
+}
+
+unsigned peer_self_id(const peer_net *net)
+{
+	return net->m.self;
+}
+
+unsigned peer_count(const peer_net *net)
+{
+	return (unsigned)net->m.n;
+}
+
+const char *peer_addr(const peer_net *net, unsigned id)
+{
+	return id < net->m.n ? net->m.addrs[id] : NULL;
+}
+
+uint64_t peer_cluster_id(const peer_net *net)
+{
+	return net->m.cluster_id;
+}
+
+int peer_is_up(const peer_net *net, unsigned id)
+{
+	if (id >= net->m.n)
+		return 0;
+	if (id == net->m.self)
+		return 1;
+	return net->peers[id].up;
+}
+
+size_t peer_queued_bytes(const peer_net *net, unsigned to)
+{
+	if (to >= net->m.n)
+		return 0;
+	return net->peers[to].qbytes;
+}
+
+void peer_set_queue_limit(peer_net *net, size_t max_bytes, size_t max_frames)
+{
+	if (max_bytes)
+		net->qmax_bytes = max_bytes;
+	if (max_frames)
+		net->qmax_frames = max_frames;
+}
+
+int peer_set_blocked(peer_net *net, unsigned id, int blocked)
+{
+	struct peer *p;
+	struct conn *c;
+
+	if (id >= net->m.n || id == net->m.self)
+		return -EINVAL;
+	p = &net->peers[id];
+	blocked = !!blocked;
+	if (p->blocked == blocked)
+		return 0;
+	p->blocked = blocked;
+	if (blocked) {
+		LOG(LOG_WARN, "peer %s: blocked (fault injection)", net->m.addrs[id]);
+		p->st.frames_dropped += p->qframes;
+		frames_free(p->qhead);
+		p->qhead = p->qtail = NULL;
+		p->qframes = p->qbytes = 0;
+		uv_timer_stop(&p->dial_timer);
+		set_up(p, 0);
+		return 0;
+	}
+	LOG(LOG_WARN, "peer %s: unblocked (fault injection)", net->m.addrs[id]);
+	/* Silence while blocked was ours: do not count it against the
+	 * connections. */
+	for (c = net->conns; c; c = c->next)
+		if (c->peer == p)
+			c->last_recv_ms = uv_now(net->loop);
+	if (p->nready)
+		set_up(p, 1);
+	if (!net->closing && net->started && !p->out) {
+		p->backoff_ms = PEER_BACKOFF_MIN_MS;
+		dial(p);
+	}
+	return 0;
+}
+
+int peer_is_blocked(const peer_net *net, unsigned id)
+{
+	return id < net->m.n ? net->peers[id].blocked : 0;
+}
+
+int peer_get_stats(const peer_net *net, unsigned id, struct peer_stats *st)
+{
+	const struct peer *p;
+	const struct conn *c;
+
+	if (id >= net->m.n)
+		return -EINVAL;
+	p = &net->peers[id];
+	*st = p->st;
+	st->up = peer_is_up(net, id);
+	st->blocked = p->blocked;
+	st->conns = 0;
+	for (c = net->conns; c; c = c->next)
+		if (c->peer == p && c->state == C_READY)
+			st->conns++;
+	st->queued_bytes = p->qbytes;
+	st->queued_frames = p->qframes;
+	return 0;
+}
