@@ -90,7 +90,7 @@ static void bad(struct ctl_sess *s, json_t *id, const char *fmt, const char *arg
 static int get_key(struct ctl_sess *s, json_t *req, json_t *id, const char **k, size_t *klen)
 {
 	json_t *v = json_object_get(req, "key");
-	char msg[128];
+	char msg[256];
 	int rc;
 
 	if (!json_is_string(v)) {
@@ -102,7 +102,8 @@ static int get_key(struct ctl_sess *s, json_t *req, json_t *id, const char **k, 
 	rc = s->be->key_check(s->be->self, *k, *klen);
 	if (rc) {
 		snprintf(msg, sizeof msg, "invalid key (cannot be a file path): %s",
-			 rc == -ENAMETOOLONG ? "key or path component too long" : strerror(-rc));
+			 rc == -ENAMETOOLONG ? "key or path component too long" :
+			 "keys are relative paths: no leading '/', no empty, '.' or '..' components, no NUL, not under .search/");
 		json_err(&s->out, "invalid_key", msg, id);
 		return -1;
 	}

@@ -37,7 +37,8 @@ static int check_key(struct ctl_sess *s, const struct resp_arg *a)
 	if (rc == 0)
 		return 0;
 	snprintf(msg, sizeof msg, "ERR invalid key (kvfs keys are file paths): %s",
-		 rc == -ENAMETOOLONG ? "key or path component too long" : strerror(-rc));
+		 rc == -ENAMETOOLONG ? "key or path component too long" :
+			 "keys are relative paths: no leading '/', no empty, '.' or '..' components, no NUL, not under .search/");
 	resp_error(&s->out, msg);
 	return -1;
 }
