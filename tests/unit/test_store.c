@@ -1,0 +1,724 @@
+/* test_store.c — the store facade on the in-memory disk: reads and writes,
+ * recovery, snapshots, the application state, injected I/O errors and group
+ * commit. Crash-at-every-sync tests are in test_store_crash.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "tests/lib/memdisk.h"
+#include "tests/lib/storemodel.h"
+
+#define DIR "db"
+
+static struct kv_meta meta_of(uint32_t mode, int64_t t)
+{
+	struct kv_meta m = { .mode = mode, .uid = 1000, .gid = 1000, .mtime_ns = t, .ctime_ns = t };
+
+	return m;
+}
+
+static store *open_store(memdisk *md, struct store_options *o)
+{
+	struct store_options def = { 0 };
+	store *st = NULL;
+
+	if (!o)
+		o = &def;
+	o->io = memdisk_io(md);
+	assert_int_equal(store_open(DIR, o, &st), 0);
+	return st;
+}
+
+static int put(store *st, struct model *m, const char *key, const char *val)
+{
+	struct kv_op op = { .kind = KV_PUT, .key = key, .klen = (uint32_t)strlen(key), .val = val,
+			    .vlen = (uint32_t)strlen(val), .meta = meta_of(0100644, 1) };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+	int rc = store_write(st, &b);
+
+	if (!rc && m)
+		model_apply(m, &b);
+	return rc;
+}
+
+static int del(store *st, struct model *m, const char *key)
+{
+	struct kv_op op = { .kind = KV_DEL, .key = key, .klen = (uint32_t)strlen(key) };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+	int rc = store_write(st, &b);
+
+	if (!rc && m)
+		model_apply(m, &b);
+	return rc;
+}
+
+static void assert_model(const struct model *m, store *st)
+{
+	char why[256];
+
+	if (model_compare(m, st, why, sizeof why)) {
+		fprintf(stderr, "store differs from model: %s\n", why);
+		fail();
+	}
+}
+
+static void written_keys_can_be_read_listed_and_deleted(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	char keybuf[KV_KEY_MAX + 1];
+	size_t klen;
+	kv_rec *r;
+	struct store_stats ss;
+
+	(void)state;
+	assert_int_equal(put(st, NULL, "a/", ""), 0);
+	assert_int_equal(put(st, NULL, "a/x", "1"), 0);
+	assert_int_equal(put(st, NULL, "a/y", "22"), 0);
+	assert_int_equal(put(st, NULL, "ab", "3"), 0);
+	assert_int_equal(store_get(st, "a/y", 3, 0, &r), 0);
+	assert_int_equal(kv_rec_size(r), 2);
+	assert_memory_equal(kv_rec_value(r), "22", 2);
+	assert_int_equal(kv_rec_meta(r)->mode, 0100644);
+	kv_rec_unref(r);
+	/* store_next walks a prefix in order */
+	assert_int_equal(store_next(st, "a/", 2, NULL, 0, 0, keybuf, &klen, &r), 0);
+	assert_string_equal(keybuf, "a/");
+	kv_rec_unref(r);
+	assert_int_equal(store_next(st, "a/", 2, "a/", 2, 0, keybuf, &klen, &r), 0);
+	assert_string_equal(keybuf, "a/x");
+	kv_rec_unref(r);
+	assert_int_equal(store_next(st, "a/", 2, "a/x", 3, 0, keybuf, &klen, &r), 0);
+	assert_string_equal(keybuf, "a/y");
+	kv_rec_unref(r);
+	assert_int_equal(store_next(st, "a/", 2, "a/y", 3, 0, keybuf, &klen, &r), -ENOENT);
+	assert_int_equal(del(st, NULL, "a/x"), 0);
+	assert_int_equal(del(st, NULL, "missing"), 0);
+	assert_int_equal(store_get(st, "a/x", 3, 0, &r), -ENOENT);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.keys, 3);
+	assert_int_equal(ss.last_lsn, 6);
+	assert_int_equal(ss.durable_lsn, 6);
+	assert_int_equal(ss.applied_lsn, 6);
+	assert_int_equal(store_applied_lsn(st), 6);
+	store_close(st);
+	memdisk_free(md);
+}
+
+static void invalid_batches_are_refused_before_logging(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct kv_op op = { .kind = KV_PUT, .key = ".search/x", .klen = 9, .val = "v", .vlen = 1 };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+	struct store_stats ss;
+
+	(void)state;
+	assert_int_equal(store_write(st, &b), -EINVAL);
+	op.key = "/abs";
+	op.klen = 4;
+	assert_int_equal(store_submit(st, &b, 0, NULL, NULL), -EINVAL);
+	op.key = "ok";
+	op.klen = 2;
+	op.vlen = KV_VALUE_MAX + 1;
+	assert_int_equal(store_write(st, &b), -EFBIG);
+	assert_int_equal(store_submit_raw(st, 3, "x", 1, NULL, NULL), -EINVAL);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.records, 0);
+	assert_int_equal(store_failed(st), 0);
+	store_close(st);
+	memdisk_free(md);
+}
+
+static void meta_change_shares_the_value_and_tombstones_are_hidden(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct kv_op ops[2] = {
+		{ .kind = KV_META, .key = "f", .klen = 1, .meta = meta_of(0100600, 9),
+		  .ext = "vc", .ext_len = 2 },
+		{ .kind = KV_PUT, .key = "t", .klen = 1, .flags = KV_F_TOMBSTONE },
+	};
+	struct kv_batch b = { .ops = ops, .n = 2 };
+	kv_rec *before, *after;
+	struct store_stats ss;
+	size_t elen;
+	char big[10000];
+
+	(void)state;
+	memset(big, 'z', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(put(st, NULL, "f", big), 0);
+	assert_int_equal(store_get(st, "f", 1, 0, &before), 0);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_get(st, "f", 1, 0, &after), 0);
+	assert_ptr_equal(kv_rec_value(before), kv_rec_value(after));
+	assert_int_equal(kv_rec_meta(after)->mode, 0100600);
+	assert_true(kv_rec_version(after) > kv_rec_version(before));
+	assert_memory_equal(kv_rec_ext(after, &elen), "vc", 2);
+	assert_int_equal(elen, 2);
+	kv_rec_unref(before);
+	kv_rec_unref(after);
+	assert_int_equal(store_get(st, "t", 1, 0, &after), -ENOENT);
+	assert_int_equal(store_get(st, "t", 1, 1, &after), 0);
+	assert_true(kv_rec_flags(after) & KV_F_TOMBSTONE);
+	kv_rec_unref(after);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.keys, 1);
+	assert_int_equal(ss.tombstones, 1);
+	/* KV_META of a missing key is a no-op */
+	ops[0].key = "nokey";
+	ops[0].klen = 5;
+	b.n = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_get(st, "nokey", 5, 1, &after), -ENOENT);
+	store_close(st);
+	memdisk_free(md);
+}
+
+struct hook_log {
+	char   text[4096];
+	size_t len;
+};
+
+static void hook(void *arg, const char *key, size_t klen, const kv_rec *o, const kv_rec *n)
+{
+	struct hook_log *h = arg;
+
+	h->len += (size_t)snprintf(h->text + h->len, sizeof h->text - h->len, "%.*s:%s%s;",
+				   (int)klen, key, o ? "o" : "-", n ? "n" : "-");
+}
+
+static void apply_hook_sees_every_change_in_order(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct hook_log h = { .len = 0 };
+	struct store_options o = { .apply_hook = hook, .apply_hook_arg = &h };
+	store *st = open_store(md, &o);
+	struct kv_op op = { .kind = KV_PUT, .key = "r", .klen = 1, .val = "v", .vlen = 1 };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+
+	(void)state;
+	assert_int_equal(put(st, NULL, "k", "1"), 0);
+	assert_int_equal(put(st, NULL, "k", "2"), 0);
+	assert_int_equal(del(st, NULL, "k"), 0);
+	assert_int_equal(store_apply(st, &b, 77), 0);
+	assert_string_equal(h.text, "k:-n;k:on;k:o-;r:-n;");
+	{
+		kv_rec *r;
+
+		assert_int_equal(store_get(st, "r", 1, 0, &r), 0);
+		assert_int_equal(kv_rec_version(r), 77);
+		kv_rec_unref(r);
+	}
+	store_close(st);
+	memdisk_free(md);
+}
+
+struct async_done {
+	atomic_int calls;
+	atomic_int status;
+	uint64_t   lsns[64];
+};
+
+static void on_done(void *arg, int status, uint64_t lsn)
+{
+	struct async_done *d = arg;
+	int i = atomic_fetch_add(&d->calls, 1);
+
+	if (status)
+		atomic_store(&d->status, status);
+	d->lsns[i] = lsn;
+}
+
+static void submitted_batches_complete_in_order_after_close_at_the_latest(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct async_done d = { .calls = 0 };
+	char key[16];
+
+	(void)state;
+	for (int i = 0; i < 40; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = key, .val = "v", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		op.klen = (uint32_t)snprintf(key, sizeof key, "k%d", i);
+		assert_int_equal(store_submit(st, &b, i % 2 ? STORE_NO_APPLY : 0, on_done, &d), 0);
+	}
+	store_close(st);
+	assert_int_equal(atomic_load(&d.calls), 40);
+	assert_int_equal(atomic_load(&d.status), 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(d.lsns[i], (uint64_t)i + 1);
+	/* Reopened: the applied half is there, the STORE_NO_APPLY half is not. */
+	st = open_store(md, NULL);
+	{
+		kv_rec *r;
+
+		assert_int_equal(store_get(st, "k0", 2, 0, &r), 0);
+		kv_rec_unref(r);
+		assert_int_equal(store_get(st, "k1", 2, 0, &r), -ENOENT);
+	}
+	store_close(st);
+	memdisk_free(md);
+}
+
+struct replayed {
+	int      n;
+	uint64_t lsns[16];
+	char     text[256];
+};
+
+static int on_replay(void *arg, uint8_t type, uint64_t lsn, const void *p, size_t len)
+{
+	struct replayed *r = arg;
+
+	r->lsns[r->n++] = lsn;
+	strncat(r->text, p, len);
+	assert_int_equal(type, STORE_REC_USER + 1);
+	return 0;
+}
+
+static size_t app_state(void *arg, void *buf, size_t cap)
+{
+	const char *s = arg;
+	size_t n = strlen(s) + 1;
+
+	if (n <= cap)
+		memcpy(buf, s, n);
+	return n;
+}
+
+static void raw_records_are_replayed_and_state_comes_back_with_the_snapshot(void **state)
+{
+	memdisk *md = memdisk_new();
+	char bigstate[6000];
+	struct store_options o = { .snap_state = app_state, .snap_state_arg = bigstate,
+				   .snapshot_log_bytes = SIZE_MAX };
+	struct replayed rp;
+	store *st = open_store(md, &o);
+	struct model m;
+	const void *sp;
+	size_t slen;
+	uint64_t slsn;
+
+	(void)state;
+	memset(bigstate, 's', sizeof bigstate - 1); /* larger than the first buffer */
+	bigstate[sizeof bigstate - 1] = '\0';
+	model_init(&m);
+	store_snapshot_state(st, &sp, &slen, &slsn);
+	assert_null(sp);
+	assert_int_equal(slen, 0);
+	assert_int_equal(slsn, 0);
+	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "ab", 2, NULL, NULL), 0);
+	assert_int_equal(put(st, &m, "x", "1"), 0);
+	assert_int_equal(store_snapshot(st), 0);
+	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "cd", 2, NULL, NULL), 0);
+	assert_int_equal(put(st, &m, "y", "2"), 0);
+	store_close(st);
+	memdisk_crash(md);
+
+	memset(&rp, 0, sizeof rp);
+	o.replay = on_replay;
+	o.replay_arg = &rp;
+	st = open_store(md, &o);
+	/* Opaque records come back even when older than the snapshot. */
+	assert_int_equal(rp.n, 2);
+	assert_string_equal(rp.text, "abcd");
+	assert_int_equal(rp.lsns[0], 1);
+	assert_int_equal(rp.lsns[1], 3);
+	store_snapshot_state(st, &sp, &slen, &slsn);
+	assert_int_equal(slen, sizeof bigstate);
+	assert_string_equal(sp, bigstate);
+	assert_int_equal(slsn, 2);
+	assert_int_equal(store_applied_lsn(st), 4);
+	assert_model(&m, st);
+	store_close(st);
+	memdisk_free(md);
+}
+
+/* Writes n batches of 1-3 ops with keys from a small set (seeded). */
+static void workload(store *st, struct model *m, uint64_t *seed, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct kv_op ops[3];
+		char keys[3][16], vals[3][64];
+		struct kv_batch b = { .ops = ops, .n = (uint32_t)(1 + *seed % 3) };
+
+		for (uint32_t k = 0; k < b.n; k++) {
+			*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+			memset(&ops[k], 0, sizeof ops[k]);
+			ops[k].klen = (uint32_t)snprintf(keys[k], sizeof keys[k], "d%u/k%u",
+							 (unsigned)(*seed >> 60) % 3,
+							 (unsigned)(*seed >> 40) % 40);
+			ops[k].key = keys[k];
+			switch ((*seed >> 20) % 6) {
+			case 0:
+				ops[k].kind = KV_DEL;
+				break;
+			case 1:
+				ops[k].kind = KV_META;
+				ops[k].meta = meta_of(0100600, (int64_t)i);
+				break;
+			default:
+				ops[k].kind = KV_PUT;
+				ops[k].vlen = (uint32_t)snprintf(vals[k], sizeof vals[k], "v%d-%u-%llx",
+								 i, k, (unsigned long long)*seed);
+				ops[k].val = vals[k];
+				ops[k].meta = meta_of(0100644, (int64_t)i);
+			}
+		}
+		assert_int_equal(store_write(st, &b), 0);
+		model_apply(m, &b);
+	}
+}
+
+static void snapshots_and_log_recover_the_state_before_a_crash(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct store_options o = { .segment_bytes = 2048, .snapshot_log_bytes = 4096 };
+	store *st = open_store(md, &o);
+	struct model m;
+	struct store_stats ss;
+	uint64_t seed = 11;
+	char *names;
+
+	(void)state;
+	model_init(&m);
+	workload(st, &m, &seed, 600);
+	/* The automatic snapshot runs on a background thread: wait for it. */
+	for (int i = 0; i < 1000; i++) {
+		store_get_stats(st, &ss);
+		if (ss.snapshots)
+			break;
+		usleep(10000);
+	}
+	assert_true(ss.snapshots >= 1);
+	assert_int_equal(store_snapshot(st), 0);
+	workload(st, &m, &seed, 50);
+	store_get_stats(st, &ss);
+	assert_true(ss.snapshots >= 2);
+	assert_model(&m, st);
+	store_close(st);
+	memdisk_crash(md);
+	names = memdisk_listing(md, DIR);
+	/* Old segments and snapshots were collected: the first segment is
+	 * gone and at most two snapshots are kept. */
+	{
+		int snaps = 0;
+
+		for (char *p = strstr(names, ".snap"); p; p = strstr(p + 1, ".snap"))
+			snaps++;
+		assert_true(snaps >= 1 && snaps <= 2);
+		assert_null(strstr(names, "wal-00000000000000000001.log"));
+	}
+	free(names);
+	st = open_store(md, &o);
+	assert_model(&m, st);
+	store_get_stats(st, &ss);
+	assert_true(ss.snapshot_lsn > 0);
+	workload(st, &m, &seed, 20);
+	store_close(st);
+	st = open_store(md, &o);
+	assert_model(&m, st);
+	store_close(st);
+	memdisk_free(md);
+}
+
+static char *newest(memdisk *md, const char *suffix)
+{
+	char *names = memdisk_listing(md, DIR), *best = NULL, *line, *save = NULL, *path;
+
+	for (line = strtok_r(names, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, suffix))
+			best = line;
+	assert_non_null(best);
+	path = malloc(strlen(best) + 8);
+	sprintf(path, DIR "/%s", best);
+	free(names);
+	return path;
+}
+
+static void a_corrupt_newest_snapshot_falls_back_to_the_previous_one(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct store_options o = { .snapshot_log_bytes = SIZE_MAX };
+	store *st = open_store(md, &o);
+	struct model m;
+	uint64_t seed = 5;
+	unsigned char *buf;
+	size_t len;
+	char *snap;
+
+	(void)state;
+	model_init(&m);
+	workload(st, &m, &seed, 30);
+	assert_int_equal(store_snapshot(st), 0);
+	workload(st, &m, &seed, 30);
+	assert_int_equal(store_snapshot(st), 0);
+	workload(st, &m, &seed, 30);
+	store_close(st);
+	snap = newest(md, ".snap");
+	assert_int_equal(memdisk_read(md, snap, (void **)&buf, &len), 0);
+	buf[len / 2] ^= 1;
+	assert_int_equal(memdisk_write(md, snap, buf, len), 0);
+	st = open_store(md, &o);
+	assert_model(&m, st);
+	store_close(st);
+	free(buf);
+	free(snap);
+	memdisk_free(md);
+}
+
+static void a_corrupt_snapshot_without_log_to_fall_back_on_is_a_clear_error(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct store_options o = { .snapshot_log_bytes = SIZE_MAX, .segment_bytes = 1024,
+				   .io = memdisk_io(md) };
+	store *st = open_store(md, &o);
+	struct model m;
+	uint64_t seed = 6;
+	unsigned char *buf;
+	size_t len;
+	char *snap;
+
+	(void)state;
+	model_init(&m);
+	/* Three snapshots: the log before the second one is collected. */
+	for (int i = 0; i < 3; i++) {
+		workload(st, &m, &seed, 40);
+		assert_int_equal(store_snapshot(st), 0);
+	}
+	store_close(st);
+	/* Corrupt both kept snapshots: nothing valid remains. */
+	for (int i = 0; i < 2; i++) {
+		char *names = memdisk_listing(md, DIR), *p = names, *line;
+		int k = 0;
+
+		while ((line = strsep(&p, "\n")) && *line)
+			if (strstr(line, ".snap") && k++ == i) {
+				char path[128];
+
+				snprintf(path, sizeof path, DIR "/%s", line);
+				assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+				buf[len - 10] ^= 1;
+				assert_int_equal(memdisk_write(md, path, buf, len), 0);
+				free(buf);
+			}
+		free(names);
+	}
+	assert_int_equal(store_open(DIR, &o, &st), -EUCLEAN);
+	(void)snap;
+	memdisk_free(md);
+}
+
+static void pinned_log_is_kept_across_snapshots(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct store_options o = { .snapshot_log_bytes = SIZE_MAX, .segment_bytes = 1024 };
+	struct replayed rp;
+	store *st = open_store(md, &o);
+	struct model m;
+	uint64_t seed = 8;
+
+	(void)state;
+	model_init(&m);
+	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "p", 1, NULL, NULL), 0);
+	store_pin_log(st, 1);
+	for (int i = 0; i < 4; i++) {
+		workload(st, &m, &seed, 40);
+		assert_int_equal(store_snapshot(st), 0);
+	}
+	store_close(st);
+	memset(&rp, 0, sizeof rp);
+	o.replay = on_replay;
+	o.replay_arg = &rp;
+	st = open_store(md, &o);
+	assert_int_equal(rp.n, 1);
+	assert_string_equal(rp.text, "p");
+	assert_model(&m, st);
+	store_close(st);
+	memdisk_free(md);
+}
+
+static void fault_leaves_store_read_only_and_loses_nothing_acknowledged(int on_sync, int err)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct model m;
+	struct async_done d = { .calls = 0 };
+	kv_rec *r;
+
+	model_init(&m);
+	assert_int_equal(put(st, &m, "a", "1"), 0);
+	assert_int_equal(put(st, &m, "b", "2"), 0);
+	if (on_sync)
+		memdisk_fail_sync(md, 1, err);
+	else
+		memdisk_fail_write(md, 1, err);
+	assert_int_equal(put(st, NULL, "c", "3"), -err);
+	assert_int_equal(store_failed(st), -err);
+	/* Sticky: the disk works again, the store does not pretend it does. */
+	assert_int_equal(put(st, NULL, "d", "4"), -err);
+	{
+		struct kv_op op = { .kind = KV_PUT, .key = "e", .klen = 1, .val = "5", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		assert_int_equal(store_submit(st, &b, 0, on_done, &d), -err);
+	}
+	assert_int_equal(atomic_load(&d.calls), 0);
+	/* Reads of applied data still work. */
+	assert_int_equal(store_get(st, "a", 1, 0, &r), 0);
+	kv_rec_unref(r);
+	assert_int_equal(store_get(st, "c", 1, 0, &r), -ENOENT);
+	assert_int_equal(store_snapshot(st), -err);
+	store_close(st);
+	memdisk_crash(md);
+	st = open_store(md, NULL);
+	assert_model(&m, st);
+	assert_int_equal(put(st, &m, "f", "6"), 0);
+	store_close(st);
+	memdisk_free(md);
+}
+
+static void failed_sync_with_eio_fails_the_write_and_sticks(void **state)
+{
+	(void)state;
+	fault_leaves_store_read_only_and_loses_nothing_acknowledged(1, EIO);
+}
+
+static void failed_sync_with_enospc_fails_the_write_and_sticks(void **state)
+{
+	(void)state;
+	fault_leaves_store_read_only_and_loses_nothing_acknowledged(1, ENOSPC);
+}
+
+static void failed_write_with_enospc_fails_the_write_and_sticks(void **state)
+{
+	(void)state;
+	fault_leaves_store_read_only_and_loses_nothing_acknowledged(0, ENOSPC);
+}
+
+static void failed_write_with_eio_fails_the_write_and_sticks(void **state)
+{
+	(void)state;
+	fault_leaves_store_read_only_and_loses_nothing_acknowledged(0, EIO);
+}
+
+static void a_failed_sync_fails_every_pending_batch(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct async_done d = { .calls = 0 };
+
+	(void)state;
+	memdisk_set_sync_delay(md, 20000);
+	memdisk_fail_sync(md, 1, EIO);
+	for (int i = 0; i < 20; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = "k", .klen = 1, .val = "v", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+		int rc = store_submit(st, &b, 0, on_done, &d);
+
+		assert_true(rc == 0 || rc == -EIO);
+	}
+	store_close(st);
+	assert_true(atomic_load(&d.calls) >= 1);
+	assert_int_equal(atomic_load(&d.status), -EIO);
+	for (int i = 0; i < atomic_load(&d.calls); i++)
+		assert_true(d.lsns[i] > 0);
+	memdisk_free(md);
+}
+
+#define THREADS 64
+#define PER_THREAD 40
+
+struct writer_arg {
+	store *st;
+	int    id;
+	int    rc;
+};
+
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+	char key[32], val[32];
+
+	for (int i = 0; i < PER_THREAD && !a->rc; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = key, .val = val };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		op.klen = (uint32_t)snprintf(key, sizeof key, "t%d/k%d", a->id, i);
+		op.vlen = (uint32_t)snprintf(val, sizeof val, "%d", i);
+		a->rc = store_write(a->st, &b);
+	}
+	return NULL;
+}
+
+static void concurrent_writers_share_syncs(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	pthread_t th[THREADS];
+	struct writer_arg args[THREADS];
+	struct store_stats ss;
+	uint64_t syncs0 = memdisk_datasyncs(md);
+
+	(void)state;
+	memdisk_set_sync_delay(md, 500);
+	for (int i = 0; i < THREADS; i++) {
+		args[i] = (struct writer_arg){ .st = st, .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].rc, 0);
+	}
+	store_get_stats(st, &ss);
+	printf("%" PRIu64 " writes, %" PRIu64 " syncs\n", ss.records, ss.syncs);
+	assert_int_equal(ss.records, THREADS * PER_THREAD);
+	assert_int_equal(ss.keys, THREADS * PER_THREAD);
+	assert_true(ss.syncs < ss.records / 4);
+	assert_true(memdisk_datasyncs(md) - syncs0 < ss.records / 4);
+	store_close(st);
+	memdisk_crash(md);
+	st = open_store(md, NULL);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.keys, THREADS * PER_THREAD);
+	store_close(st);
+	memdisk_free(md);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(written_keys_can_be_read_listed_and_deleted),
+		cmocka_unit_test(invalid_batches_are_refused_before_logging),
+		cmocka_unit_test(meta_change_shares_the_value_and_tombstones_are_hidden),
+		cmocka_unit_test(apply_hook_sees_every_change_in_order),
+		cmocka_unit_test(submitted_batches_complete_in_order_after_close_at_the_latest),
+		cmocka_unit_test(raw_records_are_replayed_and_state_comes_back_with_the_snapshot),
+		cmocka_unit_test(snapshots_and_log_recover_the_state_before_a_crash),
+		cmocka_unit_test(a_corrupt_newest_snapshot_falls_back_to_the_previous_one),
+		cmocka_unit_test(a_corrupt_snapshot_without_log_to_fall_back_on_is_a_clear_error),
+		cmocka_unit_test(pinned_log_is_kept_across_snapshots),
+		cmocka_unit_test(failed_sync_with_eio_fails_the_write_and_sticks),
+		cmocka_unit_test(failed_sync_with_enospc_fails_the_write_and_sticks),
+		cmocka_unit_test(failed_write_with_enospc_fails_the_write_and_sticks),
+		cmocka_unit_test(failed_write_with_eio_fails_the_write_and_sticks),
+		cmocka_unit_test(a_failed_sync_fails_every_pending_batch),
+		cmocka_unit_test(concurrent_writers_share_syncs),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
