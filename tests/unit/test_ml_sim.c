@@ -1,0 +1,416 @@
+/*
+ * test_ml_sim.c — the masterless core (cluster/ml.h) in a deterministic
+ * simulated cluster (tests/lib/ml_sim.h).
+ *
+ * Every scenario derives from a seed. A failing test prints its seed;
+ * reproduce with ML_SIM_SEED=<seed>. ML_SIM_RUNS=<n> runs the randomized
+ * scenario for n seeds (default 12), ML_SIM_VERBOSE=1 prints per-seed numbers.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cluster/hlc.h"
+#include "cluster/ml.h"
+#include "tests/lib/ml_sim.h"
+
+static uint64_t base_seed(void)
+{
+	const char *e = getenv("ML_SIM_SEED");
+
+	return e && *e ? strtoull(e, NULL, 0) : 20261125;
+}
+
+static int verbose(void)
+{
+	const char *e = getenv("ML_SIM_VERBOSE");
+
+	return e && *e == '1';
+}
+
+#define SIM_ASSERT(seed, cond, ...) do { \
+	if (!(cond)) { \
+		print_message("seed %" PRIu64 " (reproduce: ML_SIM_SEED=%" PRIu64 "): ", \
+			      (uint64_t)(seed), (uint64_t)(seed)); \
+		print_message(__VA_ARGS__); \
+		print_message("\n"); \
+		fail_msg("%s", #cond); \
+	} \
+} while (0)
+
+static struct ml_sim_opts quiet_opts(unsigned n, uint64_t seed)
+{
+	struct ml_sim_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.n = n;
+	o.seed = seed;
+	o.delay_min_ms = 1;
+	o.delay_max_ms = 5;
+	o.sync_max_ms = 5;
+	return o;
+}
+
+static ml_sim *sim_new(const struct ml_sim_opts *o)
+{
+	ml_sim *s = NULL;
+
+	assert_int_equal(ml_sim_new(o, &s), 0);
+	return s;
+}
+
+static void settle_and_check(ml_sim *s, uint64_t seed, uint64_t max_ms)
+{
+	char err[512] = "";
+	struct ml_sim_stats st;
+	int64_t t = ml_sim_settle(s, 100, max_ms);
+
+	SIM_ASSERT(seed, t >= 0, "no convergence within %" PRIu64 " ms", max_ms);
+	SIM_ASSERT(seed, ml_sim_check(s, err, sizeof(err)) == 0, "%s", err);
+	ml_sim_get_stats(s, &st);
+	SIM_ASSERT(seed, st.purge_violations == 0, "%" PRIu64 " unsafe tombstone collections",
+		   st.purge_violations);
+}
+
+static int has_key(ml_sim *s, unsigned i, const char *key, uint32_t *flags, char **val)
+{
+	return ml_sim_get(s, i, key, val, flags, NULL) == 0;
+}
+
+/* ---- scenarios -------------------------------------------------------------- */
+
+static void local_writes_reach_every_node_by_eager_push(void **state)
+{
+	uint64_t seed = base_seed();
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	ml_sim *s;
+	unsigned i;
+	char *v;
+
+	(void)state;
+	o.cfg.gossip_ms = 10000; /* anti-entropy out of the way */
+	s = sim_new(&o);
+	ml_sim_run(s, 20);
+	assert_int_equal(ml_sim_write(s, 0, "a/b.txt", "hello", 0), 0);
+	/* Durable within 5 ms, delivered within 5 ms, ticks every 10 ms. */
+	ml_sim_run(s, 30);
+	for (i = 0; i < 3; i++) {
+		v = NULL;
+		SIM_ASSERT(seed, has_key(s, i, "a/b.txt", NULL, &v), "node %u lacks the write", i);
+		assert_string_equal(v, "hello");
+		free(v);
+	}
+	settle_and_check(s, seed, 10000);
+	ml_sim_free(s);
+}
+
+static void concurrent_writes_to_one_key_converge_to_the_lww_winner(void **state)
+{
+	uint64_t seed = base_seed();
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	struct ml_stats st;
+	uint64_t conflicts = 0;
+	ml_sim *s;
+	unsigned i;
+
+	(void)state;
+	o.skew_max_ms = 50;
+	s = sim_new(&o);
+	ml_sim_isolate(s, 1);                /* {0} | {1,2} */
+	ml_sim_block(s, 1, 2, 1);            /* and 1 | 2: three islands */
+	for (i = 0; i < 3; i++) {
+		char val[32];
+		snprintf(val, sizeof(val), "from-%u", i);
+		assert_int_equal(ml_sim_write(s, i, "same", val, 0), 0);
+		ml_sim_run(s, 7);
+	}
+	ml_sim_run(s, 2000);
+	ml_sim_heal(s);
+	settle_and_check(s, seed, 30000);
+	for (i = 0; i < 3; i++) {
+		ml_get_stats(ml_sim_node(s, i), &st);
+		conflicts += st.conflicts;
+	}
+	/* Three concurrent writes: at least two were dropped somewhere, and
+	 * each node that resolved a pair counted it. */
+	SIM_ASSERT(seed, conflicts >= 2, "conflicts %" PRIu64, conflicts);
+	ml_sim_free(s);
+}
+
+static void deleted_key_stays_deleted_after_partitioned_replica_returns(void **state)
+{
+	uint64_t seed = base_seed();
+	struct ml_sim_opts o = quiet_opts(5, seed);
+	struct ml_stats st;
+	uint32_t flags;
+	ml_sim *s;
+	unsigned i;
+	char *v;
+
+	(void)state;
+	s = sim_new(&o);
+	assert_int_equal(ml_sim_write(s, 0, "doc", "v1", 0), 0);
+	settle_and_check(s, seed, 10000);
+
+	ml_sim_isolate(s, 1u << 4);
+	ml_sim_run(s, 100);
+	/* The partitioned replica updates the key, then the majority side
+	 * deletes it later: the delete is the last write and must win. */
+	assert_int_equal(ml_sim_write(s, 4, "doc", "v4-stale", 0), 0);
+	assert_int_equal(ml_sim_write(s, 4, "only-on-4", "x", 0), 0);
+	ml_sim_run(s, 50);
+	assert_int_equal(ml_sim_write(s, 1, "doc", "", 1), 0);
+	assert_int_equal(ml_sim_write(s, 0, "only-on-0", "y", 0), 0);
+	ml_sim_run(s, 20000);
+
+	/* Not collected: node 4 has not acknowledged the tombstone. */
+	for (i = 0; i < 4; i++) {
+		flags = 0;
+		SIM_ASSERT(seed, has_key(s, i, "doc", &flags, NULL) && (flags & ML_V_TOMBSTONE),
+			   "node %u collected the tombstone while node 4 lacks it", i);
+		ml_get_stats(ml_sim_node(s, i), &st);
+		SIM_ASSERT(seed, st.tombstones == 1 && st.tombstones_collected == 0,
+			   "node %u: %" PRIu64 " pending, %" PRIu64 " collected", i,
+			   st.tombstones, st.tombstones_collected);
+	}
+	v = NULL;
+	assert_true(has_key(s, 4, "doc", &flags, &v));
+	assert_string_equal(v, "v4-stale");
+	free(v);
+
+	ml_sim_heal(s);
+	settle_and_check(s, seed, 30000);
+	for (i = 0; i < 5; i++) {
+		SIM_ASSERT(seed, !has_key(s, i, "doc", NULL, NULL), "doc came back on node %u", i);
+		assert_true(has_key(s, i, "only-on-4", NULL, NULL));
+		assert_true(has_key(s, i, "only-on-0", NULL, NULL));
+		ml_get_stats(ml_sim_node(s, i), &st);
+		SIM_ASSERT(seed, st.tombstones_collected == 1, "node %u collected %" PRIu64, i,
+			   st.tombstones_collected);
+	}
+	/* And it stays deleted: plenty of further rounds change nothing. */
+	ml_sim_run(s, 5000);
+	for (i = 0; i < 5; i++)
+		SIM_ASSERT(seed, !has_key(s, i, "doc", NULL, NULL), "doc came back on node %u", i);
+	ml_sim_free(s);
+}
+
+static void tombstone_survives_crash_of_a_replica_and_is_collected_after_restart(void **state)
+{
+	uint64_t seed = base_seed() + 1;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	uint32_t flags = 0;
+	ml_sim *s;
+
+	(void)state;
+	o.sync_max_ms = 30;
+	s = sim_new(&o);
+	assert_int_equal(ml_sim_write(s, 0, "k", "v", 0), 0);
+	settle_and_check(s, seed, 10000);
+	ml_sim_crash(s, 2);
+	assert_int_equal(ml_sim_write(s, 0, "k", "", 1), 0);
+	ml_sim_run(s, 5000);
+	assert_true(has_key(s, 0, "k", &flags, NULL));
+	assert_true(flags & ML_V_TOMBSTONE);
+	assert_int_equal(ml_sim_restart(s, 2), 0);
+	settle_and_check(s, seed, 30000);
+	assert_false(has_key(s, 2, "k", NULL, NULL));
+	ml_sim_free(s);
+}
+
+static void crashed_node_catches_up_after_restart(void **state)
+{
+	uint64_t seed = base_seed() + 2;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	char key[32], val[32];
+	int64_t t;
+	ml_sim *s;
+	int i;
+
+	(void)state;
+	o.sync_max_ms = 20;
+	s = sim_new(&o);
+	for (i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "pre/%03d", i);
+		assert_int_equal(ml_sim_write(s, (unsigned)i % 3, key, "0", 0), 0);
+	}
+	ml_sim_run(s, 3); /* some of node 2's writes are not durable yet */
+	ml_sim_crash(s, 2);
+	for (i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "k/%04d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		assert_int_equal(ml_sim_write(s, (unsigned)i % 2, key, val, i % 7 == 0), 0);
+		if (i % 50 == 0)
+			ml_sim_run(s, 10);
+	}
+	ml_sim_run(s, 1000);
+	assert_int_equal(ml_sim_restart(s, 2), 0);
+	t = ml_sim_settle(s, 100, 60000);
+	SIM_ASSERT(seed, t >= 0, "node 2 did not catch up");
+	if (verbose())
+		print_message("catch-up of 1000 writes: %" PRId64 " ms simulated\n", t);
+	settle_and_check(s, seed, 1000);
+	ml_sim_free(s);
+}
+
+static void anti_entropy_bandwidth_per_round_stays_bounded(void **state)
+{
+	uint64_t seed = base_seed() + 3;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	struct ml_sim_stats st;
+	struct ml_stats ms;
+	char key[32], val[128];
+	uint32_t cap = 8192;
+	int64_t t;
+	ml_sim *s;
+	int i;
+
+	(void)state;
+	o.cfg.max_msg_bytes = cap;
+	o.cfg.max_keys_msg = 256;
+	s = sim_new(&o);
+	ml_sim_isolate(s, 1u << 2);
+	for (i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "bulk/%05d", i);
+		memset(val, 'a' + i % 26, 100);
+		val[100] = 0;
+		assert_int_equal(ml_sim_write(s, 0, key, val, 0), 0);
+		if (i % 100 == 0)
+			ml_sim_run(s, 10);
+	}
+	ml_sim_run(s, 2000);
+	ml_sim_heal(s);
+	ml_sim_reset_window(s);
+	t = ml_sim_settle(s, 100, 300000);
+	SIM_ASSERT(seed, t >= 0, "no convergence");
+	settle_and_check(s, seed, 1000);
+	ml_sim_get_stats(s, &st);
+	ml_get_stats(ml_sim_node(s, 2), &ms);
+	if (verbose())
+		print_message("3000 keys x 100 B behind, cap %u B/frame: converged in %" PRId64
+			      " ms (%" PRIu64 " rounds of node 2), max frame %" PRIu64
+			      " B, max per node per period %" PRIu64 " B\n", cap, t,
+			      ms.ae_rounds, st.max_frame, st.max_window_bytes);
+	/* Each frame stays under the cap (plus the frame header) ... */
+	SIM_ASSERT(seed, st.max_frame <= cap + 64, "frame of %" PRIu64 " bytes", st.max_frame);
+	/* ... and one node sends a bounded number of frames per period: its
+	 * own round (ROOT, KEYS, PUSH), its answers to rounds others start
+	 * (LEAVES, PUSH, WANT) and tombstone acks. */
+	SIM_ASSERT(seed, st.max_window_bytes <= 4ull * o.n * cap,
+		   "%" PRIu64 " bytes in one period", st.max_window_bytes);
+	/* 300 KB of versions cannot move in one capped round: it took several. */
+	SIM_ASSERT(seed, t > 1000, "converged suspiciously fast: %" PRId64, t);
+	ml_sim_free(s);
+}
+
+/* The randomized scenario: random writes and deletes on random nodes under
+ * drops, duplicates, delays, clock skew, partitions and crashes; then heal
+ * and check convergence to the independently computed LWW winners. */
+static void run_random(uint64_t seed)
+{
+	ml_sim *s;
+	struct ml_sim_opts o;
+	struct ml_sim_stats st;
+	uint64_t r;
+	unsigned n, i;
+	int step, nkeys;
+	int64_t t;
+	char err[512] = "";
+
+	memset(&o, 0, sizeof(o));
+	o.seed = seed;
+	r = seed * 0x9e3779b97f4a7c15ull;
+	n = 3 + (unsigned)((r >> 7) % 3);
+	o.n = n;
+	o.delay_min_ms = 1;
+	o.delay_max_ms = 60;
+	o.drop_pm = 100;
+	o.dup_pm = 50;
+	o.sync_max_ms = 20;
+	o.skew_max_ms = 200;
+	o.cfg.max_msg_bytes = 2048;   /* small, to exercise the caps */
+	o.cfg.max_keys_msg = 32;
+	nkeys = 20 + (int)((r >> 17) % 40);
+	assert_int_equal(ml_sim_new(&o, &s), 0);
+
+	for (step = 0; step < 1500; step++) {
+		uint64_t x = ml_sim_random(s);
+		unsigned node = (unsigned)(x % n);
+		unsigned p = (unsigned)((x >> 8) % 1000);
+
+		ml_sim_run(s, (x >> 20) % 25);
+		if (p < 850) {
+			char key[16], val[32];
+			if (!ml_sim_is_up(s, node))
+				continue;
+			snprintf(key, sizeof(key), "k%02d", (int)((x >> 32) % (uint64_t)nkeys));
+			snprintf(val, sizeof(val), "n%u-s%d", node, step);
+			assert_int_equal(ml_sim_write(s, node, key, val, ((x >> 40) % 5) == 0), 0);
+		} else if (p < 880) {
+			ml_sim_isolate(s, (x >> 32) & ((1u << n) - 1));
+		} else if (p < 910) {
+			ml_sim_heal(s);
+		} else if (p < 925) {
+			unsigned up = 0;
+			for (i = 0; i < n; i++)
+				up += (unsigned)ml_sim_is_up(s, i);
+			if (up > 1)
+				ml_sim_crash(s, node);
+		} else if (p < 975) {
+			assert_int_equal(ml_sim_restart(s, node), 0);
+		} else {
+			ml_sim_run(s, 500);
+		}
+	}
+	ml_sim_heal(s);
+	for (i = 0; i < n; i++)
+		assert_int_equal(ml_sim_restart(s, i), 0);
+	/* Keep a little loss while settling: convergence must not need luck. */
+	ml_sim_set_faults(s, 20, 20, 1, 30);
+	t = ml_sim_settle(s, 100, 180000);
+	ml_sim_get_stats(s, &st);
+	if (verbose())
+		print_message("seed %" PRIu64 ": n=%u keys=%d writes=%" PRIu64 " crashes=%" PRIu64
+			      " frames=%" PRIu64 " dropped=%" PRIu64 " purges=%" PRIu64
+			      " settled in %" PRId64 " ms\n", seed, n, nkeys, st.writes,
+			      st.crashes, st.frames, st.dropped, st.purges, t);
+	SIM_ASSERT(seed, t >= 0, "no convergence after healing");
+	SIM_ASSERT(seed, ml_sim_check(s, err, sizeof(err)) == 0, "%s", err);
+	SIM_ASSERT(seed, st.purge_violations == 0, "%" PRIu64 " unsafe tombstone collections",
+		   st.purge_violations);
+	ml_sim_free(s);
+}
+
+static void random_writes_and_deletes_under_faults_converge_to_lww(void **state)
+{
+	const char *e = getenv("ML_SIM_RUNS");
+	int runs = e && *e ? atoi(e) : 12, k;
+	uint64_t seed = base_seed();
+
+	(void)state;
+	if (getenv("ML_SIM_SEED") && !(e && *e))
+		runs = 1;
+	for (k = 0; k < runs; k++)
+		run_random(seed + (uint64_t)k * 7919);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(local_writes_reach_every_node_by_eager_push),
+		cmocka_unit_test(concurrent_writes_to_one_key_converge_to_the_lww_winner),
+		cmocka_unit_test(deleted_key_stays_deleted_after_partitioned_replica_returns),
+		cmocka_unit_test(tombstone_survives_crash_of_a_replica_and_is_collected_after_restart),
+		cmocka_unit_test(crashed_node_catches_up_after_restart),
+		cmocka_unit_test(anti_entropy_bandwidth_per_round_stays_bounded),
+		cmocka_unit_test(random_writes_and_deletes_under_faults_converge_to_lww),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
