@@ -1,6 +1,7 @@
 /*
- * raft.c — the Raft core: roles, elections, log replication, commitment,
- * snapshots and ReadIndex. No I/O: everything goes through struct raft_io.
+ * raft.c — the Raft core: log, replication, commitment, snapshots and the
+ * entry points. Elections are in raft_elect.c, ReadIndex in raft_read.c.
+ * No I/O: everything goes through struct raft_io.
  *
  * Rules of the paper are quoted from Figure 2 of "In Search of an
  * Understandable Consensus Algorithm" (extended version) or from Ongaro's
@@ -14,149 +15,21 @@
  * exactly the entries held in memory, and never acknowledges (to a leader, or
  * to itself when counting a majority) anything beyond it.
  */
-#include <stdlib.h>
-#include <string.h>
+#include "cluster/raft_int.h"
 
-#include "cluster/raft.h"
-
-enum prog_state {
-	PROG_PROBE     = 0, /* one AppendEntries at a time until the match is found */
-	PROG_REPLICATE = 1, /* pipelined: next is advanced optimistically */
-	PROG_SNAPSHOT  = 2, /* an InstallSnapshot is in flight */
-};
-
-/* Leader's view of one follower (Figure 2: nextIndex[], matchIndex[]). */
-struct progress {
-	uint64_t next, match;
-	int      state;
-	int      paused;       /* PROBE: an append is outstanding */
-	int      active;       /* heard from since the last check-quorum round */
-	uint64_t acked_seq;    /* highest heartbeat round acknowledged */
-	uint64_t snap_index;   /* SNAPSHOT: index being sent */
-	uint64_t snap_sent_ms;
-};
-
-enum read_state {
-	READ_CONFIRM = 0, /* leader: waiting for a heartbeat round to a majority */
-	READ_LEADER  = 1, /* follower: waiting for the leader's answer */
-	READ_APPLY   = 2, /* index known: waiting for applied >= index */
-};
-
-struct read_req {
-	uint64_t id;
-	uint32_t from;    /* leader side: the follower that asked; 0 = local */
-	int      state;
-	uint64_t seq;     /* READ_CONFIRM: the round that confirms it */
-	uint64_t index;   /* 0 until assigned */
-	uint64_t sent_ms; /* READ_LEADER: when asked */
-};
-
-struct raft {
-	struct raft_config cfg;
-	struct raft_io     io;
-	int                failed;
-
-	/* Figure 2, persistent state on all servers. */
-	uint64_t term;
-	uint32_t vote;
-	/* The log: ents[k] has index base_index + 1 + k. The entry at base_index
-	 * has term base_term and is covered by the snapshot. */
-	struct raft_entry *ents;
-	size_t   nents, cap;
-	uint64_t base_index, base_term;
-	uint64_t snap_index, snap_term;
-
-	/* Figure 2, volatile state on all servers. */
-	uint64_t commit, applied;
-
-	enum raft_role role;
-	uint32_t leader;
-	uint64_t lmatch;     /* our log is known to match this term's leader up to here */
-
-	/* Asynchronous appends in flight: the last index each will have made
-	 * durable, clamped by later truncations (ring buffer). */
-	uint64_t *pend;
-	size_t    pend_head, pend_n, pend_cap;
-	uint64_t  durable;
-
-	/* Timers (io time, ms). */
-	uint64_t election_deadline;
-	uint64_t heartbeat_deadline;
-	uint64_t quorum_deadline;
-	uint64_t leader_contact;  /* last time we heard from a leader */
-	int      have_contact;
-
-	uint32_t granted;    /* (pre)vote bitmap, bit i = node i */
-
-	/* Leader state (Figure 2, volatile state on leaders). */
-	struct progress prog[RAFT_MAX_NODES + 1];
-	uint64_t seq;        /* heartbeat round */
-	uint64_t term_start; /* index of this term's no-op */
-
-	struct read_req *reads;
-	size_t   nreads, rcap;
-};
-
-/* ---- Small helpers ------------------------------------------------------- */
-
-static uint64_t now_ms(raft *r)
-{
-	return r->io.now(r->io.arg);
-}
-
-static uint64_t last_index(const raft *r)
-{
-	return r->base_index + r->nents;
-}
-
-static uint64_t last_term(const raft *r)
-{
-	return r->nents ? r->ents[r->nents - 1].term : r->base_term;
-}
-
-static uint64_t term_at(const raft *r, uint64_t i)
-{
-	if (i == r->base_index)
-		return r->base_term;
-	if (i < r->base_index || i > last_index(r))
-		return 0;
-	return r->ents[i - r->base_index - 1].term;
-}
-
-static struct raft_entry *entry_at(const raft *r, uint64_t i)
-{
-	if (i <= r->base_index || i > last_index(r))
-		return NULL;
-	return &r->ents[i - r->base_index - 1];
-}
-
-static unsigned quorum(const raft *r)
-{
-	return r->cfg.n / 2 + 1;
-}
-
-static unsigned popcount32(uint32_t x)
-{
-	unsigned c = 0;
-
-	for (; x; x &= x - 1)
-		c++;
-	return c;
-}
-
-static void notify_state(raft *r)
+void raft__notify(raft *r)
 {
 	if (r->io.state_change)
 		r->io.state_change(r->io.arg, r->role, r->term, r->leader);
 }
 
-static void fail(raft *r, int status)
+void raft__fail(raft *r, int status)
 {
 	if (!r->failed)
 		r->failed = status < 0 ? status : -EIO;
 }
 
-static void send_msg(raft *r, struct raft_msg *m, uint32_t to)
+void raft__send(raft *r, struct raft_msg *m, uint32_t to)
 {
 	if (r->failed)
 		return;
@@ -167,22 +40,21 @@ static void send_msg(raft *r, struct raft_msg *m, uint32_t to)
 	r->io.send(r->io.arg, m);
 }
 
-static void reset_election_timer(raft *r)
+void raft__reset_election_timer(raft *r)
 {
 	unsigned t = r->cfg.election_timeout_ms;
 
 	r->election_deadline = now_ms(r) + t + r->io.random(r->io.arg) % t;
 }
 
-static int persist_vote(raft *r)
+int raft__persist_vote(raft *r)
 {
 	int rc = r->io.persist_vote(r->io.arg, r->term, r->vote);
 
 	if (rc)
-		fail(r, rc);
+		raft__fail(r, rc);
 	return rc;
 }
-
 /* ---- Log storage ---------------------------------------------------------- */
 
 static void free_entries(struct raft_entry *e, size_t n)
@@ -296,107 +168,7 @@ static int persist_from(raft *r, uint64_t first)
 	r->io.append(r->io.arg, first, entry_at(r, first), (size_t)(last_index(r) - first + 1));
 	return 0;
 }
-
-/* ---- Role changes ---------------------------------------------------------- */
-
-static void reads_fail_all(raft *r, int status);
-static void reads_progress(raft *r);
-static void leader_maybe_commit(raft *r);
-static void send_append(raft *r, uint32_t to, int allow_empty);
-
-static void become_follower(raft *r, uint64_t term, uint32_t leader)
-{
-	int changed = r->role != RAFT_FOLLOWER || r->leader != leader || r->term != term;
-
-	if (term > r->term) {
-		/* Figure 2, all servers: "If RPC request or response contains term
-		 * T > currentTerm: set currentTerm = T, convert to follower." */
-		r->term = term;
-		r->vote = 0;
-		r->lmatch = 0;
-		if (persist_vote(r))
-			return;
-	}
-	if (r->role == RAFT_LEADER || r->leader != leader)
-		reads_fail_all(r, -ECANCELED);
-	r->role = RAFT_FOLLOWER;
-	r->leader = leader;
-	r->granted = 0;
-	reset_election_timer(r);
-	if (changed)
-		notify_state(r);
-}
-
-static void broadcast(raft *r, struct raft_msg *m)
-{
-	uint32_t i;
-
-	for (i = 1; i <= r->cfg.n; i++) {
-		struct raft_msg c = *m;
-
-		if (i != r->cfg.id)
-			send_msg(r, &c, i);
-	}
-}
-
-static void become_leader(raft *r);
-
-static void become_candidate(raft *r)
-{
-	struct raft_msg m = { .type = RAFT_MSG_VOTE };
-
-	/* Figure 2, candidates: "On conversion to candidate, start election:
-	 * increment currentTerm, vote for self, reset election timer, send
-	 * RequestVote RPCs to all other servers." */
-	reads_fail_all(r, -ECANCELED);
-	r->term++;
-	r->vote = r->cfg.id;
-	r->lmatch = 0;
-	if (persist_vote(r))
-		return;
-	r->role = RAFT_CANDIDATE;
-	r->leader = 0;
-	r->granted = 1u << r->cfg.id;
-	reset_election_timer(r);
-	notify_state(r);
-	if (popcount32(r->granted) >= quorum(r)) {
-		become_leader(r);
-		return;
-	}
-	m.index = last_index(r);
-	m.log_term = last_term(r);
-	broadcast(r, &m);
-}
-
-static void become_precandidate(raft *r)
-{
-	struct raft_msg m = { .type = RAFT_MSG_PREVOTE };
-
-	/* Thesis §9.6: "a candidate would first ask other servers whether its log
-	 * was up-to-date enough to get their vote. Only if the candidate believed
-	 * it could get votes from a majority of the cluster would it increment its
-	 * term and start a normal election." Nobody changes its term for it. */
-	if (r->cfg.disable_prevote) {
-		become_candidate(r);
-		return;
-	}
-	reads_fail_all(r, -ECANCELED);
-	r->role = RAFT_PRECANDIDATE;
-	r->leader = 0;
-	r->granted = 1u << r->cfg.id;
-	reset_election_timer(r);
-	notify_state(r);
-	if (popcount32(r->granted) >= quorum(r)) {
-		become_candidate(r);
-		return;
-	}
-	m.term = r->term + 1;
-	m.index = last_index(r);
-	m.log_term = last_term(r);
-	broadcast(r, &m);
-}
-
-static int leader_append(raft *r, uint8_t type, const void *data, size_t len)
+int raft__leader_append(raft *r, uint8_t type, const void *data, size_t len)
 {
 	struct raft_entry e = { .term = r->term, .type = type, .len = (uint32_t)len,
 				.data = (void *)data };
@@ -406,41 +178,6 @@ static int leader_append(raft *r, uint8_t type, const void *data, size_t len)
 	if (rc)
 		return rc;
 	return persist_from(r, first);
-}
-
-static void become_leader(raft *r)
-{
-	uint32_t i;
-	uint64_t now = now_ms(r);
-
-	r->role = RAFT_LEADER;
-	r->leader = r->cfg.id;
-	/* Figure 2, leaders: "Reinitialized after election: nextIndex[] to leader
-	 * last log index + 1, matchIndex[] to 0." */
-	for (i = 1; i <= r->cfg.n; i++) {
-		struct progress *p = &r->prog[i];
-
-		memset(p, 0, sizeof(*p));
-		p->next = last_index(r) + 1;
-		p->state = PROG_PROBE;
-		p->active = 1;
-	}
-	r->seq = 0;
-	r->heartbeat_deadline = now + r->cfg.heartbeat_ms;
-	r->quorum_deadline = now + r->cfg.election_timeout_ms;
-	notify_state(r);
-	/* Thesis §6.4 / §8: "each leader commit a blank no-op entry into the log
-	 * at the start of its term", so that it learns which entries are
-	 * committed (Figure 2 only commits current-term entries by counting). */
-	if (leader_append(r, RAFT_ENTRY_NOOP, NULL, 0)) {
-		fail(r, -ENOMEM);
-		return;
-	}
-	r->term_start = last_index(r);
-	for (i = 1; i <= r->cfg.n; i++)
-		if (i != r->cfg.id)
-			send_append(r, i, 1);
-	leader_maybe_commit(r); /* single node: the quorum is ourselves */
 }
 
 /* ---- Applying ------------------------------------------------------------ */
@@ -463,7 +200,7 @@ static void apply_committed(raft *r)
 		r->applied++;
 		r->io.apply(r->io.arg, r->applied, e);
 	}
-	reads_progress(r);
+	raft__reads_progress(r);
 }
 
 /* ---- Leader: replication -------------------------------------------------- */
@@ -485,12 +222,12 @@ static void send_snapshot(raft *r, uint32_t to)
 	p->state = PROG_SNAPSHOT;
 	p->snap_index = si;
 	p->snap_sent_ms = now_ms(r);
-	send_msg(r, &m, to);
+	raft__send(r, &m, to);
 }
 
 /* Sends the entries from `next` on, or a snapshot when they were compacted
  * away. allow_empty: send even with nothing new (a probe for a gap). */
-static void send_append(raft *r, uint32_t to, int allow_empty)
+void raft__send_append(raft *r, uint32_t to, int allow_empty)
 {
 	struct progress *p = &r->prog[to];
 	struct raft_msg m = { .type = RAFT_MSG_APPEND };
@@ -523,7 +260,7 @@ static void send_append(raft *r, uint32_t to, int allow_empty)
 	m.commit = r->commit;
 	m.nentries = (uint32_t)n;
 	m.entries = n ? entry_at(r, prev + 1) : NULL;
-	send_msg(r, &m, to);
+	raft__send(r, &m, to);
 	if (p->state == PROG_REPLICATE)
 		p->next = prev + n + 1;
 	else
@@ -536,10 +273,10 @@ static void broadcast_append(raft *r)
 
 	for (i = 1; i <= r->cfg.n; i++)
 		if (i != r->cfg.id)
-			send_append(r, i, 0);
+			raft__send_append(r, i, 0);
 }
 
-static void broadcast_heartbeat(raft *r)
+void raft__broadcast_heartbeat(raft *r)
 {
 	uint32_t i;
 
@@ -553,13 +290,13 @@ static void broadcast_heartbeat(raft *r)
 		/* Only what the follower is known to hold can be declared committed
 		 * to it without a log check (etcd's heartbeat rule). */
 		m.commit = p->match < r->commit ? p->match : r->commit;
-		send_msg(r, &m, i);
+		raft__send(r, &m, i);
 		/* A lost snapshot is sent again after an election timeout. */
 		if (p->state == PROG_SNAPSHOT &&
 		    now_ms(r) - p->snap_sent_ms >= r->cfg.election_timeout_ms) {
 			p->state = PROG_PROBE;
 			p->paused = 0;
-			send_append(r, i, 1);
+			raft__send_append(r, i, 1);
 		}
 	}
 }
@@ -571,7 +308,7 @@ static int cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void leader_maybe_commit(raft *r)
+void raft__maybe_commit(raft *r)
 {
 	uint64_t m[RAFT_MAX_NODES];
 	uint64_t n;
@@ -623,7 +360,7 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 		p->next = next;
 		p->state = PROG_PROBE;
 		p->paused = 0;
-		send_append(r, m->from, 1);
+		raft__send_append(r, m->from, 1);
 		return;
 	}
 	/* Figure 2, leaders: "If successful: update nextIndex and matchIndex for
@@ -637,9 +374,9 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 	} else if (p->next < p->match + 1) {
 		p->next = p->match + 1;
 	}
-	leader_maybe_commit(r);
+	raft__maybe_commit(r);
 	if (r->role == RAFT_LEADER)
-		send_append(r, m->from, 0);
+		raft__send_append(r, m->from, 0);
 }
 
 /* ---- Follower: AppendEntries, heartbeats, snapshots ----------------------- */
@@ -649,7 +386,7 @@ static void reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint6
 	struct raft_msg m = { .type = RAFT_MSG_APPEND_RESP, .reject = (uint8_t)reject,
 			      .index = index, .hint = hint };
 
-	send_msg(r, &m, to);
+	raft__send(r, &m, to);
 }
 
 /* What we can acknowledge to the leader: matching AND durable. */
@@ -661,10 +398,10 @@ static uint64_t ack_index(const raft *r)
 static void heard_from_leader(raft *r, uint32_t from)
 {
 	if (r->role != RAFT_FOLLOWER || r->leader != from)
-		become_follower(r, r->term, from);
+		raft__become_follower(r, r->term, from);
 	r->leader_contact = now_ms(r);
 	r->have_contact = 1;
-	reset_election_timer(r);
+	raft__reset_election_timer(r);
 }
 
 static void handle_append(raft *r, const struct raft_msg *m)
@@ -714,7 +451,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 		}
 		if (term_at(r, i) != ents[k].term) {
 			if (i <= r->commit) {
-				fail(r, -EUCLEAN); /* a committed entry differs: a bug */
+				raft__fail(r, -EUCLEAN); /* a committed entry differs: a bug */
 				return;
 			}
 			log_truncate(r, i);
@@ -727,7 +464,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 		if (!rc)
 			rc = persist_from(r, conflict);
 		if (rc) {
-			fail(r, rc);
+			raft__fail(r, rc);
 			return;
 		}
 	}
@@ -766,7 +503,7 @@ static void handle_heartbeat(raft *r, const struct raft_msg *m)
 		r->commit = c;
 		apply_committed(r);
 	}
-	send_msg(r, &resp, m->from);
+	raft__send(r, &resp, m->from);
 	/* Re-ask for reads whose request or answer may have been lost. */
 	if (r->nreads) {
 		size_t i;
@@ -779,7 +516,7 @@ static void handle_heartbeat(raft *r, const struct raft_msg *m)
 			if (q->state != READ_LEADER || now - q->sent_ms < 2u * r->cfg.heartbeat_ms)
 				continue;
 			q->sent_ms = now;
-			send_msg(r, &rm, r->leader);
+			raft__send(r, &rm, r->leader);
 		}
 	}
 }
@@ -821,7 +558,7 @@ static void handle_snapshot(raft *r, const struct raft_msg *m)
 	 * acknowledged is at most our durable index, below m->index: covered. */
 	rc = r->io.snapshot_install(r->io.arg, m->index, m->log_term, m->data, m->len);
 	if (rc) {
-		fail(r, rc);
+		raft__fail(r, rc);
 		return;
 	}
 	log_truncate(r, r->base_index + 1);
@@ -837,222 +574,8 @@ static void handle_snapshot(raft *r, const struct raft_msg *m)
 	r->durable = m->index;
 	r->lmatch = m->index;
 	reply_append(r, m->from, 0, m->index, 0);
-	reads_progress(r);
+	raft__reads_progress(r);
 }
-
-/* ---- Elections ------------------------------------------------------------ */
-
-/* §5.4.1: "If the logs have last entries with different terms, then the log
- * with the later term is more up-to-date. If the logs end with the same term,
- * then whichever log is longer is more up-to-date." */
-static int log_up_to_date(const raft *r, uint64_t lidx, uint64_t lterm)
-{
-	return lterm > last_term(r) || (lterm == last_term(r) && lidx >= last_index(r));
-}
-
-static void handle_vote(raft *r, const struct raft_msg *m)
-{
-	int pre = m->type == RAFT_MSG_PREVOTE;
-	struct raft_msg resp = { .type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP };
-	int can;
-
-	/* Figure 2, RequestVote receiver: "2. If votedFor is null or candidateId,
-	 * and candidate's log is at least as up-to-date as receiver's log, grant
-	 * vote." A pre-vote for a future term is granted on the log alone. */
-	can = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
-	      (pre && m->term > r->term);
-	if (can && log_up_to_date(r, m->index, m->log_term)) {
-		if (!pre) {
-			r->vote = m->from;
-			if (persist_vote(r))
-				return;
-			reset_election_timer(r);
-		}
-		/* Answer a pre-vote with the term it asked about, so the
-		 * pre-candidate counts it (etcd does the same). */
-		resp.term = m->term;
-	} else {
-		resp.reject = 1;
-	}
-	send_msg(r, &resp, m->from);
-}
-
-static void handle_vote_resp(raft *r, const struct raft_msg *m)
-{
-	int pre = m->type == RAFT_MSG_PREVOTE_RESP;
-
-	if (pre ? r->role != RAFT_PRECANDIDATE || m->term != r->term + 1
-		: r->role != RAFT_CANDIDATE || m->term != r->term)
-		return;
-	if (m->reject)
-		return;
-	r->granted |= 1u << m->from;
-	/* Figure 2, candidates: "If votes received from majority of servers:
-	 * become leader." */
-	if (popcount32(r->granted) < quorum(r))
-		return;
-	if (pre)
-		become_candidate(r);
-	else
-		become_leader(r);
-}
-
-/* ---- ReadIndex ------------------------------------------------------------- */
-
-static int read_push(raft *r, const struct read_req *q)
-{
-	if (r->nreads == r->rcap) {
-		size_t cap = r->rcap ? r->rcap * 2 : 16;
-		struct read_req *p = realloc(r->reads, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		r->reads = p;
-		r->rcap = cap;
-	}
-	r->reads[r->nreads++] = *q;
-	return 0;
-}
-
-static void read_answer(raft *r, const struct read_req *q, int status, uint64_t index)
-{
-	if (q->from) {
-		struct raft_msg m = { .type = RAFT_MSG_READ_RESP, .index = q->id,
-				      .commit = index, .reject = status != 0 };
-
-		send_msg(r, &m, q->from);
-	} else {
-		r->io.read_done(r->io.arg, q->id, status, status ? 0 : index);
-	}
-}
-
-static void reads_fail_all(raft *r, int status)
-{
-	size_t i, n = r->nreads;
-
-	r->nreads = 0;
-	for (i = 0; i < n; i++)
-		read_answer(r, &r->reads[i], status, 0);
-}
-
-/* Moves reads forward: assigns indexes, confirms rounds, delivers. */
-static void reads_progress(raft *r)
-{
-	size_t i, j;
-	int term_committed = r->role == RAFT_LEADER && r->commit >= r->term_start;
-
-	for (i = 0, j = 0; i < r->nreads; i++) {
-		struct read_req *q = &r->reads[i];
-		int done = 0;
-
-		if (q->state == READ_CONFIRM && term_committed) {
-			uint32_t k;
-			unsigned acks = 1;
-
-			/* Thesis §6.4: "1. If the leader has not yet marked an
-			 * entry from its current term committed, it waits until it
-			 * has done so. 2. The leader saves its current commit
-			 * index in a local variable readIndex." */
-			if (!q->index)
-				q->index = r->commit;
-			/* "3. The leader needs to make sure it hasn't been
-			 * superseded ... it sends a new round of heartbeats and
-			 * waits for their acknowledgments from a majority." */
-			for (k = 1; k <= r->cfg.n; k++)
-				if (k != r->cfg.id && r->prog[k].acked_seq >= q->seq)
-					acks++;
-			if (acks >= quorum(r)) {
-				if (q->from) {
-					read_answer(r, q, 0, q->index);
-					done = 1;
-				} else {
-					q->state = READ_APPLY;
-				}
-			}
-		}
-		/* "4. The leader waits for its state machine to advance at least
-		 * as far as the readIndex." Followers do the same with the index
-		 * the leader gave them. */
-		if (!done && q->state == READ_APPLY && r->applied >= q->index) {
-			read_answer(r, q, 0, q->index);
-			done = 1;
-		}
-		if (!done)
-			r->reads[j++] = *q;
-	}
-	r->nreads = j;
-}
-
-static int leader_read(raft *r, uint64_t id, uint32_t from)
-{
-	struct read_req q = { .id = id, .from = from, .state = READ_CONFIRM };
-	int rc;
-
-	/* A round sent after the request arrived confirms it. */
-	q.seq = r->seq + 1;
-	rc = read_push(r, &q);
-	if (rc)
-		return rc;
-	broadcast_heartbeat(r);
-	r->heartbeat_deadline = now_ms(r) + r->cfg.heartbeat_ms;
-	reads_progress(r);
-	return 0;
-}
-
-static void handle_read(raft *r, const struct raft_msg *m)
-{
-	if (r->role != RAFT_LEADER || leader_read(r, m->index, m->from)) {
-		struct raft_msg resp = { .type = RAFT_MSG_READ_RESP, .index = m->index,
-					 .reject = 1 };
-
-		send_msg(r, &resp, m->from);
-	}
-}
-
-static void handle_read_resp(raft *r, const struct raft_msg *m)
-{
-	size_t i;
-
-	for (i = 0; i < r->nreads; i++) {
-		struct read_req *q = &r->reads[i];
-
-		if (q->state != READ_LEADER || q->id != m->index)
-			continue;
-		if (m->reject || m->from != r->leader) {
-			struct read_req c = *q;
-
-			memmove(q, q + 1, (r->nreads - i - 1) * sizeof(*q));
-			r->nreads--;
-			r->io.read_done(r->io.arg, c.id, m->reject ? -ECANCELED : RAFT_ENOTLEADER, 0);
-			return;
-		}
-		q->state = READ_APPLY;
-		q->index = m->commit;
-		reads_progress(r);
-		return;
-	}
-}
-
-int raft_read_index(raft *r, uint64_t id)
-{
-	struct read_req q = { .id = id, .state = READ_LEADER };
-	struct raft_msg m = { .type = RAFT_MSG_READ, .index = id };
-	int rc;
-
-	if (r->failed)
-		return -EIO;
-	if (r->role == RAFT_LEADER)
-		return leader_read(r, id, 0);
-	if (r->role != RAFT_FOLLOWER || !r->leader)
-		return RAFT_ENOTLEADER;
-	q.sent_ms = now_ms(r);
-	rc = read_push(r, &q);
-	if (rc)
-		return rc;
-	send_msg(r, &m, r->leader);
-	return 0;
-}
-
 /* ---- Entry points ----------------------------------------------------------- */
 
 int raft_recv(raft *r, const struct raft_msg *m)
@@ -1080,7 +603,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 					  m->type == RAFT_MSG_HEARTBEAT ||
 					  m->type == RAFT_MSG_SNAPSHOT;
 
-			become_follower(r, m->term, from_leader ? m->from : 0);
+			raft__become_follower(r, m->term, from_leader ? m->from : 0);
 			if (r->failed)
 				return r->failed;
 		}
@@ -1094,7 +617,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		} else if (m->type == RAFT_MSG_PREVOTE) {
 			struct raft_msg resp = { .type = RAFT_MSG_PREVOTE_RESP, .reject = 1 };
 
-			send_msg(r, &resp, m->from);
+			raft__send(r, &resp, m->from);
 		}
 		return 0;
 	}
@@ -1127,23 +650,23 @@ int raft_recv(raft *r, const struct raft_msg *m)
 				p->acked_seq = m->seq;
 			p->paused = 0;
 			if (p->match < last_index(r))
-				send_append(r, m->from, 1);
-			reads_progress(r);
+				raft__send_append(r, m->from, 1);
+			raft__reads_progress(r);
 		}
 		break;
 	case RAFT_MSG_VOTE:
 	case RAFT_MSG_PREVOTE:
-		handle_vote(r, m);
+		raft__handle_vote(r, m);
 		break;
 	case RAFT_MSG_VOTE_RESP:
 	case RAFT_MSG_PREVOTE_RESP:
-		handle_vote_resp(r, m);
+		raft__handle_vote_resp(r, m);
 		break;
 	case RAFT_MSG_READ:
-		handle_read(r, m);
+		raft__handle_read(r, m);
 		break;
 	case RAFT_MSG_READ_RESP:
-		handle_read_resp(r, m);
+		raft__handle_read_resp(r, m);
 		break;
 	default:
 		return -EBADMSG;
@@ -1164,7 +687,7 @@ int raft_tick(raft *r)
 		 * to candidate: convert to candidate." Candidates: "If election
 		 * timeout elapses: start new election." */
 		if (now >= r->election_deadline)
-			become_precandidate(r);
+			raft__become_precandidate(r);
 		return r->failed;
 	}
 	if (now >= r->quorum_deadline) {
@@ -1182,14 +705,14 @@ int raft_tick(raft *r)
 		}
 		r->quorum_deadline = now + r->cfg.election_timeout_ms;
 		if (!r->cfg.disable_check_quorum && active < quorum(r)) {
-			become_follower(r, r->term, 0);
+			raft__become_follower(r, r->term, 0);
 			return r->failed;
 		}
 	}
 	if (now >= r->heartbeat_deadline) {
 		/* Figure 2, leaders: "repeat during idle periods to prevent
 		 * election timeouts (§5.2)." */
-		broadcast_heartbeat(r);
+		raft__broadcast_heartbeat(r);
 		r->heartbeat_deadline = now + r->cfg.heartbeat_ms;
 	}
 	return r->failed;
@@ -1215,7 +738,7 @@ int raft_append_done(raft *r, int status)
 	if (r->failed)
 		return r->failed;
 	if (status) {
-		fail(r, status); /* never retry a failed sync */
+		raft__fail(r, status); /* never retry a failed sync */
 		return r->failed;
 	}
 	/* The disk now holds what memory held when the write was issued, which
@@ -1225,7 +748,7 @@ int raft_append_done(raft *r, int status)
 		r->durable = r->base_index;
 	apply_committed(r);
 	if (r->role == RAFT_LEADER) {
-		leader_maybe_commit(r);
+		raft__maybe_commit(r);
 	} else if (r->role == RAFT_FOLLOWER && r->leader && ack_index(r)) {
 		reply_append(r, r->leader, 0, ack_index(r), 0);
 	}
@@ -1244,9 +767,9 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 		return -EFBIG;
 	/* Figure 2, leaders: "If command received from client: append entry to
 	 * local log, respond after entry applied to state machine." */
-	rc = leader_append(r, RAFT_ENTRY_DATA, data, len);
+	rc = raft__leader_append(r, RAFT_ENTRY_DATA, data, len);
 	if (rc) {
-		fail(r, rc);
+		raft__fail(r, rc);
 		return rc;
 	}
 	*index = last_index(r);
@@ -1302,7 +825,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_io *io,
 	}
 	r->durable = last_index(r);
 	r->role = RAFT_FOLLOWER;
-	reset_election_timer(r);
+	raft__reset_election_timer(r);
 	*out = r;
 	return 0;
 err:
