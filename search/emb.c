@@ -34,6 +34,8 @@ struct emb {
 	const uint8_t *str;
 	const uint8_t *tab;   /* u32[nwords + 1], possibly unaligned: memcpy */
 	const uint8_t *recs;
+	uint32_t      *hslot;   /* open-addressing table of word indexes + 1 */
+	uint32_t       hmask;
 };
 
 /* CRC-32, reflected polynomial 0xEDB88320, table-driven (Sarwate 1988),
@@ -92,6 +94,41 @@ static uint64_t rd64(const uint8_t *p)
 	uint64_t v;
 	memcpy(&v, p, 8);
 	return v;
+}
+
+/* FNV-1a, 32 bits (Fowler, Noll, Vo). */
+static uint32_t fnv1a(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+	while (n--) {
+		h ^= (uint8_t)*s++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* Indexes the mapped words in a hash table: a binary search costs ~19
+ * string compares on cache-cold pages per word, and indexing looks up every
+ * word of every document. */
+static int glove_hash(struct emb *e)
+{
+	uint32_t cap = 1024, i, a, b, h;
+
+	while (cap < e->nwords * 2u)
+		cap *= 2;
+	e->hslot = calloc(cap, sizeof(*e->hslot));
+	if (!e->hslot)
+		return -ENOMEM;
+	e->hmask = cap - 1;
+	for (i = 0; i < e->nwords; i++) {
+		a = rd32(e->tab + 4 * i);
+		b = rd32(e->tab + 4 * i + 4);
+		for (h = fnv1a((const char *)e->str + a, b - a) & e->hmask; e->hslot[h];
+		     h = (h + 1) & e->hmask)
+			;
+		e->hslot[h] = i + 1;
+	}
+	return 0;
 }
 
 /* Validates a mapped .kvv image; returns NULL or what is wrong. */
@@ -194,12 +231,16 @@ int emb_open(const char *path, struct emb **out, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: corrupt vector file: %s; run scripts/get-vectors", path, why);
 		goto err;
 	}
+	rc = glove_hash(e);
+	if (rc)
+		goto err;
 	close(fd);
 	*out = e;
 	return 0;
 err:
 	if (e->map)
 		munmap((void *)e->map, e->map_size);
+	free(e->hslot);
 	if (fd >= 0)
 		close(fd);
 	free(e);
@@ -212,6 +253,7 @@ void emb_close(struct emb *e)
 		return;
 	if (e->map)
 		munmap((void *)e->map, e->map_size);
+	free(e->hslot);
 	free(e);
 }
 
@@ -237,23 +279,14 @@ size_t emb_acc_dim(const struct emb *e)
 
 static const uint8_t *glove_find(const struct emb *e, const char *w, size_t wlen)
 {
-	size_t lo = 0, hi = e->nwords, mid, a, b, n;
-	int c;
+	uint32_t h, i, a, b;
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		a = rd32(e->tab + 4 * mid);
-		b = rd32(e->tab + 4 * mid + 4);
-		n = b - a < wlen ? b - a : wlen;
-		c = memcmp(e->str + a, w, n);
-		if (!c)
-			c = (b - a > wlen) - (b - a < wlen);
-		if (c == 0)
-			return e->recs + (size_t)mid * e->rec;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+	for (h = fnv1a(w, wlen) & e->hmask; e->hslot[h]; h = (h + 1) & e->hmask) {
+		i = e->hslot[h] - 1;
+		a = rd32(e->tab + 4 * i);
+		b = rd32(e->tab + 4 * i + 4);
+		if (b - a == wlen && !memcmp(e->str + a, w, wlen))
+			return e->recs + (size_t)i * e->rec;
 	}
 	return NULL;
 }
@@ -278,17 +311,6 @@ int emb_lookup(const struct emb *e, const char *w, size_t wlen, float *vec,
 	for (j = 0; j < e->dim; j++)
 		vec[j] = scale * q[j];
 	return 0;
-}
-
-/* FNV-1a, 32 bits (Fowler, Noll, Vo). */
-static uint32_t fnv1a(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u;
-	while (n--) {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
 }
 
 void emb_acc_word(const struct emb *e, float *acc, const char *w, size_t wlen)
@@ -385,24 +407,40 @@ static int query_prep(const struct emb *e, const float *qacc, const uint32_t *df
 	return 1;
 }
 
-static float score_one(const struct emb *e, const float *qw, const float *idf2,
-		       const uint8_t *d)
+/* The loops below are float sum reductions, which the compiler may only
+ * vectorise when told that reassociating them is fine (omp simd, enabled by
+ * -fopenmp-simd in search/meson.build; no OpenMP runtime is involved). */
+static float dot_glove(const float *qw, const int8_t *v, uint32_t dim)
+{
+	float dot = 0;
+	uint32_t j;
+
+#pragma omp simd reduction(+ : dot)
+	for (j = 0; j < dim; j++)
+		dot += qw[j] * (float)v[j];
+	return dot;
+}
+
+static float cos_ngram(const float *qw, const float *idf2, const uint8_t *d, uint32_t dim)
 {
 	float dot = 0, nrm = 0;
 	uint32_t j;
 
-	if (e->src == EMB_GLOVE) {
-		const int8_t *v = (const int8_t *)d;
-		for (j = 0; j < e->dim; j++)
-			dot += qw[j] * v[j];
-		return dot;
-	}
-	for (j = 0; j < e->dim; j++) {
-		float c = d[j];
+#pragma omp simd reduction(+ : dot, nrm)
+	for (j = 0; j < dim; j++) {
+		float c = (float)d[j];
 		dot += qw[j] * c;
 		nrm += idf2[j] * c * c;
 	}
 	return nrm > 0 ? dot / sqrtf(nrm) : 0.0f;
+}
+
+static float score_one(const struct emb *e, const float *qw, const float *idf2,
+		       const uint8_t *d)
+{
+	if (e->src == EMB_GLOVE)
+		return dot_glove(qw, (const int8_t *)d, e->dim);
+	return cos_ngram(qw, idf2, d, e->dim);
 }
 
 void emb_score(const struct emb *e, const float *qacc, const uint8_t *docs,

@@ -39,6 +39,7 @@ struct idx {
 
 	struct doc  *docs;
 	uint8_t     *live;
+	uint32_t    *dlen;          /* docs[i].len, compact for BM25 scans */
 	uint8_t     *vecs;
 	uint32_t     doc_cap, doc_hi;   /* ids < doc_hi have been used */
 	uint32_t    *free_ids;
@@ -228,6 +229,7 @@ void idx_free(struct idx *ix)
 	free(ix->term_set.slot);
 	free(ix->docs);
 	free(ix->live);
+	free(ix->dlen);
 	free(ix->vecs);
 	free(ix->free_ids);
 	free(ix->doc_set.slot);
@@ -417,6 +419,7 @@ static int doc_slot_reserve(struct idx *ix, uint32_t *id)
 		uint32_t cap = ix->doc_cap ? ix->doc_cap * 2 : 1024;
 		struct doc *d = realloc(ix->docs, cap * sizeof(*d));
 		uint8_t *l, *v;
+		uint32_t *dl;
 
 		if (!d)
 			return -ENOMEM;
@@ -426,6 +429,10 @@ static int doc_slot_reserve(struct idx *ix, uint32_t *id)
 			return -ENOMEM;
 		ix->live = l;
 		memset(l + ix->doc_cap, 0, cap - ix->doc_cap);
+		dl = realloc(ix->dlen, cap * sizeof(*dl));
+		if (!dl)
+			return -ENOMEM;
+		ix->dlen = dl;
 		v = realloc(ix->vecs, (size_t)cap * ix->vec_bytes + 1);
 		if (!v)
 			return -ENOMEM;
@@ -540,6 +547,7 @@ int idx_put(struct idx *ix, const char *key, size_t klen,
 	d->klen = (uint32_t)klen;
 	d->hash = h;
 	d->len = len;
+	ix->dlen[id] = len;
 	fl = 0;
 	prev = 0;
 	for (i = 0; i < nterms; i++) {
@@ -642,7 +650,12 @@ double idx_avgdl(const struct idx *ix)
 
 uint32_t idx_doc_len(const struct idx *ix, uint32_t doc)
 {
-	return ix->docs[doc].len;
+	return ix->dlen[doc];
+}
+
+const uint32_t *idx_doc_lens(const struct idx *ix)
+{
+	return ix->dlen;
 }
 
 float idx_doc_norm(const struct idx *ix, uint32_t doc)
@@ -680,7 +693,7 @@ size_t idx_mem_bytes(const struct idx *ix)
 	b += (size_t)(ix->term_set.mask + 1) * 4 + (size_t)(ix->doc_set.mask + 1) * 4;
 	for (i = 0; i < ix->nterms; i++)
 		b += ix->terms[i].slen + ix->terms[i].cap;
-	b += (size_t)ix->doc_cap * (sizeof(struct doc) + 1 + ix->vec_bytes);
+	b += (size_t)ix->doc_cap * (sizeof(struct doc) + 1 + 4 + ix->vec_bytes);
 	b += (size_t)ix->free_cap * 4;
 	for (i = 0; i < ix->doc_hi; i++)
 		b += ix->docs[i].klen + ix->docs[i].fwdlen;

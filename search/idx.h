@@ -71,6 +71,7 @@ size_t   idx_ndocs(const struct idx *ix);      /* live documents */
 uint32_t idx_doc_cap(const struct idx *ix);    /* ids are < this */
 double   idx_avgdl(const struct idx *ix);
 uint32_t idx_doc_len(const struct idx *ix, uint32_t doc);
+const uint32_t *idx_doc_lens(const struct idx *ix);   /* idx_doc_cap entries */
 /* lnc document norm for TF-IDF: sqrt(sum over terms (1 + ln tf)^2). */
 float    idx_doc_norm(const struct idx *ix, uint32_t doc);
 const char *idx_doc_key(const struct idx *ix, uint32_t doc, size_t *klen);

@@ -97,17 +97,22 @@ static double bm25_tf(uint32_t tf, uint32_t dl, double avgdl)
 
 static void score_bm25(const struct idx *ix, const struct query *q, float *acc)
 {
+	const uint32_t *dlen = idx_doc_lens(ix);
 	size_t n = idx_ndocs(ix), i;
-	double avgdl = idx_avgdl(ix), w;
+	double avgdl = idx_avgdl(ix);
+	/* K = k1 * (1 - b + b * dl / avgdl) = k0 + k1b * dl */
+	float k0 = (float)(BM25_K1 * (1.0 - BM25_B));
+	float k1b = (float)(BM25_K1 * BM25_B / (avgdl > 0 ? avgdl : 1.0));
+	float w;
 	struct idx_cur c;
 
 	for (i = 0; i < q->nterm; i++) {
 		if (!q->term[i].df)
 			continue;
-		w = q->term[i].qtf * bm25_idf(n, q->term[i].df);
+		w = (float)(q->term[i].qtf * bm25_idf(n, q->term[i].df) * (BM25_K1 + 1.0));
 		idx_cur_init(ix, q->term[i].term, &c);
 		while (idx_cur_next(&c))
-			acc[c.doc] += (float)(w * bm25_tf(c.tf, idx_doc_len(ix, c.doc), avgdl));
+			acc[c.doc] += w * (float)c.tf / ((float)c.tf + k0 + k1b * (float)dlen[c.doc]);
 	}
 }
 
