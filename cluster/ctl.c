@@ -40,6 +40,7 @@ struct ctl_server {
 	char              *path;      /* unix socket path, unlinked at stop */
 	uv_timer_t         sweep;
 	struct ctl_backend be;
+	struct ctl_scan_table scan;   /* shared by all connections */
 	struct ctl_conn   *conns;
 	unsigned           nconns;    /* connections not yet freed */
 	unsigned           handles;   /* listener + timer still open */
@@ -74,6 +75,7 @@ static void server_maybe_free(struct ctl_server *srv)
 	if (srv->path)
 		unlink(srv->path);
 	free(srv->path);
+	ctl_scan_table_free(&srv->scan);
 	free(srv);
 }
 
@@ -283,6 +285,7 @@ static void on_connection(uv_stream_t *lis, int status)
 	c->h.handle.data = c;
 	ctl_sess_init(&c->s, &srv->be);
 	c->s.owner = c;
+	c->s.scan = &srv->scan;
 	c->s.on_output = on_sess_output;
 	c->s.on_release = on_sess_release;
 	c->next = srv->conns;
@@ -433,6 +436,7 @@ int ctl_server_start(node *n, uv_loop_t *loop, const char *addr, struct ctl_serv
 		return UV_ENOMEM;
 	srv->n = n;
 	srv->loop = loop;
+	srv->scan.cap = CTL_SCAN_SHARED;
 	srv->max_conns = env_uint("KVFS_CTL_MAX_CONNS", CTL_MAX_CONNS_DEFAULT);
 	srv->idle_ms = env_uint("KVFS_CTL_IDLE_MS", CTL_IDLE_MS_DEFAULT);
 	ctl_node_backend(n, &srv->be);

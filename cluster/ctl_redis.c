@@ -486,10 +486,10 @@ static int c_keys(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	return CTL_STEP_DONE;
 }
 
-/* SCAN cursors are numbers (redis-cli parses them with strtoull), so each
- * connection keeps a small table from cursor number to the last key visited. */
+/* SCAN cursor [MATCH glob] [COUNT n] [TYPE t]: see struct ctl_scan_table. */
 static int c_scan(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	struct ctl_scan_table *t = s->scan;
 	struct ctl_scan_cursor *c = NULL;
 	struct ctl_buf keys = { 0 };
 	char *pat = NULL, *last = NULL, num[24];
@@ -517,10 +517,19 @@ static int c_scan(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 			goto out;
 		}
 	}
+	if (!t->c) {
+		t->c = calloc(t->cap, sizeof *t->c);
+		if (!t->c) {
+			ctl_redis_error(&s->out, -ENOMEM, NULL);
+			goto out;
+		}
+		if (!t->next)
+			t->next = 1;
+	}
 	if (cur != 0) {
-		for (i = 0; i < CTL_SCAN_CURSORS; i++)
-			if (s->cursors[i].key && s->cursors[i].id == (uint64_t)cur)
-				c = &s->cursors[i];
+		for (i = 0; i < t->cap; i++)
+			if (t->c[i].key && t->c[i].id == (uint64_t)cur)
+				c = &t->c[i];
 		if (!c) {
 			resp_error(&s->out, "ERR invalid cursor (expired or from another connection)");
 			goto out;
@@ -544,20 +553,20 @@ static int c_scan(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	}
 	if (last) {
 		/* Reuse the oldest slot when the table is full. */
-		struct ctl_scan_cursor *slot = &s->cursors[0];
+		struct ctl_scan_cursor *slot = &t->c[0];
 
-		for (i = 0; i < CTL_SCAN_CURSORS; i++) {
-			if (!s->cursors[i].key) {
-				slot = &s->cursors[i];
+		for (i = 0; i < t->cap; i++) {
+			if (!t->c[i].key) {
+				slot = &t->c[i];
 				break;
 			}
-			if (s->cursors[i].id < slot->id)
-				slot = &s->cursors[i];
+			if (t->c[i].id < slot->id)
+				slot = &t->c[i];
 		}
 		free(slot->key);
 		slot->key = last;
 		slot->klen = lastlen;
-		slot->id = s->next_cursor++;
+		slot->id = t->next++;
 		snprintf(num, sizeof num, "%llu", (unsigned long long)slot->id);
 	} else {
 		snprintf(num, sizeof num, "0");

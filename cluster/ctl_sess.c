@@ -53,18 +53,26 @@ void ctl_sess_init(struct ctl_sess *s, const struct ctl_backend *be)
 	memset(s, 0, sizeof *s);
 	s->be = be;
 	resp_parser_reset(&s->rp);
-	s->next_cursor = 1;
+	s->own_scan.cap = CTL_SCAN_CURSORS;
+	s->scan = &s->own_scan;
+}
+
+void ctl_scan_table_free(struct ctl_scan_table *t)
+{
+	unsigned i;
+
+	for (i = 0; t->c && i < t->cap; i++)
+		free(t->c[i].key);
+	free(t->c);
+	t->c = NULL;
 }
 
 void ctl_sess_free(struct ctl_sess *s)
 {
-	unsigned i;
-
 	ctl_buf_free(&s->in);
 	ctl_buf_free(&s->out);
 	resp_parser_free(&s->rp);
-	for (i = 0; i < CTL_SCAN_CURSORS; i++)
-		free(s->cursors[i].key);
+	ctl_scan_table_free(&s->own_scan);
 }
 
 /* ---- errors ---------------------------------------------------------------- */

@@ -37,7 +37,8 @@
 #define CTL_PIPELINE_MAX  1024u            /* writes in flight per connection */
 #define CTL_OUT_HIGH      (4u * 1024 * 1024) /* stop parsing while this much output waits */
 #define CTL_LIST_MAX      10000u           /* keys per "list" reply */
-#define CTL_SCAN_CURSORS  16u              /* live SCAN cursors per connection */
+#define CTL_SCAN_CURSORS  16u              /* live SCAN cursors of a lone session */
+#define CTL_SCAN_SHARED   1024u            /* live SCAN cursors of a server */
 
 /* A borrowed view of one stored version; release with be->release(). */
 struct ctl_rec {
@@ -88,6 +89,18 @@ struct ctl_scan_cursor {
 	size_t   klen;
 };
 
+/* SCAN cursors are numbers (redis-cli parses them with strtoull), so a table
+ * maps cursor numbers to the last key visited. The server shares one table
+ * among its connections (a client may continue a SCAN on another pooled
+ * connection); a session alone (unit tests) uses a small one of its own.
+ * The oldest entry is reused when the table is full. */
+struct ctl_scan_table {
+	struct ctl_scan_cursor *c;  /* allocated on first use */
+	unsigned cap;
+	uint64_t next;
+};
+void ctl_scan_table_free(struct ctl_scan_table *t);
+
 struct ctl_sess {
 	const struct ctl_backend *be;
 	enum ctl_proto proto;
@@ -95,8 +108,8 @@ struct ctl_sess {
 
 	/* RESP */
 	struct resp_parser rp;
-	struct ctl_scan_cursor cursors[CTL_SCAN_CURSORS];
-	uint64_t next_cursor;
+	struct ctl_scan_table *scan;    /* &own_scan or the server's */
+	struct ctl_scan_table  own_scan;
 	/* JSON lines */
 	size_t json_scan;      /* bytes of the current line already searched for '\n' */
 	int    json_discard;   /* skipping the rest of an oversized line */
