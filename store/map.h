@@ -5,9 +5,11 @@
  * skiplist: ordered iteration from any key (directory listings, prefixes) is
  * a walk along level 0; get/put/delete are O(log n) expected with no
  * rebalancing code to get wrong; and it is memory-lean: a node is the record
- * pointer, a height and on average 4/3 next pointers (about 27 bytes), the
- * key living once, inside the immutable record. A million keys cost about
- * 27 MB of index on top of the records. Heights come from a per-map
+ * pointer, key length, height, on average 4/3 next pointers (about 27 bytes)
+ * and a copy of the key, so that a search reads only the nodes it passes.
+ * A million 20-byte keys cost about 50 MB of index on top of the records
+ * (a B+tree would save the per-key pointers but not the key copy, and needs
+ * split/merge code). Heights come from a per-map
  * xorshift generator with a fixed seed, so runs are reproducible.
  *
  * Not thread-safe: the store serialises writers and readers with a rwlock.
