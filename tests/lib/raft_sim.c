@@ -63,6 +63,7 @@ struct snode {
 	struct pwrite *pw;
 	size_t   pw_n, pw_cap;
 	uint64_t disk_busy_until;
+	unsigned disk_min_ms, disk_max_ms; /* 0 = the cluster's setting */
 	/* The state machine (volatile). */
 	uint64_t sm_index, sm_hash;
 	uint64_t snap_pending;
@@ -285,6 +286,15 @@ static void io_send(void *arg, const struct raft_msg *m)
 		violation(s, "node %u sends to bad id %u", nd->id, m->to);
 		return;
 	}
+	/* Term and vote are durable before any message that depends on them. */
+	if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP &&
+	    m->term > nd->d_term)
+		violation(s, "node %u sends %s in term %" PRIu64 " with term %" PRIu64 " on disk",
+			  nd->id, raft_msg_type_name(m->type), m->term, nd->d_term);
+	if (m->type == RAFT_MSG_VOTE_RESP && !m->reject &&
+	    (nd->d_term != m->term || nd->d_vote != m->to))
+		violation(s, "node %u grants a vote to %u in term %" PRIu64 " not on disk",
+			  nd->id, m->to, m->term);
 	if (!s->link[nd->id][m->to] || rnd(s) % 100 < s->o.drop_pct)
 		return;
 	if (s->filter && !s->filter(s->filter_arg, m))
@@ -378,7 +388,10 @@ static void io_append(void *arg, uint64_t first, const struct raft_entry *e, siz
 		abort();
 	copy_entries(w->ents, e, n);
 	/* The disk completes writes in order. */
-	t = s->now + rnd_range(s, s->o.disk_min_ms, s->o.disk_max_ms);
+	if (nd->disk_max_ms)
+		t = s->now + rnd_range(s, nd->disk_min_ms, nd->disk_max_ms);
+	else
+		t = s->now + rnd_range(s, s->o.disk_min_ms, s->o.disk_max_ms);
 	if (t < nd->disk_busy_until)
 		t = nd->disk_busy_until;
 	nd->disk_busy_until = t;
@@ -1078,6 +1091,12 @@ void rsim_set_filter(rsim *s, rsim_filter_fn fn, void *arg)
 void rsim_favor(rsim *s, uint32_t id)
 {
 	s->favored = id;
+}
+
+void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms)
+{
+	s->nodes[id].disk_min_ms = min_ms;
+	s->nodes[id].disk_max_ms = max_ms;
 }
 
 void rsim_trace(rsim *s, int on)

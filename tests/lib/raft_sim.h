@@ -12,6 +12,7 @@
  * snapshot, or a node's timer. After EVERY step (and inside the io callbacks)
  * the fixture checks:
  *   - election safety: at most one leader per term;
+ *   - term and vote are on disk before any message that depends on them;
  *   - leader append-only: a leader never truncates its log;
  *   - log matching: an (index, term) pair always names the same entry with
  *     the same predecessor term, on every node, across crashes;
@@ -89,6 +90,8 @@ void rsim_partition(rsim *s, uint32_t mask); /* bit i set: node i on side A */
 void rsim_heal(rsim *s);
 void rsim_set_net(rsim *s, unsigned drop_pct, unsigned dup_pct);
 void rsim_set_filter(rsim *s, rsim_filter_fn fn, void *arg);
+/* Append latency of one node's disk (0, 0 = the cluster's setting). */
+void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms);
 /* Makes `id` time out first: its election timeout becomes exactly T and
  * every other node's 2T-1 (0 = random again). */
 void rsim_favor(rsim *s, uint32_t id);

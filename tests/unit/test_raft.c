@@ -425,6 +425,70 @@ static void acknowledged_write_survives_leader_crash(void **state)
 	rsim_free(s);
 }
 
+static void followers_acknowledge_only_durable_entries(void **state)
+{
+	rsim *s = sim_new(3, NULL);
+	uint32_t l, f1, f2;
+	uint64_t pid, idx, c0;
+
+	(void)state;
+	l = elect(s);
+	f1 = other(s, l, 0);
+	f2 = other(s, l, f1);
+	c0 = raft_commit(rsim_raft(s, l));
+	/* The followers' disks become very slow. */
+	rsim_set_disk(s, f1, 10 * T, 10 * T);
+	rsim_set_disk(s, f2, 10 * T, 10 * T);
+	SIM(s, rsim_propose(s, l, &pid));
+	rsim_proposal(s, pid, &idx);
+	SIM(s, rsim_run_for(s, 3 * T));
+	/* They hold the entry in memory, but it is not durable there: the
+	 * leader must not count them, so nothing commits. */
+	assert_int_equal(raft_last_index(rsim_raft(s, f1)), idx);
+	assert_true(raft_durable_index(rsim_raft(s, f1)) < idx);
+	assert_true(raft_match_index(rsim_raft(s, l), f1) < idx);
+	assert_true(raft_match_index(rsim_raft(s, l), f2) < idx);
+	assert_int_equal(raft_commit(rsim_raft(s, l)), c0);
+	assert_int_equal(rsim_proposal(s, pid, NULL), 0);
+	/* Once one follower's write completes, the entry commits. */
+	SIM(s, rsim_run_for(s, 10 * T));
+	assert_true(raft_commit(rsim_raft(s, l)) >= idx);
+	assert_int_equal(rsim_proposal(s, pid, NULL), 1);
+	rsim_free(s);
+}
+
+static void crash_loses_unsynced_entries_but_not_acknowledged_ones(void **state)
+{
+	rsim *s = sim_new(3, NULL);
+	uint32_t l, f1, f2;
+	uint64_t pid, idx, acked;
+
+	(void)state;
+	l = elect(s);
+	f1 = other(s, l, 0);
+	f2 = other(s, l, f1);
+	acked = propose_acked(s, l);
+	rsim_set_disk(s, f1, 10 * T, 10 * T);
+	rsim_set_disk(s, f2, 10 * T, 10 * T);
+	SIM(s, rsim_propose(s, l, &pid));
+	rsim_proposal(s, pid, &idx);
+	SIM(s, rsim_run_for(s, 2 * T));
+	assert_int_equal(raft_last_index(rsim_raft(s, f1)), idx);
+	/* Both followers crash before their writes complete: the entry is
+	 * gone from their disks, the acknowledged one is not. */
+	rsim_crash(s, f1);
+	rsim_crash(s, f2);
+	rsim_set_disk(s, f1, 0, 0);
+	rsim_set_disk(s, f2, 0, 0);
+	SIM(s, rsim_restart(s, f1));
+	SIM(s, rsim_restart(s, f2));
+	assert_int_equal(raft_last_index(rsim_raft(s, f1)), acked);
+	assert_int_equal(raft_last_index(rsim_raft(s, f2)), acked);
+	assert_int_equal(rsim_proposal(s, pid, NULL), 0);
+	SIM(s, rsim_check_liveness(s, 30 * T));
+	rsim_free(s);
+}
+
 /* ---- ReadIndex -------------------------------------------------------------------- */
 
 static void read_on_deposed_leader_never_returns_stale_data(void **state)
@@ -622,6 +686,8 @@ int main(void)
 		cmocka_unit_test(figure8_older_term_entry_is_not_committed_by_counting),
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),
 		cmocka_unit_test(acknowledged_write_survives_leader_crash),
+		cmocka_unit_test(followers_acknowledge_only_durable_entries),
+		cmocka_unit_test(crash_loses_unsynced_entries_but_not_acknowledged_ones),
 		cmocka_unit_test(read_on_deposed_leader_never_returns_stale_data),
 		cmocka_unit_test(reads_on_leader_and_followers_see_acknowledged_writes),
 		cmocka_unit_test(read_on_a_node_without_leader_fails_at_once),

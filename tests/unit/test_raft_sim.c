@@ -10,7 +10,7 @@
  * within a bounded simulated time.
  *
  *   KVFS_RAFT_SEED=S       first seed (default 1); with it alone, one schedule
- *   KVFS_RAFT_SCHEDULES=N  schedules per cluster size (default 1000)
+ *   KVFS_RAFT_SCHEDULES=N  schedules per cluster size (default 2000)
  *   KVFS_RAFT_TRACE=1      print every event (use with one seed)
  */
 #include <inttypes.h>
@@ -130,7 +130,7 @@ static void run_many(unsigned n)
 {
 	const char *es = getenv("KVFS_RAFT_SEED"), *en = getenv("KVFS_RAFT_SCHEDULES");
 	uint64_t first = es ? strtoull(es, NULL, 0) : 1;
-	uint64_t count = en ? strtoull(en, NULL, 0) : es ? 1 : 1000;
+	uint64_t count = en ? strtoull(en, NULL, 0) : es ? 1 : 2000;
 	struct totals tot = { 0 };
 	struct timespec t0, t1;
 	char why[600];
