@@ -243,10 +243,20 @@ static int frame_build(ml *m, const struct fb *f, int counted)
 	return m->frame.err;
 }
 
+int ml__gated(const ml *m)
+{
+	return m->gate_seq && m->io.durable(m->io.ctx) < m->gate_seq;
+}
+
 static void frame_send(ml *m, unsigned to, uint16_t type)
 {
-	int r = m->io.send(m->io.ctx, to, type, m->frame.p, m->frame.len);
+	int r;
 
+	if (ml__gated(m)) {
+		m->st.send_gated++;
+		return;
+	}
+	r = m->io.send(m->io.ctx, to, type, m->frame.p, m->frame.len);
 	if (r < 0) {
 		m->st.send_errors++;
 		return;
@@ -424,6 +434,24 @@ static int apply_version(ml *m, const char *key, size_t klen, const struct ml_ve
 	return r;
 }
 
+/* Keeps the saved clock floor ahead of the timestamps issued, a window at a
+ * time, so that a save is needed only every few seconds of writes. */
+static int reserve(ml *m, uint64_t ts)
+{
+	uint64_t seq = 0;
+	int r;
+
+	if (!m->io.save_floor || ts + ML_FLOOR_WINDOW / 2 <= m->floor)
+		return 0;
+	r = m->io.save_floor(m->io.ctx, ts + ML_FLOOR_WINDOW, &seq);
+	if (r < 0) {
+		m->st.io_errors++;
+		return r;
+	}
+	m->floor = ts + ML_FLOOR_WINDOW;
+	return 0;
+}
+
 int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_t vlen,
 		   const void *meta, uint32_t mlen, int tombstone, uint64_t *ts_out)
 {
@@ -458,6 +486,12 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 		return r;
 	}
 	x.ts = hlc_now(&m->hlc, m->io.now_ms(m->io.ctx));
+	/* Saved before the put, hence durable no later than the version. */
+	r = reserve(m, x.ts);
+	if (r < 0) {
+		free(q);
+		return r;
+	}
 	x.origin = m->cfg.self;
 	x.flags = tombstone ? ML_V_TOMBSTONE : 0;
 	vclock_set(&x.clock, m->cfg.self, x.ts);
@@ -495,6 +529,8 @@ void ml_flush(ml *m)
 	struct fb *f = &m->fb1;
 	struct pq *q;
 
+	if (ml__gated(m))
+		return;
 	if (!m->pq_head || m->cfg.n < 2)
 		goto drop_all;
 	ml__fb_reset(f);
@@ -766,8 +802,16 @@ int ml_new(const struct ml_config *cfg, const struct ml_io *io, ml **out)
 	 * reuse an (origin, ts) it issued before a restart. The incarnation is
 	 * a timestamp too, so it grows across restarts. */
 	now = io->now_ms(io->ctx);
-	hlc_init(&m->hlc, lc.max_ts);
+	hlc_init(&m->hlc, lc.max_ts > cfg->hlc_floor ? lc.max_ts : cfg->hlc_floor);
 	m->inc = hlc_now(&m->hlc, now);
+	if (io->save_floor) {
+		uint64_t seq = 0;
+		r = io->save_floor(io->ctx, m->inc + ML_FLOOR_WINDOW, &seq);
+		if (r < 0)
+			goto err;
+		m->floor = m->inc + ML_FLOOR_WINDOW;
+		m->gate_seq = seq;
+	}
 	m->next_gossip = now + io->random(io->ctx) % m->cfg.gossip_ms;
 	m->next_tomb = now + m->cfg.tomb_ms;
 	*out = m;

@@ -146,6 +146,16 @@ struct ml_io {
 	uint64_t (*durable)(void *ctx);
 	/* Visits every version (tombstones included) once, at ml_new(). */
 	int      (*scan)(void *ctx, ml_scan_fn fn, void *arg);
+	/* Persists the clock floor: a bound above every timestamp this node
+	 * will issue until it saves a larger one. Ordered with put(): once
+	 * durable() reaches *seq it is on stable storage. The largest floor
+	 * saved comes back as ml_config.hlc_floor after a restart, so that
+	 * timestamps and incarnations keep growing even when the clock had run
+	 * ahead of the wall clock (following a peer's) and the versions that
+	 * showed it are gone. Optional: with NULL, a restart trusts the wall
+	 * clock and the stored versions only. kvfs: an opaque store record
+	 * (store_submit_raw) read back by the replay callback. */
+	int      (*save_floor)(void *ctx, uint64_t floor, uint64_t *seq);
 };
 
 struct ml_config {
@@ -158,6 +168,7 @@ struct ml_config {
 	                              larger than that travels alone) */
 	uint32_t max_keys_msg;     /* keys per message; 0 = 1024 */
 	uint32_t max_drift_ms;     /* count remote timestamps further ahead; 0 = 60000 */
+	uint64_t hlc_floor;        /* the largest floor ever passed to io->save_floor, or 0 */
 };
 
 struct ml_stats {
@@ -182,12 +193,15 @@ struct ml_stats {
 	uint64_t bad_msgs;          /* frames that failed to decode */
 	uint64_t bad_versions;      /* stored or received versions with a bad ext */
 	uint64_t clock_ahead;       /* remote timestamps beyond max_drift_ms */
-	uint64_t io_errors;         /* failed put/purge/get */
+	uint64_t io_errors;         /* failed put/purge/get/save_floor */
+	uint64_t send_gated;        /* frames not sent while the incarnation was not durable */
 };
 
 /* Builds the core: scans the store view (indexing every version and starting
- * the HLC above every stored timestamp) and draws an incarnation. `io` is
- * copied. Returns 0, -EINVAL (bad config), -ENOMEM or a scan error. */
+ * the HLC above every stored timestamp and cfg->hlc_floor) and draws an
+ * incarnation, which it saves as a floor: the node sends nothing until that
+ * is durable, so incarnations only grow. `io` is copied. Returns 0, -EINVAL
+ * (bad config), -ENOMEM or a scan/save error. */
 int  ml_new(const struct ml_config *cfg, const struct ml_io *io, ml **out);
 void ml_free(ml *m);
 

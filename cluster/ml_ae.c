@@ -208,7 +208,8 @@ static int keys_add_leaf(ml *m, struct fb *f, uint32_t leaf, struct ent ***arr, 
 		}
 		(*arr)[n++] = e;
 	}
-	qsort(*arr, n, sizeof(**arr), cmp_ent);
+	if (n > 1)
+		qsort(*arr, n, sizeof(**arr), cmp_ent);
 	/* Keys that fit this frame; at least the leaf header must. */
 	bytes = f->body.len + 8;
 	for (fit = 0; fit < n; fit++) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/lib/ml_sim.h"
+#include "tests/lib/ml_sim_map.h"
 
 #define SIM_EPOCH_MS 1700000000000ull /* wall clocks start in 2023 */
 #define SIM_MAX_NODES 16
@@ -24,214 +25,11 @@ static uint64_t splitmix(uint64_t *x)
 	return z ^ (z >> 31);
 }
 
-/* ---- stored versions (reference counted, like kv_rec) --------------------- */
-
-struct sver {
-	int      refs;
-	uint32_t flags;
-	uint32_t vlen, mlen, elen;
-	uint8_t *val, *meta, *ext;
-};
-
-static struct sver *sver_new(const struct ml_version *v)
-{
-	struct sver *r = calloc(1, sizeof(*r));
-
-	if (!r)
-		abort();
-	r->refs = 1;
-	r->flags = v->flags;
-	r->vlen = v->vlen;
-	r->mlen = v->mlen;
-	r->elen = v->ext_len;
-	r->val = malloc(v->vlen + 1);
-	r->meta = malloc(v->mlen + 1);
-	r->ext = malloc(v->ext_len + 1);
-	if (!r->val || !r->meta || !r->ext)
-		abort();
-	if (v->vlen)
-		memcpy(r->val, v->val, v->vlen);
-	if (v->mlen)
-		memcpy(r->meta, v->meta, v->mlen);
-	if (v->ext_len)
-		memcpy(r->ext, v->ext, v->ext_len);
-	return r;
-}
-
-static void sver_unref(struct sver *r)
-{
-	if (r && --r->refs == 0) {
-		free(r->val);
-		free(r->meta);
-		free(r->ext);
-		free(r);
-	}
-}
-
-static void sver_view(const struct sver *r, struct ml_version *v)
-{
-	v->flags = r->flags;
-	v->val = r->val;
-	v->vlen = r->vlen;
-	v->meta = r->meta;
-	v->mlen = r->mlen;
-	v->ext = r->ext;
-	v->ext_len = r->elen;
-}
-
-static int sver_equal(const struct sver *a, const struct sver *b)
-{
-	return a->flags == b->flags && a->vlen == b->vlen && a->mlen == b->mlen &&
-	       a->elen == b->elen && !memcmp(a->val, b->val, a->vlen) &&
-	       !memcmp(a->meta, b->meta, a->mlen) && !memcmp(a->ext, b->ext, a->elen);
-}
-
-/* ---- a small string map ----------------------------------------------------- */
-
-struct sent {
-	struct sent *next;
-	uint64_t     h;
-	size_t       klen;
-	struct sver *v;   /* may be NULL (sets) */
-	uint64_t     aux; /* free for the user */
-	char         key[];
-};
-
-struct smap {
-	struct sent **b;
-	size_t        cap, n;
-};
-
-static uint64_t shash(const char *k, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
-	return h;
-}
-
-static void smap_init(struct smap *m)
-{
-	m->cap = 64;
-	m->n = 0;
-	m->b = calloc(m->cap, sizeof(*m->b));
-	if (!m->b)
-		abort();
-}
-
-static void smap_clear(struct smap *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->cap; i++) {
-		struct sent *e = m->b[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			sver_unref(e->v);
-			free(e);
-		}
-		m->b[i] = NULL;
-	}
-	m->n = 0;
-}
-
-static void smap_free(struct smap *m)
-{
-	smap_clear(m);
-	free(m->b);
-	m->b = NULL;
-}
-
-static struct sent *smap_find(const struct smap *m, const char *k, size_t n)
-{
-	uint64_t h = shash(k, n);
-	struct sent *e;
-
-	for (e = m->b[h & (m->cap - 1)]; e; e = e->next)
-		if (e->h == h && e->klen == n && !memcmp(e->key, k, n))
-			return e;
-	return NULL;
-}
-
-static struct sent *smap_put(struct smap *m, const char *k, size_t n, struct sver *v)
-{
-	struct sent *e = smap_find(m, k, n);
-	uint64_t h;
-
-	if (v)
-		v->refs++;
-	if (e) {
-		sver_unref(e->v);
-		e->v = v;
-		return e;
-	}
-	if (m->n >= m->cap) {
-		size_t cap = m->cap * 2, i;
-		struct sent **b = calloc(cap, sizeof(*b));
-		if (!b)
-			abort();
-		for (i = 0; i < m->cap; i++) {
-			struct sent *x = m->b[i], *next;
-			for (; x; x = next) {
-				next = x->next;
-				x->next = b[x->h & (cap - 1)];
-				b[x->h & (cap - 1)] = x;
-			}
-		}
-		free(m->b);
-		m->b = b;
-		m->cap = cap;
-	}
-	h = shash(k, n);
-	e = calloc(1, sizeof(*e) + n + 1);
-	if (!e)
-		abort();
-	e->h = h;
-	e->klen = n;
-	e->v = v;
-	memcpy(e->key, k, n);
-	e->next = m->b[h & (m->cap - 1)];
-	m->b[h & (m->cap - 1)] = e;
-	m->n++;
-	return e;
-}
-
-static void smap_del(struct smap *m, const char *k, size_t n)
-{
-	uint64_t h = shash(k, n);
-	struct sent **pp = &m->b[h & (m->cap - 1)], *e;
-
-	for (; (e = *pp); pp = &e->next) {
-		if (e->h == h && e->klen == n && !memcmp(e->key, k, n)) {
-			*pp = e->next;
-			sver_unref(e->v);
-			free(e);
-			m->n--;
-			return;
-		}
-	}
-}
-
-#define SMAP_EACH(m, e, i) \
-	for ((i) = 0; (i) < (m)->cap; (i)++) \
-		for ((e) = (m)->b[i]; (e); (e) = (e)->next)
-
-static void smap_copy(struct smap *dst, const struct smap *src)
-{
-	struct sent *e;
-	size_t i;
-
-	smap_clear(dst);
-	SMAP_EACH(src, e, i)
-		smap_put(dst, e->key, e->klen, e->v);
-}
-
 /* ---- nodes, network ------------------------------------------------------------ */
 
-struct jent {            /* a put or purge not yet durable */
-	struct sver *v;  /* NULL: purge */
+struct jent {            /* a put, purge or floor not yet durable */
+	struct sver *v;  /* NULL: purge, or floor if key is NULL */
+	uint64_t     floor;
 	size_t       klen;
 	char        *key;
 };
@@ -248,6 +46,7 @@ struct snode {
 	struct jent *jr;
 	size_t       jn, jcap;
 	uint64_t     last_seq, durable_seq, sync_at;
+	uint64_t     floor, dur_floor; /* clock floor saved by the core */
 	uint64_t     win_start, win_bytes;
 };
 
@@ -473,7 +272,9 @@ static void journal(struct snode *nd, const char *key, size_t klen, struct sver 
 
 	nd->last_seq++;
 	if (!s->o.sync_max_ms) {
-		if (v)
+		if (!key)
+			nd->dur_floor = nd->floor;
+		else if (v)
 			smap_put(&nd->dur, key, klen, v);
 		else
 			smap_del(&nd->dur, key, klen);
@@ -486,10 +287,14 @@ static void journal(struct snode *nd, const char *key, size_t klen, struct sver 
 		if (!nd->jr)
 			abort();
 	}
-	nd->jr[nd->jn].key = malloc(klen + 1);
-	if (!nd->jr[nd->jn].key)
-		abort();
-	memcpy(nd->jr[nd->jn].key, key, klen);
+	nd->jr[nd->jn].key = NULL;
+	nd->jr[nd->jn].floor = nd->floor;
+	if (key) {
+		nd->jr[nd->jn].key = malloc(klen + 1);
+		if (!nd->jr[nd->jn].key)
+			abort();
+		memcpy(nd->jr[nd->jn].key, key, klen);
+	}
 	nd->jr[nd->jn].klen = klen;
 	nd->jr[nd->jn].v = v;
 	if (v)
@@ -515,7 +320,9 @@ static void node_sync(struct snode *nd)
 	size_t i;
 
 	for (i = 0; i < nd->jn; i++) {
-		if (nd->jr[i].v)
+		if (!nd->jr[i].key)
+			nd->dur_floor = nd->jr[i].floor;
+		else if (nd->jr[i].v)
 			smap_put(&nd->dur, nd->jr[i].key, nd->jr[i].klen, nd->jr[i].v);
 		else
 			smap_del(&nd->dur, nd->jr[i].key, nd->jr[i].klen);
@@ -613,6 +420,17 @@ static int io_purge(void *ctx, const char *key, size_t klen)
 	return 0;
 }
 
+static int io_save_floor(void *ctx, uint64_t floor, uint64_t *seq)
+{
+	struct snode *nd = ctx;
+
+	if (floor > nd->floor)
+		nd->floor = floor;
+	journal(nd, NULL, 0, NULL);
+	*seq = nd->last_seq;
+	return 0;
+}
+
 static uint64_t io_durable(void *ctx)
 {
 	struct snode *nd = ctx;
@@ -644,12 +462,14 @@ static int node_start(ml_sim *s, unsigned i)
 	struct ml_io io = {
 		.ctx = nd, .send = io_send, .now_ms = io_now, .random = io_random,
 		.get = io_get, .release = io_release, .put = io_put, .purge = io_purge,
-		.durable = io_durable, .scan = io_scan,
+		.durable = io_durable, .scan = io_scan, .save_floor = io_save_floor,
 	};
 	int r;
 
 	cfg.self = i;
 	cfg.n = s->o.n;
+	cfg.hlc_floor = nd->dur_floor;
+	nd->floor = nd->dur_floor;
 	trace(s, NULL, "node %u starts", i);
 	r = ml_new(&cfg, &io, &nd->m);
 	if (r == 0)
@@ -907,6 +727,11 @@ int ml_sim_restart(ml_sim *s, unsigned i)
 int ml_sim_is_up(const ml_sim *s, unsigned i)
 {
 	return s->nodes[i].up;
+}
+
+void ml_sim_set_skew(ml_sim *s, unsigned i, int64_t skew_ms)
+{
+	s->nodes[i].skew = skew_ms;
 }
 
 ml *ml_sim_node(ml_sim *s, unsigned i)

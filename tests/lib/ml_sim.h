@@ -65,6 +65,9 @@ int  ml_sim_is_up(const ml_sim *s, unsigned i);
 
 ml  *ml_sim_node(ml_sim *s, unsigned i); /* NULL while down */
 
+/* Sets node i's wall-clock offset (ms; may be negative). */
+void ml_sim_set_skew(ml_sim *s, unsigned i, int64_t skew_ms);
+
 /* Node i's current version of key (tombstones included): 0 and copies of the
  * value (NUL-terminated, malloc'd, caller frees) and ext, or -ENOENT. */
 int  ml_sim_get(ml_sim *s, unsigned i, const char *key, char **val, uint32_t *flags,

@@ -309,6 +309,47 @@ static void anti_entropy_bandwidth_per_round_stays_bounded(void **state)
 	ml_sim_free(s);
 }
 
+/* A node whose clock is behind restarts soon after its writes: its hybrid
+ * clock had run ahead of its wall clock (it followed a peer's), and nothing
+ * in its store remembers how far (the key was deleted and collected). Its
+ * new incarnation and timestamps must still be above everything it issued
+ * before, or peers would take its new frames for stale ones. */
+static void restart_soon_after_a_clock_jump_keeps_timestamps_growing(void **state)
+{
+	uint64_t seed = base_seed() + 4;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	uint64_t ts_before;
+	struct ml_ext x;
+	ml_sim *s;
+	unsigned i;
+
+	(void)state;
+	s = sim_new(&o);
+	ml_sim_set_skew(s, 0, 0);
+	ml_sim_set_skew(s, 1, 5000);
+	ml_sim_set_skew(s, 2, 0);
+	assert_int_equal(ml_sim_write(s, 1, "k", "from-1", 0), 0);
+	settle_and_check(s, seed, 10000);
+	assert_int_equal(ml_sim_write(s, 0, "k", "from-0", 0), 0);
+	assert_int_equal(ml_sim_get(s, 0, "k", NULL, NULL, &x), 0);
+	ts_before = x.ts;
+	assert_int_equal(ml_sim_write(s, 0, "k", "", 1), 0);
+	settle_and_check(s, seed, 10000);
+	for (i = 0; i < 3; i++)
+		assert_false(has_key(s, i, "k", NULL, NULL));
+	ml_sim_crash(s, 0);
+	ml_sim_run(s, 100);
+	assert_int_equal(ml_sim_restart(s, 0), 0);
+	ml_sim_run(s, 50);
+	assert_int_equal(ml_sim_write(s, 0, "k", "again", 0), 0);
+	assert_int_equal(ml_sim_get(s, 0, "k", NULL, NULL, &x), 0);
+	SIM_ASSERT(seed, x.ts > ts_before, "timestamp went back after the restart");
+	settle_and_check(s, seed, 10000);
+	for (i = 0; i < 3; i++)
+		assert_true(has_key(s, i, "k", NULL, NULL));
+	ml_sim_free(s);
+}
+
 /* The randomized scenario: random writes and deletes on random nodes under
  * drops, duplicates, delays, clock skew, partitions and crashes; then heal
  * and check convergence to the independently computed LWW winners. */
@@ -409,6 +450,7 @@ int main(void)
 		cmocka_unit_test(tombstone_survives_crash_of_a_replica_and_is_collected_after_restart),
 		cmocka_unit_test(crashed_node_catches_up_after_restart),
 		cmocka_unit_test(anti_entropy_bandwidth_per_round_stays_bounded),
+		cmocka_unit_test(restart_soon_after_a_clock_jump_keeps_timestamps_growing),
 		cmocka_unit_test(random_writes_and_deletes_under_faults_converge_to_lww),
 	};
 
