@@ -1333,6 +1333,22 @@ void peer_set_queue_limit(peer_net *net, size_t max_bytes, size_t max_frames)
 		net->qmax_frames = max_frames;
 }
 
+size_t peer_drop_queued(peer_net *net, unsigned to)
+{
+	struct peer *p;
+	size_t n;
+
+	if (to >= net->m.n || to == net->m.self)
+		return 0;
+	p = &net->peers[to];
+	n = p->qframes;
+	p->st.frames_dropped += n;
+	frames_free(p->qhead);
+	p->qhead = p->qtail = NULL;
+	p->qframes = p->qbytes = 0;
+	return n;
+}
+
 int peer_set_blocked(peer_net *net, unsigned id, int blocked)
 {
 	struct peer *p;
@@ -1347,10 +1363,7 @@ int peer_set_blocked(peer_net *net, unsigned id, int blocked)
 	p->blocked = blocked;
 	if (blocked) {
 		LOG(LOG_WARN, "peer %s: blocked (fault injection)", net->m.addrs[id]);
-		p->st.frames_dropped += p->qframes;
-		frames_free(p->qhead);
-		p->qhead = p->qtail = NULL;
-		p->qframes = p->qbytes = 0;
+		peer_drop_queued(net, id);
 		uv_timer_stop(&p->dial_timer);
 		set_up(p, 0);
 		return 0;

@@ -189,6 +189,11 @@ size_t peer_queued_bytes(const peer_net *net, unsigned to);
 /* Changes the queue bound for every peer (0 keeps a value unchanged). */
 void peer_set_queue_limit(peer_net *net, size_t max_bytes, size_t max_frames);
 
+/* Drops every frame queued for `to` and not yet written (for example stale
+ * heartbeats when the peer went down; counted as dropped). Returns the number
+ * of frames dropped. */
+size_t peer_drop_queued(peer_net *net, unsigned to);
+
 /* ------------------------------------------------------------------------ */
 /* Fault injection (tests)                                                   */
 
@@ -234,6 +239,14 @@ struct peer_stats {
 
 /* Fills *st for member `id`. Returns 0 or -EINVAL. */
 int  peer_get_stats(const peer_net *net, unsigned id, struct peer_stats *st);
+
+/* Appends one object per member to the jansson array `arr`:
+ * {"id", "addr", "self": bool, "up", "blocked", "conns", "frames_sent",
+ *  "bytes_sent", "frames_recv", "bytes_recv", "frames_dropped", "dials",
+ *  "reconnects", "handshakes", "errors", "queued_frames", "queued_bytes"}
+ * (the counters are absent for the self entry). For `status` replies. */
+struct json_t;
+void peer_status_json(const peer_net *net, struct json_t *arr);
 
 /* CRC-32C (Castagnoli), as used in frame headers; exported for tests and for
  * other modules that want the same checksum. crc starts at 0. */

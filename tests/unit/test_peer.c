@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cluster/peer.h"
 #include "store/log.h"
 
@@ -861,6 +863,37 @@ static void queue_is_bounded_while_the_peer_is_away(void **state)
 	fixture_free(f);
 }
 
+static void stale_frames_can_be_dropped_and_status_lists_members(void **state)
+{
+	struct fixture *f = fixture_new(2);
+	json_t *arr = json_array(), *o;
+
+	(void)state;
+	node_start(f, 0, 2);
+	assert_int_equal(peer_send(f->n[0].net, 1, 1, "stale", 5), 0);
+	assert_int_equal(peer_send(f->n[0].net, 1, 1, "stale", 5), 0);
+	assert_int_equal(peer_drop_queued(f->n[0].net, 1), 2);
+	assert_int_equal(peer_queued_bytes(f->n[0].net, 1), 0);
+	assert_int_equal(peer_send(f->n[0].net, 1, 1, "fresh", 5), 0);
+	node_start(f, 1, 2);
+	assert_true(run_until(f, got_one, 5000));
+	run_for(f, 50);
+	assert_int_equal(f->n[1].nrx, 1);
+
+	peer_status_json(f->n[0].net, arr);
+	assert_int_equal(json_array_size(arr), 2);
+	o = json_array_get(arr, 0);
+	assert_true(json_is_true(json_object_get(o, "self")));
+	assert_null(json_object_get(o, "up"));
+	o = json_array_get(arr, 1);
+	assert_string_equal(json_string_value(json_object_get(o, "addr")), f->addr[1]);
+	assert_true(json_is_true(json_object_get(o, "up")));
+	assert_int_equal(json_integer_value(json_object_get(o, "frames_sent")), 1);
+	assert_int_equal(json_integer_value(json_object_get(o, "frames_dropped")), 2);
+	json_decref(arr);
+	fixture_free(f);
+}
+
 static int one_closed_itself(struct fixture *f)
 {
 	return f->n[1].net == NULL && f->n[1].nrx >= 1;
@@ -1039,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(a_long_block_outlasts_idle_timeouts_and_heals),
 		cmocka_unit_test(fault_env_blocks_and_fault_file_heals),
 		cmocka_unit_test(queue_is_bounded_while_the_peer_is_away),
+		cmocka_unit_test(stale_frames_can_be_dropped_and_status_lists_members),
 		cmocka_unit_test(closing_from_inside_a_callback_is_safe),
 		cmocka_unit_test(closing_a_net_that_never_started_is_clean),
 		cmocka_unit_test(a_busy_port_fails_start_cleanly),
