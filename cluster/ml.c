@@ -305,6 +305,11 @@ int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
 	if (!ml__durable_ent(m, e))
 		return 0;
 	r = m->io.get(m->io.ctx, e->key, e->klen, &v, &ref);
+	if (r == -ENOENT) {
+		/* The index and the store disagree (a failed put): skip. */
+		m->st.io_errors++;
+		return 0;
+	}
 	if (r < 0) {
 		m->st.io_errors++;
 		return r;
@@ -326,13 +331,22 @@ int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
 
 /* ---- versions -------------------------------------------------------------- */
 
-static void observe_ts(ml *m, uint64_t ts)
+/* A receive event of the HLC. A timestamp further ahead of our wall clock
+ * than max_drift_ms is refused (Kulkarni et al., section 3: a node may ignore
+ * a message whose l is beyond pt + epsilon): following it would carry every
+ * later write of this node into the future and let it win LWW against writes
+ * made after it, and a corrupt value near 2^64 would exhaust the clock.
+ * Returns 0, or -ERANGE for a refused timestamp (counted). */
+static int observe_ts(ml *m, uint64_t ts)
 {
 	uint64_t now = m->io.now_ms(m->io.ctx);
 
-	if (hlc_ms(ts) > now + m->cfg.max_drift_ms)
+	if (hlc_ms(ts) > now + m->cfg.max_drift_ms) {
 		m->st.clock_ahead++;
+		return -ERANGE;
+	}
 	hlc_update(&m->hlc, ts, now);
+	return 0;
 }
 
 static int ext_same(const struct ml_ext *a, const struct ml_ext *b)
@@ -351,8 +365,11 @@ static int store_version(ml *m, struct ent *e, const char *key, size_t klen,
 	int r;
 
 	r = ml_ext_encode(x, ext, sizeof(ext));
-	if (r < 0)
+	if (r < 0) {
+		if (!e->vhash)
+			ml__ent_free(m, e);
 		return r;
+	}
 	nv.flags = x->flags;
 	nv.ext = ext;
 	nv.ext_len = (uint32_t)r;
@@ -363,6 +380,8 @@ static int store_version(ml *m, struct ent *e, const char *key, size_t klen,
 	r = m->io.put(m->io.ctx, key, klen, &nv, &seq);
 	if (r < 0) {
 		m->st.io_errors++;
+		if (!e->vhash)
+			ml__ent_free(m, e); /* created for this put: nothing stored */
 		return r;
 	}
 	ent_update(m, e, x, version_hash(e->khash, nv.ext, nv.ext_len), seq);
@@ -396,7 +415,8 @@ static int apply_version(ml *m, const char *key, size_t klen, const struct ml_ve
 		m->st.bad_versions++;
 		return 0;
 	}
-	observe_ts(m, rx.ts);
+	if (observe_ts(m, rx.ts))
+		return 0;
 	e = ml__ent_get(m, key, klen, 1);
 	if (!e)
 		return -ENOMEM;
@@ -464,11 +484,13 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 
 	if (!key || !klen || klen > ML_KEY_MAX)
 		return -EINVAL;
-	e = ml__ent_get(m, key, klen, 1);
 	q = malloc(sizeof(*q) + klen);
-	if (!e || !q) {
-		free(q);
+	if (!q)
 		return -ENOMEM;
+	e = ml__ent_get(m, key, klen, 1);
+	if (!e) {
+		r = -ENOMEM;
+		goto err;
 	}
 	vclock_init(&x.clock);
 	r = m->io.get(m->io.ctx, key, klen, &lv, &ref);
@@ -482,16 +504,13 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 		m->io.release(m->io.ctx, ref);
 	} else if (r != -ENOENT) {
 		m->st.io_errors++;
-		free(q);
-		return r;
+		goto err;
 	}
 	x.ts = hlc_now(&m->hlc, m->io.now_ms(m->io.ctx));
 	/* Saved before the put, hence durable no later than the version. */
 	r = reserve(m, x.ts);
-	if (r < 0) {
-		free(q);
-		return r;
-	}
+	if (r < 0)
+		goto err;
 	x.origin = m->cfg.self;
 	x.flags = tombstone ? ML_V_TOMBSTONE : 0;
 	vclock_set(&x.clock, m->cfg.self, x.ts);
@@ -501,10 +520,8 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 	nv.meta = meta;
 	nv.mlen = mlen;
 	r = store_version(m, e, key, klen, &nv, &x);
-	if (r < 0) {
-		free(q);
-		return r;
-	}
+	if (r < 0)
+		goto err_stored; /* store_version dropped an entry it emptied */
 	m->st.local_writes++;
 	q->next = NULL;
 	q->seq = e->seq;
@@ -519,6 +536,12 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 	if (ts_out)
 		*ts_out = x.ts;
 	return 0;
+err:
+	if (e && !e->vhash)
+		ml__ent_free(m, e); /* created above, never stored */
+err_stored:
+	free(q);
+	return r;
 }
 
 /* ---- eager push ------------------------------------------------------------ */
@@ -625,6 +648,13 @@ int ml_receive(ml *m, unsigned from, uint16_t type, const void *buf, size_t len)
 	inc = mlw_get_var(&in);
 	seq = mlw_get_var(&in);
 	if (in.err) {
+		m->st.bad_msgs++;
+		return 0;
+	}
+	/* An incarnation is a timestamp: one from the far future is corrupt,
+	 * and believing it would make every later frame of that peer look
+	 * stale. */
+	if (hlc_ms(inc) > m->io.now_ms(m->io.ctx) + m->cfg.max_drift_ms) {
 		m->st.bad_msgs++;
 		return 0;
 	}

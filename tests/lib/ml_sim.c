@@ -228,6 +228,17 @@ static int io_send(void *ctx, unsigned to, uint16_t type, const void *buf, size_
 		g->type = type;
 		g->len = len;
 		memcpy(g->data, buf, len);
+		if (len && ml_sim_random(s) % 1000 < s->o.corrupt_pm) {
+			uint64_t x = ml_sim_random(s);
+			if (x & 1) {
+				g->len = (size_t)(x >> 8) % len;          /* cut */
+			} else {
+				int flips = 1 + (int)((x >> 1) % 4), k;   /* flip */
+				for (k = 0; k < flips; k++)
+					g->data[ml_sim_random(s) % len] ^=
+						(uint8_t)(1u << (ml_sim_random(s) % 8));
+			}
+		}
 		heap_push(s, g);
 	}
 	return 0;
@@ -661,6 +672,11 @@ void ml_sim_set_faults(ml_sim *s, uint32_t drop_pm, uint32_t dup_pm,
 	s->o.dup_pm = dup_pm;
 	s->o.delay_min_ms = delay_min_ms;
 	s->o.delay_max_ms = delay_max_ms;
+}
+
+void ml_sim_set_corrupt(ml_sim *s, uint32_t corrupt_pm)
+{
+	s->o.corrupt_pm = corrupt_pm;
 }
 
 void ml_sim_block(ml_sim *s, unsigned a, unsigned b, int blocked)

@@ -34,6 +34,9 @@ struct ml_sim_opts {
 	uint32_t         dup_pm;       /* per mille of frames delivered twice */
 	uint32_t         sync_max_ms;  /* a put becomes durable within this; 0 = at once */
 	uint32_t         skew_max_ms;  /* each node's clock is off by up to +-this */
+	uint32_t         corrupt_pm;   /* per mille of frames garbled (bytes flipped or
+	                                  cut); the real transport's CRC prevents this,
+	                                  so it only tests that decoders hold up */
 };
 
 int  ml_sim_new(const struct ml_sim_opts *o, ml_sim **out);
@@ -56,6 +59,7 @@ int  ml_sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int t
 /* Faults. */
 void ml_sim_set_faults(ml_sim *s, uint32_t drop_pm, uint32_t dup_pm,
 		       uint32_t delay_min_ms, uint32_t delay_max_ms);
+void ml_sim_set_corrupt(ml_sim *s, uint32_t corrupt_pm);
 void ml_sim_block(ml_sim *s, unsigned a, unsigned b, int blocked); /* both directions */
 void ml_sim_isolate(ml_sim *s, uint64_t side_mask); /* partition side_mask | rest */
 void ml_sim_heal(ml_sim *s);
