@@ -512,8 +512,12 @@ static void conn_close(struct conn *c)
 
 static void conn_fail(struct conn *c, const char *why)
 {
-	LOG(LOG_WARN, "peer: closing connection %s %s: %s",
-	    c->outgoing ? "to" : "from", conn_who(c), why);
+	if (c->peer)
+		LOG(LOG_WARN, "peer: closing connection %s %s (socket %s): %s",
+		    c->outgoing ? "to" : "from", conn_who(c), c->remote, why);
+	else
+		LOG(LOG_WARN, "peer: closing connection %s %s: %s",
+		    c->outgoing ? "to" : "from", c->remote, why);
 	if (c->peer)
 		c->peer->st.errors++;
 	conn_close(c);
@@ -651,8 +655,7 @@ refuse:
 	/* The dialer retries every second: log a refusal of the same address
 	 * at most every 30 s. */
 	log_it = 1;
-	if (!c->outgoing && !strcmp(net->last_refuse, addr) &&
-	    uv_now(net->loop) - net->last_refuse_ms < 30000)
+	if (!strcmp(net->last_refuse, addr) && uv_now(net->loop) - net->last_refuse_ms < 30000)
 		log_it = 0;
 	if (log_it) {
 		LOG(LOG_ERROR, "peer: refusing %s (connection %s %s): %s", addr,
@@ -1071,7 +1074,11 @@ static void tick_cb(uv_timer_t *t)
 
 	for (c = net->conns; c && !net->closing; c = next) {
 		next = c->next;
-		if (c->state == C_HELLO && now - c->opened_ms > PEER_HELLO_TIMEOUT_MS) {
+		if (c->state == C_CONNECTING && now - c->opened_ms > PEER_HELLO_TIMEOUT_MS) {
+			/* A blackholed address can keep a SYN pending for minutes. */
+			LOG(LOG_DEBUG, "peer %s: connect timed out", conn_who(c));
+			conn_close(c);
+		} else if (c->state == C_HELLO && now - c->opened_ms > PEER_HELLO_TIMEOUT_MS) {
 			conn_fail(c, "no handshake in time");
 		} else if (c->state == C_READY) {
 			if (now - c->last_recv_ms > PEER_IDLE_TIMEOUT_MS) {

@@ -9,7 +9,8 @@
  * cluster ids differ refuse each other during the handshake and both log a
  * line naming both addresses (SPEC §2). Addresses are compared as strings:
  * every node must spell a member the same way ("127.0.0.1:7001", not
- * "localhost:7001" on one node and the IP on another).
+ * "localhost:7001" on one node and the IP on another), and `listen` must be
+ * the address the other members dial (not a wildcard such as 0.0.0.0).
  *
  * Threading. Every function must be called on the loop thread, and every
  * callback runs on it. Nothing here is thread-safe.
@@ -99,7 +100,7 @@
 
 #define PEER_BACKOFF_MIN_MS   50
 #define PEER_BACKOFF_MAX_MS   1000
-#define PEER_HELLO_TIMEOUT_MS 5000
+#define PEER_HELLO_TIMEOUT_MS 5000        /* also bounds a pending connect() */
 #define PEER_PING_MS          500
 #define PEER_IDLE_TIMEOUT_MS  5000
 #define PEER_QUEUE_MAX_BYTES  (256u << 20)

@@ -706,6 +706,51 @@ static void oversized_length_header_is_refused(void **state)
 	fixture_free(f);
 }
 
+/* Random bytes, with or without a valid handshake in front, from many raw
+ * clients: each is closed or ignored, and the real peers never notice. */
+static void random_bytes_never_disturb_the_node(void **state)
+{
+	struct fixture *f = fixture_new(2);
+	unsigned char buf[PEER_HDR_SIZE + 300 + 6000];
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	size_t hl, n, i;
+	int round, fds[40];
+
+	(void)state;
+	node_start(f, 0, 2);
+	node_start(f, 1, 2);
+	assert_true(run_until(f, all_up_2, 5000));
+	for (round = 0; round < 40; round++) {
+		hl = 0;
+		if (round % 2)
+			hl = make_hello(buf, 1, peer_cluster_id(f->n[0].net), 2, f->addr[1]);
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		n = 1 + x % 6000;
+		for (i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[hl + i] = (unsigned char)x;
+		}
+		fds[round] = raw_connect(f->addr[round % 3 == 0 ? 1 : 0]);
+		raw_send(fds[round], buf, hl + n);
+		run_for(f, 5);
+	}
+	run_for(f, 100);
+	for (round = 0; round < 40; round++)
+		close(fds[round]);
+	run_for(f, 100);
+	assert_true(all_up_2(f));
+	assert_int_equal(f->n[0].downs + f->n[1].downs, 0);
+	assert_int_equal(peer_send(f->n[0].net, 1, 1, "fine", 4), 0);
+	assert_true(run_until(f, got_one, 5000));
+	assert_int_equal(f->n[1].nrx, 1);
+	assert_int_equal(f->n[0].nrx, 0);
+	fixture_free(f);
+}
+
 static int both_got_one(struct fixture *f)
 {
 	return f->n[0].nrx >= 1 && f->n[1].nrx >= 1;
@@ -1068,6 +1113,7 @@ int main(void)
 		cmocka_unit_test(reconnects_after_a_peer_restarts_on_the_same_port),
 		cmocka_unit_test(garbage_closes_only_that_connection),
 		cmocka_unit_test(oversized_length_header_is_refused),
+		cmocka_unit_test(random_bytes_never_disturb_the_node),
 		cmocka_unit_test(blocked_peer_drops_traffic_then_resumes),
 		cmocka_unit_test(a_long_block_outlasts_idle_timeouts_and_heals),
 		cmocka_unit_test(fault_env_blocks_and_fault_file_heals),
