@@ -107,6 +107,19 @@ static int run_schedule(unsigned n, uint64_t seed, struct totals *tot, char *why
 		} else if (a < 740) {
 			if (rsim_snapshot(s, id) == -1)
 				rc = -1;
+		} else if (a < 750) {
+			/* Power failure: several nodes at once (possibly all)
+			 * lose their unsynced writes, and come back together. */
+			uint32_t mask = (uint32_t)drv(&x);
+
+			for (i = 1; i <= n; i++)
+				if (mask & (1u << i))
+					rsim_crash(s, i);
+			if (rsim_run_for(s, drv(&x) % 50))
+				rc = -1;
+			for (i = 1; i <= n && !rc; i++)
+				if (rsim_restart(s, i))
+					rc = -1;
 		}
 		if (rc)
 			break;
