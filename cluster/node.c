@@ -408,6 +408,13 @@ static int replay_fwd(void *arg, uint8_t type, uint64_t lsn, const void *p, size
 	return 0;
 }
 
+static size_t snap_state_fwd(void *arg, void *buf, size_t cap)
+{
+	node *n = arg;
+
+	return n->rops->snap_state(n->repl, buf, cap);
+}
+
 static int copy_config(node *n, const struct node_config *cfg)
 {
 	size_t i;
@@ -539,6 +546,10 @@ int node_open(const struct node_config *cfg, node **out)
 
 	sopt.replay = replay_fwd;
 	sopt.replay_arg = n;
+	if (n->rops->snap_state) {
+		sopt.snap_state = snap_state_fwd;
+		sopt.snap_state_arg = n;
+	}
 	rc = store_open(n->cfg.data_dir, &sopt, &n->st);
 	if (rc) {
 		LOG(LOG_ERROR, "cannot open the store in %s: %s", n->cfg.data_dir, strerror(-rc));

@@ -50,6 +50,10 @@ struct repl_ops {
 	void  (*status)(void *self, json_t *obj);                /* adds role, term, leader, peers... */
 	void  (*stop)(void *self);                               /* fail every pending request, close handles */
 	void  (*destroy)(void *self);                            /* after the loop has stopped */
+	/* Optional (may be NULL): the layer's state saved atomically with every
+	 * store snapshot (store_options.snap_state; store thread, under the
+	 * store's apply lock). Raft keeps its applied index/term there. */
+	size_t (*snap_state)(void *self, void *buf, size_t cap);
 };
 
 /* Constructors: called during node_open() BEFORE the store is opened (so that

@@ -9,13 +9,6 @@
 #include "cluster/repl.h"
 #include "store/log.h"
 
-int repl_raft_new(node *n, const struct node_config *cfg, void **self, const struct repl_ops **ops)
-{
-	(void)n; (void)cfg; (void)self; (void)ops;
-	LOG(LOG_ERROR, "--mode raft is not available in this build yet");
-	return -ENOTSUP;
-}
-
 int repl_masterless_new(node *n, const struct node_config *cfg, void **self,
 			const struct repl_ops **ops)
 {

@@ -1,0 +1,1380 @@
+/*
+ * raft_node.c — the Raft replication layer of a node: runs the pure core
+ * (cluster/raft.h) on the node's libuv loop, with the store's WAL as its log,
+ * cluster/peer.h as its network and a uv_timer as its clock.
+ *
+ * Durable state and formats: cluster/raft_node.h.
+ *
+ * Client paths (every function here runs on the loop thread):
+ *   write, leader:   raft_propose(encoded batch) -> wait in `commitq` until
+ *                    io->apply() reaches that index; same term = committed,
+ *                    another term = the entry was lost with a leader change.
+ *   write, follower: FORWARD frame {id, batch} to the leader, which proposes
+ *                    and answers {id, status, index, term} at once; the
+ *                    follower then waits in `commitq` like a leader, so the
+ *                    caller returns only once the write is applied HERE
+ *                    (close-to-open consistency on this mount).
+ *   read barrier:    raft_read_index() (followers go through the leader, the
+ *                    core does that); read_done() means applied >= read index.
+ *   no leader:       the request waits in `waitq` until a leader is known; a
+ *                    minority never learns one, so the wait is bounded and
+ *                    then fails with -EROFS (SPEC §3). A write whose outcome
+ *                    is unknown (forwarded to a leader that died, proposed by
+ *                    a leader that was deposed) fails with -EIO after a
+ *                    bounded time; it may still have been committed, as with
+ *                    any replicated store.
+ *
+ * The core's callbacks must not call back into the core, so work they cause
+ * (re-routing requests after a leader change) is flagged and done in
+ * rn_after(), which runs after every call into the core and re-arms the
+ * timer at raft_deadline().
+ *
+ * Tuning by environment (tests and benchmarks): KVFS_RAFT_ELECTION_MS (300),
+ * KVFS_RAFT_HEARTBEAT_MS (50), KVFS_RAFT_TIMEOUT_MS (3000, the bound for a
+ * write's commit), KVFS_RAFT_SNAPSHOT_ENTRIES (20000 applied entries between
+ * snapshots that compact the Raft log), KVFS_RAFT_TRAILING (1000 entries kept
+ * below a snapshot for slow followers). The transport's fault switch
+ * (KVFS_FAULTS, cluster/peer.h) isolates a node in tests.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "cluster/peer.h"
+#include "cluster/raft.h"
+#include "cluster/raft_node.h"
+#include "cluster/repl.h"
+#include "store/le.h"
+#include "store/log.h"
+
+/* Peer frame types of this layer. */
+#define RN_T_RAFT     0x5201u /* a raft_msg (raft_msg_encode) */
+#define RN_T_FWD      0x5202u /* u64 id, encoded batch */
+#define RN_T_FWD_RESP 0x5203u /* u64 id, u32 status (int32), u64 index, u64 term */
+
+/* A client request in one of the queues. */
+struct rn_wait {
+	TAILQ_ENTRY(rn_wait) link;
+	struct node_req *req;
+	uint64_t id;        /* forward or read id */
+	uint64_t index;     /* commitq: the entry to wait for */
+	uint64_t term;
+	uint64_t deadline;  /* ms (rn_now) */
+	unsigned to;        /* fwdq: the peer it was sent to */
+	int      local;     /* commitq: proposed on this node */
+};
+TAILQ_HEAD(rn_list, rn_wait);
+
+/* One io->append() call on its way to disk. */
+struct rn_append {
+	struct rn        *rn;
+	uint64_t          first;
+	size_t            n;
+	int               done;
+	int               status;
+	uint64_t          lsn;
+	struct rn_append *next;
+};
+
+struct rn {
+	node            *n;
+	store           *st;
+	raft            *r;
+	peer_net        *net;
+	struct peer_members mem;
+	char            *dir;
+	unsigned         self;     /* peer id; the Raft id is self + 1 */
+	unsigned         election_ms, heartbeat_ms, timeout_ms;
+	uint64_t         snap_every;
+	unsigned         trailing;
+
+	uv_timer_t       timer;    /* raft_deadline() */
+	uv_timer_t       house;    /* deadlines, retries, snapshots: every 50 ms */
+	uv_async_t       async;    /* append completions from the committer thread */
+	int              handles;  /* open uv handles */
+	int              started, stopping;
+	int              in_after, kick;
+	uint32_t         last_leader;
+
+	struct rn_replay replay;
+
+	/* Appends in call order; `mu` (a leaf lock) protects the done/status/lsn
+	 * fields, which the committer thread sets. */
+	pthread_mutex_t   mu;
+	struct rn_append *ahead, *atail;
+	size_t            ainflight;
+
+	/* Index -> lsn of the WAL record holding each entry, from elsn_base; the
+	 * log pin (store_pin_log) is the lsn of the first entry still held. */
+	uint64_t *elsn;
+	uint64_t  elsn_base;
+	size_t    elsn_len, elsn_cap;
+
+	/* Published for snap_state (store thread): `smu` is a leaf lock. */
+	pthread_mutex_t smu;
+	uint64_t        applied_index, applied_term;
+
+	uint64_t snap_applied;   /* applied index at the last log compaction */
+	int      snap_running;
+	uv_work_t snap_work;
+	uint64_t  snap_target;
+	uint64_t  snap_count0;
+	int       snap_rc;
+
+	/* snapshot_get cache */
+	void     *sbuf;
+	size_t    slen;
+	uint64_t  sindex, sterm;
+
+	int       failed;        /* a fatal apply/store error */
+
+	uint64_t next_id;
+	struct rn_list waitq, fwdq, commitq, readq;
+	uint64_t nfwd_in, nfwd_out, nlost;
+};
+
+static uint64_t rn_now(void *arg)
+{
+	(void)arg;
+	return uv_hrtime() / 1000000u;
+}
+
+static unsigned env_uint(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (!v || !*v)
+		return def;
+	x = strtoul(v, &end, 10);
+	if (*end || x == 0 || x > 100000000ul) {
+		LOG(LOG_WARN, "raft: ignoring %s=%s", name, v);
+		return def;
+	}
+	return (unsigned)x;
+}
+
+static void rn_after(struct rn *rn);
+static void rn_route(struct rn *rn, struct rn_wait *w);
+
+/* ---- request bookkeeping -------------------------------------------------- */
+
+static struct rn_wait *wait_new(struct rn *rn, struct node_req *req)
+{
+	struct rn_wait *w = calloc(1, sizeof *w);
+
+	if (!w) {
+		node_req_done(rn->n, req, -ENOMEM);
+		return NULL;
+	}
+	w->req = req;
+	return w;
+}
+
+static void wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status)
+{
+	TAILQ_REMOVE(q, w, link);
+	node_req_done(rn->n, w->req, status);
+	free(w);
+}
+
+static void fail_list(struct rn *rn, struct rn_list *q, int status)
+{
+	struct rn_wait *w;
+
+	while ((w = TAILQ_FIRST(q)))
+		wait_finish(rn, q, w, status);
+}
+
+/* Waits for a leader; the request keeps its original deadline. */
+static void park(struct rn *rn, struct rn_wait *w)
+{
+	if (!w->deadline)
+		w->deadline = rn_now(rn) + 4u * rn->election_ms;
+	TAILQ_INSERT_TAIL(&rn->waitq, w, link);
+}
+
+/* An entry proposed (here or by the leader for us) is committed when it is
+ * applied with the term it was proposed in. */
+static void await_commit(struct rn *rn, struct rn_wait *w, uint64_t index, uint64_t term, int local)
+{
+	w->index = index;
+	w->term = term;
+	w->local = local;
+	w->deadline = rn_now(rn) + rn->timeout_ms;
+	if (raft_applied(rn->r) >= index) {
+		/* Applied before the leader's answer arrived. */
+		uint64_t t = raft_term_at(rn->r, index);
+
+		node_req_done(rn->n, w->req, t == term ? 0 : -EIO);
+		free(w);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&rn->commitq, w, link);
+}
+
+/* ---- the raft_io backend ----------------------------------------------------- */
+
+static uint64_t rn_random(void *arg)
+{
+	static uint64_t x;
+
+	if (!x)
+		x = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)arg;
+	/* xorshift64* (Vigna 2016): randomness only spreads election timeouts. */
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void rn_send(void *arg, const struct raft_msg *m)
+{
+	struct rn *rn = arg;
+	void *buf;
+	size_t len;
+	int rc;
+
+	if (!rn->net || m->to == 0 || m->to > rn->mem.n)
+		return;
+	rc = raft_msg_encode(m, &buf, &len);
+	if (rc) {
+		LOG(LOG_WARN, "raft: cannot encode %s: %s", raft_msg_type_name(m->type), strerror(-rc));
+		return;
+	}
+	rc = peer_send(rn->net, m->to - 1, RN_T_RAFT, buf, len);
+	if (rc && rc != -ENOBUFS)
+		LOG(LOG_DEBUG, "raft: send %s to %u: %s", raft_msg_type_name(m->type), m->to,
+		    strerror(-rc));
+	free(buf);
+}
+
+static int rn_persist_vote(void *arg, uint64_t term, uint32_t vote)
+{
+	struct rn *rn = arg;
+
+	return rn_meta_save(rn->dir, term, vote);
+}
+
+/* Committer thread (or a thread that ran the sync itself). */
+static void rn_append_cb(void *arg, int status, uint64_t lsn)
+{
+	struct rn_append *a = arg;
+	struct rn *rn = a->rn;
+
+	pthread_mutex_lock(&rn->mu);
+	a->status = status;
+	a->lsn = lsn;
+	a->done = 1;
+	pthread_mutex_unlock(&rn->mu);
+	uv_async_send(&rn->async);
+}
+
+static void elsn_truncate(struct rn *rn, uint64_t first)
+{
+	if (first < rn->elsn_base) {
+		rn->elsn_base = first;
+		rn->elsn_len = 0;
+	} else if (first - rn->elsn_base < rn->elsn_len) {
+		rn->elsn_len = first - rn->elsn_base;
+	}
+}
+
+static int elsn_extend(struct rn *rn, uint64_t first, size_t n, uint64_t lsn)
+{
+	size_t i;
+
+	elsn_truncate(rn, first);
+	if (first != rn->elsn_base + rn->elsn_len) {
+		/* Not contiguous (after an install): restart the map. */
+		rn->elsn_base = first;
+		rn->elsn_len = 0;
+	}
+	if (rn->elsn_len + n > rn->elsn_cap) {
+		size_t cap = rn->elsn_cap ? rn->elsn_cap : 1024;
+		uint64_t *p;
+
+		while (cap < rn->elsn_len + n)
+			cap *= 2;
+		p = realloc(rn->elsn, cap * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		rn->elsn = p;
+		rn->elsn_cap = cap;
+	}
+	for (i = 0; i < n; i++)
+		rn->elsn[rn->elsn_len + i] = lsn;
+	rn->elsn_len += n;
+	return 0;
+}
+
+/* Drops the map below `first` (compaction). */
+static void elsn_compact(struct rn *rn, uint64_t first)
+{
+	size_t drop;
+
+	if (first <= rn->elsn_base)
+		return;
+	drop = first - rn->elsn_base;
+	if (drop > rn->elsn_len)
+		drop = rn->elsn_len;
+	memmove(rn->elsn, rn->elsn + drop, (rn->elsn_len - drop) * sizeof *rn->elsn);
+	rn->elsn_len -= drop;
+	rn->elsn_base += drop;
+}
+
+/* Keeps the WAL segments that hold entries the core still has (and every
+ * record after them); see store_pin_log(). */
+static void rn_update_pin(struct rn *rn)
+{
+	uint64_t first = raft_first_index(rn->r);
+	struct store_stats ss;
+
+	if (first >= rn->elsn_base && first - rn->elsn_base < rn->elsn_len &&
+	    rn->elsn[first - rn->elsn_base]) {
+		store_pin_log(rn->st, rn->elsn[first - rn->elsn_base]);
+		return;
+	}
+	if (first > raft_last_index(rn->r)) {
+		/* Nothing held: whatever comes next is after the current log. */
+		store_get_stats(rn->st, &ss);
+		store_pin_log(rn->st, ss.last_lsn + 1);
+	}
+	/* Otherwise the first entry's record is not durable yet: keep the pin. */
+}
+
+static void rn_append(void *arg, uint64_t first, const struct raft_entry *e, size_t n)
+{
+	struct rn *rn = arg;
+	struct rn_append *a = calloc(1, sizeof *a);
+	void *buf = NULL;
+	size_t len;
+	int rc;
+
+	if (!a) {
+		/* Without a tracking record we cannot report completion in order:
+		 * there is nothing sane left to do. */
+		LOG(LOG_ERROR, "raft: out of memory in append");
+		abort();
+	}
+	a->rn = rn;
+	a->first = first;
+	a->n = n;
+	/* The core counts on raft_append_done() in call order, so the record
+	 * joins the FIFO before it is submitted. */
+	if (rn->atail)
+		rn->atail->next = a;
+	else
+		rn->ahead = a;
+	rn->atail = a;
+	rn->ainflight++;
+	rc = rn_entries_encode(first, e, n, &buf, &len);
+	if (!rc)
+		rc = store_submit_raw(rn->st, RN_REC_ENTRIES, buf, len, rn_append_cb, a);
+	free(buf);
+	if (rc)
+		rn_append_cb(a, rc, 0);
+}
+
+static void rn_notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		node_notify_change(rn->n, ops[i].key, ops[i].klen);
+}
+
+static void rn_publish_applied(struct rn *rn, uint64_t index, uint64_t term)
+{
+	pthread_mutex_lock(&rn->smu);
+	rn->applied_index = index;
+	rn->applied_term = term;
+	pthread_mutex_unlock(&rn->smu);
+}
+
+static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
+{
+	struct rn *rn = arg;
+	struct rn_wait *w, *next;
+	struct rn_wait *mine = NULL;
+	int rc = 0;
+
+	TAILQ_FOREACH(w, &rn->commitq, link)
+		if (w->index == index) {
+			mine = w;
+			break;
+		}
+	if (e->type == RAFT_ENTRY_DATA && !rn->failed) {
+		struct kv_op *ops = NULL;
+		uint32_t nops = 0;
+
+		rc = kv_batch_decode(e->data, e->len, &ops, &nops);
+		if (!rc) {
+			struct kv_batch b = { .ops = ops, .n = nops };
+
+			rc = store_apply(rn->st, &b, index);
+			/* The writer's own mount knows what it wrote; every other
+			 * change must reach the kernel caches. */
+			if (!rc && !(mine && mine->local && mine->term == e->term))
+				rn_notify_batch(rn, ops, nops);
+		}
+		free(ops);
+		if (rc) {
+			/* Committed but not applied: this replica no longer
+			 * matches the log, so stop serving. */
+			LOG(LOG_ERROR, "raft: cannot apply entry %" PRIu64 ": %s; the node stops "
+			    "accepting requests", index, strerror(-rc));
+			rn->failed = rc;
+		}
+	}
+	rn_publish_applied(rn, index, e->term);
+	for (w = TAILQ_FIRST(&rn->commitq); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->index > index)
+			continue;
+		if (w->index == index && w->term == e->term && !rn->failed)
+			wait_finish(rn, &rn->commitq, w, 0);
+		else {
+			rn->nlost++;
+			wait_finish(rn, &rn->commitq, w, rn->failed ? -EIO : -EIO);
+		}
+	}
+}
+
+struct snap_collect {
+	struct kv_op *ops;
+	kv_rec      **recs;
+	char        **keys;
+	size_t        n, cap;
+};
+
+static void snap_collect_free(struct snap_collect *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		kv_rec_unref(c->recs[i]);
+		free(c->keys[i]);
+	}
+	free(c->ops);
+	free(c->recs);
+	free(c->keys);
+}
+
+/* Collects every live key of the map. The map only changes on this thread
+ * (store_apply in rn_apply), so the walk sees one consistent state. */
+static int snap_collect(store *st, struct snap_collect *c)
+{
+	char *kb = malloc(KV_KEY_MAX + 2);
+	size_t klen = 0;
+	int first = 1, rc;
+
+	if (!kb)
+		return -ENOMEM;
+	for (;;) {
+		kv_rec *r;
+
+		rc = store_next(st, "", 0, first ? NULL : kb, first ? 0 : klen, 0, kb, &klen, &r);
+		if (rc == -ENOENT) {
+			rc = 0;
+			break;
+		}
+		if (rc)
+			break;
+		first = 0;
+		if (c->n == c->cap) {
+			size_t cap = c->cap ? c->cap * 2 : 1024;
+			void *a = realloc(c->ops, cap * sizeof *c->ops);
+
+			if (a)
+				c->ops = a;
+			a = a ? realloc(c->recs, cap * sizeof *c->recs) : NULL;
+			if (a)
+				c->recs = a;
+			a = a ? realloc(c->keys, cap * sizeof *c->keys) : NULL;
+			if (!a) {
+				kv_rec_unref(r);
+				rc = -ENOMEM;
+				break;
+			}
+			c->keys = a;
+			c->cap = cap;
+		}
+		c->keys[c->n] = malloc(klen + 1);
+		if (!c->keys[c->n]) {
+			kv_rec_unref(r);
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(c->keys[c->n], kb, klen + 1);
+		c->recs[c->n] = r;
+		memset(&c->ops[c->n], 0, sizeof c->ops[c->n]);
+		c->ops[c->n].kind = KV_PUT;
+		c->ops[c->n].flags = kv_rec_flags(r);
+		c->ops[c->n].key = c->keys[c->n];
+		c->ops[c->n].klen = (uint32_t)klen;
+		c->ops[c->n].val = kv_rec_value(r);
+		c->ops[c->n].vlen = (uint32_t)kv_rec_size(r);
+		c->ops[c->n].meta = *kv_rec_meta(r);
+		{
+			size_t el;
+			const void *ext = kv_rec_ext(r, &el);
+
+			c->ops[c->n].ext = ext;
+			c->ops[c->n].ext_len = (uint32_t)el;
+		}
+		c->n++;
+	}
+	free(kb);
+	return rc;
+}
+
+/* The state at the applied index, encoded as one batch of puts. Any applied
+ * (hence committed) state is a valid snapshot for a follower. */
+static int rn_snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
+			   size_t *len)
+{
+	struct rn *rn = arg;
+	struct snap_collect c = { 0 };
+	uint64_t ai, at;
+	int rc;
+
+	pthread_mutex_lock(&rn->smu);
+	ai = rn->applied_index;
+	at = rn->applied_term;
+	pthread_mutex_unlock(&rn->smu);
+	if (ai == 0)
+		return -ENOENT;
+	if (!rn->sbuf || rn->sindex != ai) {
+		struct kv_batch b;
+		void *buf;
+		size_t blen;
+
+		rc = snap_collect(rn->st, &c);
+		if (!rc) {
+			b.ops = c.ops;
+			b.n = (uint32_t)c.n;
+			rc = kv_batch_encode(&b, &buf, &blen);
+		}
+		snap_collect_free(&c);
+		if (rc) {
+			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
+			return rc;
+		}
+		free(rn->sbuf);
+		rn->sbuf = buf;
+		rn->slen = blen;
+		rn->sindex = ai;
+		rn->sterm = at;
+		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
+		    "%zu bytes", ai, c.n, blen);
+	}
+	*index = rn->sindex;
+	*term = rn->sterm;
+	*data = rn->sbuf;
+	*len = rn->slen;
+	return 0;
+}
+
+struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             done, status;
+};
+
+static void sync_wait_cb(void *arg, int status, uint64_t lsn)
+{
+	struct sync_wait *w = arg;
+
+	(void)lsn;
+	pthread_mutex_lock(&w->mu);
+	w->status = status;
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static int cmp_key(const void *k, size_t kl, const struct kv_op *op)
+{
+	size_t m = kl < op->klen ? kl : op->klen;
+	int c = memcmp(k, op->key, m);
+
+	return c ? c : (kl > op->klen) - (kl < op->klen);
+}
+
+/* True when key is among ops (sorted by key, as snap_collect makes them). */
+static int ops_has(const struct kv_op *ops, uint32_t n, const char *key, size_t kl)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = cmp_key(key, kl, &ops[mid]);
+
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
+
+/* InstallSnapshot (thesis §5): the map becomes the leader's state in one
+ * atomic batch (deletes of keys it lacks + puts of all its keys), then a
+ * RESET record and a store snapshot make it durable (raft_node.h, 3.). */
+static int rn_snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
+			       size_t len)
+{
+	struct rn *rn = arg;
+	struct snap_collect cur = { 0 };
+	struct kv_op *sops = NULL, *all = NULL;
+	uint32_t ns = 0, nall = 0;
+	struct store_stats before, after;
+	struct sync_wait w = { .done = 0 };
+	unsigned char rec[16];
+	struct rn_wait *q, *next;
+	size_t i;
+	int rc;
+
+	rc = kv_batch_decode(data, len, &sops, &ns);
+	if (rc)
+		goto out;
+	rc = snap_collect(rn->st, &cur);
+	if (rc)
+		goto out;
+	all = malloc(((size_t)ns + cur.n + 1) * sizeof *all);
+	if (!all) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < cur.n; i++)
+		if (!ops_has(sops, ns, cur.keys[i], cur.ops[i].klen)) {
+			memset(&all[nall], 0, sizeof all[nall]);
+			all[nall].kind = KV_DEL;
+			all[nall].key = cur.keys[i];
+			all[nall].klen = cur.ops[i].klen;
+			nall++;
+		}
+	memcpy(all + nall, sops, (size_t)ns * sizeof *all);
+	nall += ns;
+	{
+		struct kv_batch b = { .ops = all, .n = nall };
+
+		rc = store_apply(rn->st, &b, index);
+		if (rc)
+			goto out;
+		rn_notify_batch(rn, all, nall);
+	}
+	rn_publish_applied(rn, index, term);
+
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	rn_reset_encode(index, term, rec);
+	rc = store_submit_raw(rn->st, RN_REC_RESET, rec, sizeof rec, sync_wait_cb, &w);
+	if (!rc) {
+		pthread_mutex_lock(&w.mu);
+		while (!w.done)
+			pthread_cond_wait(&w.cv, &w.mu);
+		rc = w.status;
+		pthread_mutex_unlock(&w.mu);
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	if (rc)
+		goto out;
+	store_get_stats(rn->st, &before);
+	rc = store_snapshot(rn->st);
+	store_get_stats(rn->st, &after);
+	if (!rc && after.snapshots == before.snapshots)
+		rc = -EIO; /* cannot happen: the reset record is newer than any snapshot */
+	if (rc)
+		goto out;
+	rn->elsn_base = index + 1;
+	rn->elsn_len = 0;
+	rn->snap_applied = index;
+	/* Requests waiting for entries inside the snapshot will never see them
+	 * applied one by one: their outcome is unknown here. */
+	for (q = TAILQ_FIRST(&rn->commitq); q; q = next) {
+		next = TAILQ_NEXT(q, link);
+		if (q->index <= index)
+			wait_finish(rn, &rn->commitq, q, -EIO);
+	}
+	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%" PRIu32
+	    " keys)", index, term, ns);
+out:
+	if (rc)
+		LOG(LOG_ERROR, "raft: cannot install the snapshot at %" PRIu64 ": %s", index,
+		    strerror(-rc));
+	snap_collect_free(&cur);
+	free(sops);
+	free(all);
+	return rc;
+}
+
+static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
+{
+	struct rn *rn = arg;
+	struct rn_wait *w;
+
+	(void)index;
+	TAILQ_FOREACH(w, &rn->readq, link)
+		if (w->id == id)
+			break;
+	if (!w)
+		return; /* timed out already */
+	if (status == 0) {
+		wait_finish(rn, &rn->readq, w, 0);
+		return;
+	}
+	/* Leadership moved under the read: ask again once a leader is known. */
+	TAILQ_REMOVE(&rn->readq, w, link);
+	park(rn, w);
+	rn->kick = 1;
+}
+
+static void rn_state_change(void *arg, enum raft_role role, uint64_t term, uint32_t leader)
+{
+	struct rn *rn = arg;
+
+	LOG(LOG_INFO, "raft: %s, term %" PRIu64 ", leader %s", raft_role_name(role), term,
+	    leader ? rn->mem.addrs[leader - 1] : "unknown");
+	rn->kick = 1;
+}
+
+/* ---- client paths ------------------------------------------------------------ */
+
+static void send_fwd(struct rn *rn, struct rn_wait *w, unsigned to)
+{
+	unsigned char hdr[8];
+	uv_buf_t iov[2];
+	int rc;
+
+	w->id = ++rn->next_id;
+	w->to = to;
+	le_put64(hdr, w->id);
+	iov[0] = uv_buf_init((char *)hdr, sizeof hdr);
+	iov[1] = uv_buf_init(w->req->enc, (unsigned)w->req->enclen);
+	if (!w->deadline)
+		w->deadline = rn_now(rn) + rn->timeout_ms;
+	rc = peer_sendv(rn->net, to, RN_T_FWD, iov, 2);
+	if (rc) {
+		node_req_done(rn->n, w->req, rc == -EMSGSIZE ? -EFBIG : -EIO);
+		free(w);
+		return;
+	}
+	rn->nfwd_out++;
+	TAILQ_INSERT_TAIL(&rn->fwdq, w, link);
+}
+
+/* Sends a request where it can make progress now, or parks it. */
+static void rn_route(struct rn *rn, struct rn_wait *w)
+{
+	uint32_t leader = raft_leader(rn->r);
+	int rc;
+
+	if (rn->failed) {
+		node_req_done(rn->n, w->req, -EIO);
+		free(w);
+		return;
+	}
+	if (w->req->is_read) {
+		if (!w->id)
+			w->id = ++rn->next_id;
+		rc = raft_read_index(rn->r, w->id);
+		if (rc == 0) {
+			if (!w->deadline)
+				w->deadline = rn_now(rn) + 4u * rn->election_ms;
+			TAILQ_INSERT_TAIL(&rn->readq, w, link);
+		} else if (rc == RAFT_ENOTLEADER) {
+			park(rn, w);
+		} else {
+			node_req_done(rn->n, w->req, rc);
+			free(w);
+		}
+		return;
+	}
+	if (raft_role(rn->r) == RAFT_LEADER) {
+		uint64_t index, term;
+
+		rc = raft_propose(rn->r, w->req->enc, w->req->enclen, &index, &term);
+		if (rc == 0) {
+			await_commit(rn, w, index, term, 1);
+			return;
+		}
+		if (rc != RAFT_ENOTLEADER) {
+			node_req_done(rn->n, w->req, rc);
+			free(w);
+			return;
+		}
+		leader = 0;
+	}
+	if (leader && leader != rn->self + 1 && peer_is_up(rn->net, leader - 1))
+		send_fwd(rn, w, leader - 1);
+	else
+		park(rn, w);
+}
+
+static void rn_write(void *self, struct node_req *req)
+{
+	struct rn *rn = self;
+	struct rn_wait *w = wait_new(rn, req);
+
+	if (!w)
+		return;
+	rn_route(rn, w);
+	rn_after(rn);
+}
+
+static void rn_read_barrier(void *self, struct node_req *req)
+{
+	struct rn *rn = self;
+	struct rn_wait *w = wait_new(rn, req);
+
+	if (!w)
+		return;
+	rn_route(rn, w);
+	rn_after(rn);
+}
+
+/* Leader side of a forwarded write: propose and answer at once with where the
+ * entry went; the follower then watches its own log for it. */
+static void on_fwd(struct rn *rn, unsigned from, const unsigned char *p, size_t len)
+{
+	unsigned char resp[28];
+	uint64_t id, index = 0, term = 0;
+	struct kv_op *ops = NULL;
+	uint32_t n;
+	int rc;
+
+	if (len < 8)
+		return;
+	id = le_get64(p);
+	rn->nfwd_in++;
+	/* A batch that does not decode would fail to apply on every node. */
+	rc = kv_batch_decode(p + 8, len - 8, &ops, &n);
+	free(ops);
+	if (rc == 0) {
+		rc = rn->failed ? -EIO : raft_propose(rn->r, p + 8, len - 8, &index, &term);
+	}
+	le_put64(resp, id);
+	le_put32(resp + 8, (uint32_t)(int32_t)rc);
+	le_put64(resp + 12, index);
+	le_put64(resp + 20, term);
+	peer_send(rn->net, from, RN_T_FWD_RESP, resp, sizeof resp);
+}
+
+static void on_fwd_resp(struct rn *rn, unsigned from, const unsigned char *p, size_t len)
+{
+	struct rn_wait *w;
+	uint64_t id;
+	int status;
+
+	if (len != 28)
+		return;
+	id = le_get64(p);
+	status = (int32_t)le_get32(p + 8);
+	TAILQ_FOREACH(w, &rn->fwdq, link)
+		if (w->id == id && w->to == from)
+			break;
+	if (!w)
+		return; /* timed out already */
+	TAILQ_REMOVE(&rn->fwdq, w, link);
+	if (status == 0) {
+		await_commit(rn, w, le_get64(p + 12), le_get64(p + 20), 0);
+	} else if (status == RAFT_ENOTLEADER) {
+		/* Not proposed anywhere: safe to send again. */
+		park(rn, w);
+		rn->kick = 1;
+	} else {
+		node_req_done(rn->n, w->req, status);
+		free(w);
+	}
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static void on_message(void *arg, unsigned from, uint16_t type, const void *buf, size_t len)
+{
+	struct rn *rn = arg;
+	struct raft_msg m;
+	int rc;
+
+	if (rn->stopping)
+		return;
+	switch (type) {
+	case RN_T_RAFT:
+		rc = raft_msg_decode(buf, len, &m);
+		if (rc) {
+			LOG(LOG_WARN, "raft: malformed message from %s", rn->mem.addrs[from]);
+			return;
+		}
+		if (m.from == from + 1 && m.to == rn->self + 1)
+			raft_recv(rn->r, &m);
+		raft_msg_release(&m);
+		break;
+	case RN_T_FWD:
+		on_fwd(rn, from, buf, len);
+		break;
+	case RN_T_FWD_RESP:
+		on_fwd_resp(rn, from, buf, len);
+		break;
+	default:
+		return;
+	}
+	rn_after(rn);
+}
+
+static void on_peer_state(void *arg, unsigned id, int up)
+{
+	struct rn *rn = arg;
+
+	LOG(LOG_INFO, "raft: peer %s is %s", rn->mem.addrs[id], up ? "up" : "down");
+	rn->kick = 1;
+	rn_after(rn);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct rn *rn = t->data;
+
+	raft_tick(rn->r);
+	rn_after(rn);
+}
+
+static void on_async(uv_async_t *h)
+{
+	struct rn *rn = h->data;
+	int any = 0;
+
+	for (;;) {
+		struct rn_append *a;
+		int done, status;
+		uint64_t lsn;
+
+		pthread_mutex_lock(&rn->mu);
+		a = rn->ahead;
+		done = a && a->done;
+		status = a ? a->status : 0;
+		lsn = a ? a->lsn : 0;
+		if (done) {
+			rn->ahead = a->next;
+			if (!rn->ahead)
+				rn->atail = NULL;
+		}
+		pthread_mutex_unlock(&rn->mu);
+		if (!done)
+			break;
+		rn->ainflight--;
+		if (status == 0)
+			elsn_extend(rn, a->first, a->n, lsn);
+		else
+			LOG(LOG_ERROR, "raft: cannot persist log entries %" PRIu64 "..: %s",
+			    a->first, strerror(-status));
+		free(a);
+		if (!rn->stopping) {
+			raft_append_done(rn->r, status);
+			any = 1;
+		}
+	}
+	if (any) {
+		rn_update_pin(rn);
+		rn_after(rn);
+	}
+	if (rn->stopping && rn->ainflight == 0 && !uv_is_closing((uv_handle_t *)&rn->async))
+		uv_close((uv_handle_t *)&rn->async, NULL);
+}
+
+static void snap_work(uv_work_t *w)
+{
+	struct rn *rn = w->data;
+
+	rn->snap_rc = store_snapshot(rn->st);
+}
+
+static void snap_after(uv_work_t *w, int status)
+{
+	struct rn *rn = w->data;
+	struct store_stats ss;
+
+	rn->snap_running = 0;
+	if (status || rn->snap_rc || rn->stopping)
+		return;
+	store_get_stats(rn->st, &ss);
+	/* A snapshot written during the call captured an applied index at least
+	 * as new as the one at its start, so the log up to it is no longer
+	 * needed for recovery. */
+	if (ss.snapshots == rn->snap_count0)
+		return;
+	rn->snap_applied = rn->snap_target;
+	raft_snapshot_taken(rn->r, rn->snap_target);
+	elsn_compact(rn, raft_first_index(rn->r));
+	rn_update_pin(rn);
+	LOG(LOG_DEBUG, "raft: log compacted up to %" PRIu64, rn->snap_target);
+	rn_after(rn);
+}
+
+static void expire(struct rn *rn, struct rn_list *q, uint64_t now, int status)
+{
+	struct rn_wait *w, *next;
+
+	for (w = TAILQ_FIRST(q); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->deadline && now >= w->deadline)
+			wait_finish(rn, q, w, status);
+	}
+}
+
+static void on_house(uv_timer_t *t)
+{
+	struct rn *rn = t->data;
+	uint64_t now = rn_now(rn);
+
+	expire(rn, &rn->waitq, now, -EROFS);   /* never reached a leader */
+	expire(rn, &rn->readq, now, -EROFS);
+	expire(rn, &rn->fwdq, now, -EIO);      /* outcome unknown */
+	expire(rn, &rn->commitq, now, -EIO);
+	if (!TAILQ_EMPTY(&rn->waitq))
+		rn->kick = 1;
+	if (!rn->snap_running && raft_applied(rn->r) >= rn->snap_applied + rn->snap_every) {
+		struct store_stats ss;
+
+		store_get_stats(rn->st, &ss);
+		rn->snap_count0 = ss.snapshots;
+		rn->snap_target = raft_applied(rn->r);
+		rn->snap_running = 1;
+		rn->snap_work.data = rn;
+		if (uv_queue_work(node_loop(rn->n), &rn->snap_work, snap_work, snap_after))
+			rn->snap_running = 0;
+	}
+	rn_after(rn);
+}
+
+/* Runs after every call into the core: re-routes requests when leadership
+ * may have moved, and re-arms the core's timer. */
+static void rn_after(struct rn *rn)
+{
+	uint64_t now, dl;
+
+	if (rn->in_after || rn->stopping)
+		return;
+	rn->in_after = 1;
+	while (rn->kick) {
+		struct rn_list q;
+		struct rn_wait *w, *next;
+		uint32_t leader = raft_leader(rn->r);
+
+		rn->kick = 0;
+		if (leader != rn->last_leader) {
+			/* Forwards to a leader that is gone may or may not have been
+			 * proposed: report them now rather than at the deadline. */
+			for (w = TAILQ_FIRST(&rn->fwdq); w; w = next) {
+				next = TAILQ_NEXT(w, link);
+				if (w->to + 1 != leader)
+					wait_finish(rn, &rn->fwdq, w, -EIO);
+			}
+			rn->last_leader = leader;
+		}
+		if (!leader)
+			continue;
+		TAILQ_INIT(&q);
+		TAILQ_CONCAT(&q, &rn->waitq, link);
+		while ((w = TAILQ_FIRST(&q))) {
+			TAILQ_REMOVE(&q, w, link);
+			rn_route(rn, w);
+		}
+	}
+	now = rn_now(rn);
+	dl = raft_deadline(rn->r);
+	uv_timer_start(&rn->timer, on_timer, dl > now ? dl - now : 0, 0);
+	rn->in_after = 0;
+}
+
+/* ---- repl_ops ------------------------------------------------------------------ */
+
+static int rn_replay(void *self, uint8_t type, uint64_t lsn, const void *p, size_t len)
+{
+	struct rn *rn = self;
+
+	return rn_replay_add(&rn->replay, type, lsn, p, len);
+}
+
+static size_t rn_snap_state(void *arg, void *buf, size_t cap)
+{
+	struct rn *rn = arg;
+	unsigned char b[RN_STATE_SIZE];
+
+	pthread_mutex_lock(&rn->smu);
+	rn_state_encode(rn->applied_index, rn->applied_term, b);
+	pthread_mutex_unlock(&rn->smu);
+	if (cap >= sizeof b)
+		memcpy(buf, b, sizeof b);
+	return sizeof b;
+}
+
+static int rn_start(void *self)
+{
+	struct rn *rn = self;
+	struct raft_config cfg = { 0 };
+	struct raft_io io = { 0 };
+	struct raft_boot boot = { 0 };
+	struct raft_entry *ents = NULL;
+	uint64_t *lsns = NULL;
+	const void *state;
+	size_t slen, nents = 0;
+	uint64_t slsn;
+	int rc;
+
+	rn->st = node_store(rn->n);
+	store_snapshot_state(rn->st, &state, &slen, &slsn);
+	rc = rn_state_decode(state, slen, &boot.snap_index, &boot.snap_term);
+	if (rc) {
+		LOG(LOG_ERROR, "raft: the store snapshot in %s was not written by the Raft mode",
+		    rn->dir);
+		goto out;
+	}
+	rc = rn_meta_load(rn->dir, &boot.term, &boot.vote);
+	if (rc)
+		goto out;
+	rc = rn_replay_build(&rn->replay, boot.snap_index, &ents, &lsns, &nents);
+	if (rc)
+		goto out;
+	boot.entries = ents;
+	boot.nentries = nents;
+
+	cfg.id = rn->self + 1;
+	cfg.n = (uint32_t)rn->mem.n;
+	cfg.election_timeout_ms = rn->election_ms;
+	cfg.heartbeat_ms = rn->heartbeat_ms;
+	cfg.snapshot_trailing = rn->trailing;
+	io.arg = rn;
+	io.now = rn_now;
+	io.random = rn_random;
+	io.send = rn_send;
+	io.persist_vote = rn_persist_vote;
+	io.append = rn_append;
+	io.apply = rn_apply;
+	io.snapshot_get = rn_snapshot_get;
+	io.snapshot_install = rn_snapshot_install;
+	io.read_done = rn_read_done;
+	io.state_change = rn_state_change;
+	rc = raft_new(&cfg, &io, &boot, &rn->r);
+	if (rc)
+		goto out;
+	rn->snap_applied = boot.snap_index;
+	rn_publish_applied(rn, boot.snap_index, boot.snap_term);
+	rn->elsn_base = boot.snap_index + 1;
+	if (nents) {
+		rc = elsn_extend(rn, boot.snap_index + 1, nents, 0);
+		if (rc)
+			goto out;
+		memcpy(rn->elsn, lsns, nents * sizeof *lsns);
+	}
+	LOG(LOG_INFO, "raft: node %u of %zu (%s), term %" PRIu64 ", vote %" PRIu32 ", snapshot %"
+	    PRIu64 ", %zu log entries after it", rn->self + 1, rn->mem.n, rn->mem.addrs[rn->self],
+	    boot.term, boot.vote, boot.snap_index, nents);
+
+	rn->async.data = rn;
+	rc = uv_async_init(node_loop(rn->n), &rn->async, on_async);
+	if (rc)
+		goto out;
+	rn->handles |= 1;
+	uv_timer_init(node_loop(rn->n), &rn->timer);
+	uv_timer_init(node_loop(rn->n), &rn->house);
+	rn->timer.data = rn->house.data = rn;
+	rn->handles |= 6;
+	rn_update_pin(rn);
+
+	rc = peer_net_new(node_loop(rn->n), node_config(rn->n)->listen,
+			  node_config(rn->n)->peers, node_config(rn->n)->npeers,
+			  on_message, on_peer_state, rn, &rn->net);
+	if (rc)
+		goto out;
+	rc = peer_net_start(rn->net);
+	if (rc)
+		goto out;
+	rn->started = 1;
+	uv_timer_start(&rn->house, on_house, 50, 50);
+	rn_after(rn);
+out:
+	free(ents);
+	free(lsns);
+	rn_replay_free(&rn->replay);
+	return rc;
+}
+
+static void rn_status(void *self, json_t *obj)
+{
+	struct rn *rn = self;
+	json_t *peers = json_array();
+	uint32_t leader;
+	size_t i;
+
+	if (!rn->r) {
+		json_object_set_new(obj, "role", json_string("unknown"));
+		json_decref(peers);
+		return;
+	}
+	leader = raft_leader(rn->r);
+	json_object_set_new(obj, "role", json_string(raft_role_name(raft_role(rn->r))));
+	json_object_set_new(obj, "term", json_integer((json_int_t)raft_term(rn->r)));
+	json_object_set_new(obj, "leader", leader ? json_string(rn->mem.addrs[leader - 1])
+						  : json_null());
+	json_object_set_new(obj, "id", json_integer(rn->self + 1));
+	json_object_set_new(obj, "self", json_string(rn->mem.addrs[rn->self]));
+	json_object_set_new(obj, "commit_index", json_integer((json_int_t)raft_commit(rn->r)));
+	json_object_set_new(obj, "applied_index", json_integer((json_int_t)raft_applied(rn->r)));
+	json_object_set_new(obj, "last_index", json_integer((json_int_t)raft_last_index(rn->r)));
+	json_object_set_new(obj, "durable_index",
+			    json_integer((json_int_t)raft_durable_index(rn->r)));
+	json_object_set_new(obj, "snapshot_index",
+			    json_integer((json_int_t)raft_snapshot_index(rn->r)));
+	json_object_set_new(obj, "first_index", json_integer((json_int_t)raft_first_index(rn->r)));
+	json_object_set_new(obj, "forwarded_in", json_integer((json_int_t)rn->nfwd_in));
+	json_object_set_new(obj, "forwarded_out", json_integer((json_int_t)rn->nfwd_out));
+	json_object_set_new(obj, "lost_proposals", json_integer((json_int_t)rn->nlost));
+	json_object_set_new(obj, "failed", json_boolean(rn->failed || raft_failed(rn->r)));
+	for (i = 0; i < rn->mem.n; i++) {
+		json_t *p = json_object();
+		struct peer_stats ps = { 0 };
+
+		if (i == rn->self)
+			continue;
+		if (rn->net)
+			peer_get_stats(rn->net, (unsigned)i, &ps);
+		json_object_set_new(p, "id", json_integer((json_int_t)i + 1));
+		json_object_set_new(p, "addr", json_string(rn->mem.addrs[i]));
+		json_object_set_new(p, "up", json_boolean(ps.up));
+		json_object_set_new(p, "blocked", json_boolean(ps.blocked));
+		if (raft_role(rn->r) == RAFT_LEADER)
+			json_object_set_new(p, "match_index",
+					    json_integer((json_int_t)raft_match_index(rn->r,
+										  (uint32_t)i + 1)));
+		json_array_append_new(peers, p);
+	}
+	json_object_set_new(obj, "peers", peers);
+}
+
+static void on_net_closed(void *arg)
+{
+	(void)arg;
+}
+
+static void rn_stop(void *self)
+{
+	struct rn *rn = self;
+
+	rn->stopping = 1;
+	fail_list(rn, &rn->waitq, -ESHUTDOWN);
+	fail_list(rn, &rn->fwdq, -ESHUTDOWN);
+	fail_list(rn, &rn->commitq, -ESHUTDOWN);
+	fail_list(rn, &rn->readq, -ESHUTDOWN);
+	if (rn->net) {
+		peer_net_close(rn->net, on_net_closed, rn);
+		rn->net = NULL;
+	}
+	if (rn->handles & 2)
+		uv_close((uv_handle_t *)&rn->timer, NULL);
+	if (rn->handles & 4)
+		uv_close((uv_handle_t *)&rn->house, NULL);
+	/* The async handle stays open until the store has reported every
+	 * append: its callbacks point at us. */
+	if ((rn->handles & 1) && rn->ainflight == 0)
+		uv_close((uv_handle_t *)&rn->async, NULL);
+	else if (rn->handles & 1)
+		uv_async_send(&rn->async);
+}
+
+static void rn_destroy(void *self)
+{
+	struct rn *rn = self;
+	struct rn_append *a, *next;
+
+	if (rn->r)
+		raft_free(rn->r);
+	for (a = rn->ahead; a; a = next) {
+		next = a->next;
+		free(a);
+	}
+	rn_replay_free(&rn->replay);
+	peer_members_free(&rn->mem);
+	pthread_mutex_destroy(&rn->mu);
+	pthread_mutex_destroy(&rn->smu);
+	free(rn->elsn);
+	free(rn->sbuf);
+	free(rn->dir);
+	free(rn);
+}
+
+static const struct repl_ops raft_ops = {
+	.name = "raft",
+	.replay = rn_replay,
+	.start = rn_start,
+	.write = rn_write,
+	.read_barrier = rn_read_barrier,
+	.status = rn_status,
+	.stop = rn_stop,
+	.destroy = rn_destroy,
+	.snap_state = rn_snap_state,
+};
+
+int repl_raft_new(node *n, const struct node_config *cfg, void **self, const struct repl_ops **ops)
+{
+	struct rn *rn;
+	int rc;
+
+	if (!cfg->listen || !cfg->listen[0]) {
+		LOG(LOG_ERROR, "raft mode needs --listen HOST:PORT");
+		return -EINVAL;
+	}
+	rn = calloc(1, sizeof *rn);
+	if (!rn)
+		return -ENOMEM;
+	rn->n = n;
+	pthread_mutex_init(&rn->mu, NULL);
+	pthread_mutex_init(&rn->smu, NULL);
+	TAILQ_INIT(&rn->waitq);
+	TAILQ_INIT(&rn->fwdq);
+	TAILQ_INIT(&rn->commitq);
+	TAILQ_INIT(&rn->readq);
+	rc = peer_members_init(&rn->mem, cfg->listen, cfg->peers, cfg->npeers);
+	if (rc) {
+		LOG(LOG_ERROR, "raft: bad membership (--listen %s): %s", cfg->listen,
+		    strerror(-rc));
+		goto err;
+	}
+	if (rn->mem.n > RAFT_MAX_NODES) {
+		LOG(LOG_ERROR, "raft: %zu members, at most %u are supported", rn->mem.n,
+		    RAFT_MAX_NODES);
+		rc = -EINVAL;
+		goto err;
+	}
+	rn->self = rn->mem.self;
+	rn->dir = strdup(cfg->data_dir);
+	if (!rn->dir) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	rn->election_ms = env_uint("KVFS_RAFT_ELECTION_MS", 300);
+	rn->heartbeat_ms = env_uint("KVFS_RAFT_HEARTBEAT_MS", 50);
+	rn->timeout_ms = env_uint("KVFS_RAFT_TIMEOUT_MS", 3000);
+	rn->snap_every = env_uint("KVFS_RAFT_SNAPSHOT_ENTRIES", 20000);
+	rn->trailing = env_uint("KVFS_RAFT_TRAILING", 1000);
+	if (rn->heartbeat_ms * 3 > rn->election_ms)
+		rn->heartbeat_ms = rn->election_ms / 3 ? rn->election_ms / 3 : 1;
+	*self = rn;
+	*ops = &raft_ops;
+	return 0;
+err:
+	peer_members_free(&rn->mem);
+	pthread_mutex_destroy(&rn->mu);
+	pthread_mutex_destroy(&rn->smu);
+	free(rn);
+	return rc;
+}
