@@ -166,7 +166,7 @@ static int list_one(void *arg, const char *name)
 	unsigned long long lsn;
 	size_t len = strlen(name);
 
-	if (strncmp(name, "snap-", 5) || len != 5 + 20 + 5)
+	if (strncmp(name, "snap-", 5) || len < 5 + 20 + 4)
 		return 0;
 	errno = 0;
 	lsn = strtoull(name + 5, &end, 10);
@@ -213,7 +213,8 @@ int snap_list(const struct kvio *io, const char *dir, uint64_t **lsns, size_t *n
 		free(c.v);
 		return rc;
 	}
-	qsort(c.v, c.n, sizeof *c.v, desc);
+	if (c.n)
+		qsort(c.v, c.n, sizeof *c.v, desc);
 	*lsns = c.v;
 	*n = c.n;
 	return 0;

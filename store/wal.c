@@ -100,7 +100,8 @@ int wal_open(const struct kvio *io, const char *dir, size_t segment_bytes, wal *
 	rc = io->list(io, dir, list_one, w);
 	if (rc)
 		goto err;
-	qsort(w->segs, w->nsegs, sizeof *w->segs, seg_cmp);
+	if (w->nsegs)
+		qsort(w->segs, w->nsegs, sizeof *w->segs, seg_cmp);
 	*out = w;
 	return 0;
 err:
@@ -280,7 +281,8 @@ int wal_drop_before(wal *w, uint64_t lsn, char ***paths, size_t *n)
 			return -ENOMEM;
 		}
 	}
-	memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof *w->segs);
+	if (w->nsegs > k)
+		memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof *w->segs);
 	w->nsegs -= k;
 	*paths = v;
 	*n = k;

@@ -199,6 +199,8 @@ static int cur_write(struct inode *ino, const void *buf, size_t len, uint64_t of
 
 	if (rc)
 		return rc;
+	if (!len)
+		return 0;
 	if (off > ino->cur_len)
 		memset(ino->cur + ino->cur_len, 0, (size_t)off - ino->cur_len);
 	memcpy(ino->cur + off, buf, len);
@@ -225,7 +227,8 @@ static int make_durable(struct inode *ino)
 
 	if (!d)
 		return -ENOMEM;
-	memcpy(d, ino->cur, ino->cur_len);
+	if (ino->cur_len)
+		memcpy(d, ino->cur, ino->cur_len);
 	free(ino->dur);
 	ino->dur = d;
 	ino->dur_len = ino->cur_len;
@@ -822,7 +825,8 @@ int memdisk_read(memdisk *md, const char *path, void **buf, size_t *len)
 		if (!*buf) {
 			rc = -ENOMEM;
 		} else {
-			memcpy(*buf, d->ino->cur, d->ino->cur_len);
+			if (d->ino->cur_len)
+				memcpy(*buf, d->ino->cur, d->ino->cur_len);
 			*len = d->ino->cur_len;
 		}
 	}
