@@ -39,11 +39,13 @@ struct ctl_server {
 	int                is_unix;
 	char              *path;      /* unix socket path, unlinked at stop */
 	uv_timer_t         sweep;
+	uv_check_t         flusher;   /* writes out connections marked dirty */
+	struct ctl_conn   *dirty;     /* connections with replies to flush */
 	struct ctl_backend be;
 	struct ctl_scan_table scan;   /* shared by all connections */
 	struct ctl_conn   *conns;
 	unsigned           nconns;    /* connections not yet freed */
-	unsigned           handles;   /* listener + timer still open */
+	unsigned           handles;   /* listener, timer, flusher still open */
 	unsigned           max_conns;
 	uint64_t           idle_ms;
 	int                stopping;
@@ -60,9 +62,10 @@ struct ctl_conn {
 	struct ctl_sess  s;
 	uv_write_t       wreq;
 	struct ctl_buf   wbuf;        /* bytes handed to uv_write */
-	int              writing, reading, closing, handle_closed, released;
+	int              writing, reading, closing, handle_closed, released, is_dirty;
 	uint64_t         last_active;
 	struct ctl_conn *prev, *next;
+	struct ctl_conn *dirty_next;
 };
 
 static void conn_close(struct ctl_conn *c);
@@ -85,6 +88,13 @@ static void conn_maybe_free(struct ctl_conn *c)
 
 	if (!c->handle_closed || !c->released)
 		return;
+	if (c->is_dirty) {
+		struct ctl_conn **pp = &srv->dirty;
+
+		while (*pp != c)
+			pp = &(*pp)->dirty_next;
+		*pp = c->dirty_next;
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -241,9 +251,37 @@ static void conn_flush(struct ctl_conn *c)
 	conn_update_reading(c);
 }
 
+/* Write completions arrive one by one (a group commit completes hundreds
+ * of writes in one loop iteration); replies are gathered and each connection
+ * is flushed once, after the iteration's I/O callbacks, by a check handle. */
+static void on_flush(uv_check_t *h)
+{
+	struct ctl_server *srv = h->data;
+	struct ctl_conn *c;
+
+	while ((c = srv->dirty)) {
+		srv->dirty = c->dirty_next;
+		c->is_dirty = 0;
+		conn_flush(c);
+	}
+	uv_check_stop(h);
+}
+
 static void on_sess_output(struct ctl_sess *s)
 {
-	conn_flush(s->owner);
+	struct ctl_conn *c = s->owner;
+	struct ctl_server *srv = c->srv;
+
+	if (c->is_dirty || c->closing)
+		return;
+	if (srv->stopping) {
+		conn_flush(c);
+		return;
+	}
+	c->is_dirty = 1;
+	c->dirty_next = srv->dirty;
+	srv->dirty = c;
+	uv_check_start(&srv->flusher, on_flush);
 }
 
 /* The owner of keys created over a Unix socket is the peer process's user;
@@ -448,6 +486,9 @@ int ctl_server_start(node *n, uv_loop_t *loop, const char *addr, struct ctl_serv
 	if (rc)
 		goto err;
 	srv->handles++;
+	uv_check_init(loop, &srv->flusher); /* cannot fail */
+	srv->flusher.data = srv;
+	srv->handles++;
 	srv->sweep.data = srv;
 	uv_timer_start(&srv->sweep, on_sweep,
 		       srv->idle_ms < 4000 ? srv->idle_ms / 4 + 1 : 1000,
@@ -460,8 +501,7 @@ err:
 	/* Close what was opened; the memory goes when the closes complete. */
 	srv->stopping = 1;
 	if (srv->handles) {
-		if (srv->handles == 2)
-			uv_close((uv_handle_t *)&srv->sweep, on_server_handle_closed);
+		/* Only the listener can have failed after being opened. */
 		uv_close(&srv->lis.handle, on_server_handle_closed);
 	} else {
 		server_maybe_free(srv);
@@ -478,6 +518,7 @@ void ctl_server_stop(struct ctl_server *srv)
 	srv->stopping = 1;
 	uv_timer_stop(&srv->sweep);
 	uv_close((uv_handle_t *)&srv->sweep, on_server_handle_closed);
+	uv_close((uv_handle_t *)&srv->flusher, on_server_handle_closed);
 	uv_close(&srv->lis.handle, on_server_handle_closed);
 	for (c = srv->conns; c; c = next) {
 		next = c->next;

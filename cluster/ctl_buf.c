@@ -100,7 +100,7 @@ void ctl_buf_consume(struct ctl_buf *b, size_t n)
 
 void ctl_buf_shrink(struct ctl_buf *b)
 {
-	if (b->off == b->len && b->cap > 64 * 1024) {
+	if (b->off == b->len && b->cap > 16 * 1024) {
 		free(b->data);
 		memset(b, 0, sizeof *b);
 	}

@@ -385,7 +385,7 @@ void ctl_sess_process(struct ctl_sess *s)
 
 int ctl_sess_rbuf(struct ctl_sess *s, char **p, size_t *n)
 {
-	size_t want = 64 * 1024;
+	size_t want = 16 * 1024;
 	int rc;
 
 	/* A RESP parser that knows the size of the request being received
