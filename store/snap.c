@@ -233,8 +233,9 @@ int snap_remove(const struct kvio *io, const char *dir, uint64_t lsn)
 }
 
 int snap_load(const struct kvio *io, const char *dir, uint64_t lsn, map *m,
-	      void **state, size_t *state_len)
+	      void **state, size_t *state_len, uint64_t *ntomb)
 {
+	uint64_t tombs = 0;
 	char *path = snap_path(dir, lsn, 0);
 	kvio_file *f = NULL;
 	unsigned char *buf = NULL, *p, *end;
@@ -329,12 +330,16 @@ int snap_load(const struct kvio *io, const char *dir, uint64_t lsn, map *m,
 			why = "keys out of order";
 			goto corrupt;
 		}
+		if (r->flags & KV_F_TOMBSTONE)
+			tombs++;
 		p += SNAP_REC_SIZE + klen + elen + vlen;
 	}
 	if (p != end) {
 		why = "trailing bytes";
 		goto corrupt;
 	}
+	if (ntomb)
+		*ntomb = tombs;
 	rc = 0;
 	goto out;
 corrupt:

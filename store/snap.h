@@ -64,11 +64,12 @@ int snap_write(const struct kvio *io, const char *dir, const struct snap_image *
 int snap_list(const struct kvio *io, const char *dir, uint64_t **lsns, size_t *n);
 
 /* Loads snapshot lsn into the empty map m; *state gets a malloc'd copy of the
- * application state (NULL when empty). -EUCLEAN when the file is corrupt
+ * application state (NULL when empty), *ntomb (may be NULL) the number of
+ * tombstone records. -EUCLEAN when the file is corrupt
  * (logged with the file name), other -errno on I/O errors. On failure m may
  * hold part of the records: the caller throws it away. */
 int snap_load(const struct kvio *io, const char *dir, uint64_t lsn, map *m,
-	      void **state, size_t *state_len);
+	      void **state, size_t *state_len, uint64_t *ntomb);
 
 /* Removes snapshot lsn. */
 int snap_remove(const struct kvio *io, const char *dir, uint64_t lsn);

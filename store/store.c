@@ -32,6 +32,7 @@
 #include "store/log.h"
 #include "store/map.h"
 #include "store/rec.h"
+#include "store/rtab.h"
 #include "store/snap.h"
 #include "store/wal.h"
 
@@ -670,6 +671,7 @@ int store_snapshot(store *st)
 struct replay_ctx {
 	store   *st;
 	uint64_t base; /* lsn of the loaded snapshot */
+	rtab    *tab;  /* the replayed state, applied to the map at the end */
 };
 
 static int replay_one(void *arg, uint8_t type, uint64_t lsn, const void *payload, size_t len)
@@ -688,7 +690,15 @@ static int replay_one(void *arg, uint8_t type, uint64_t lsn, const void *payload
 	st->log_since_snap += WAL_REC_HDR + len;
 	if (type != REC_BATCH)
 		return 0;
-	rc = apply_encoded(st, payload, len, lsn, 0);
+	{
+		struct kv_op *ops = NULL;
+		uint32_t n = 0;
+
+		rc = kv_batch_decode(payload, len, &ops, &n);
+		for (uint32_t i = 0; !rc && i < n; i++)
+			rc = rtab_apply(c->tab, st->map, &ops[i], lsn);
+		free(ops);
+	}
 	if (rc) {
 		LOG(LOG_ERROR, "store %s: cannot apply batch lsn %" PRIu64 ": %s", st->dir, lsn,
 		    strerror(-rc));
@@ -718,7 +728,7 @@ static int load_snapshot(store *st, uint64_t *base)
 			    "starts at lsn %" PRIu64, st->dir, lsns[i], first);
 			continue;
 		}
-		rc = snap_load(st->io, st->dir, lsns[i], st->map, &state, &slen);
+		rc = snap_load(st->io, st->dir, lsns[i], st->map, &state, &slen, &st->ntomb);
 		if (!rc) {
 			*base = lsns[i];
 			st->open_state = state;
@@ -800,7 +810,20 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	atomic_store(&st->applied_lsn, base);
 	rctx.st = st;
 	rctx.base = base;
-	rc = wal_recover(st->wal, base + 1, replay_one, &rctx);
+	rctx.tab = rtab_new();
+	if (!rctx.tab) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	/* Without a replay callback nobody needs the records a snapshot covers. */
+	rc = wal_recover(st->wal, base + 1, st->opt.replay ? 0 : base + 1, replay_one, &rctx);
+	if (!rc) {
+		int64_t dt;
+
+		rc = rtab_flush(rctx.tab, st->map, &dt);
+		st->ntomb += (uint64_t)dt;
+	}
+	rtab_free(rctx.tab);
 	if (rc)
 		goto err;
 	if (wal_next_lsn(st->wal) <= base) {

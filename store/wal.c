@@ -356,7 +356,8 @@ static int header_ok(const unsigned char *b, size_t size, uint64_t first_lsn)
 	       le_get32(b + 16) == 0 && le_get32(b + 20) == crc32c(0, b, 20);
 }
 
-int wal_recover(wal *w, uint64_t next_lsn_if_empty, wal_record_fn fn, void *arg)
+int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_record_fn fn,
+		void *arg)
 {
 	uint64_t expect = w->nsegs ? w->segs[0].first_lsn : next_lsn_if_empty;
 	unsigned char *buf = NULL;
@@ -376,6 +377,12 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, wal_record_fn fn, void *arg)
 			    " (a segment is missing)", path, w->segs[i].first_lsn, expect);
 			rc = -EUCLEAN;
 			goto err;
+		}
+		if (!last && w->segs[i + 1].first_lsn <= skip_below) {
+			expect = w->segs[i + 1].first_lsn;
+			free(path);
+			path = NULL;
+			continue;
 		}
 		rc = read_file(w->io, path, &buf, &size, &f);
 		if (rc) {

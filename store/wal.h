@@ -66,8 +66,10 @@ typedef int (*wal_record_fn)(void *arg, uint8_t type, uint64_t lsn,
 
 /* Reads and checks every segment, calls fn per record, truncates a torn tail
  * and opens the last segment for appending. With no segment at all, creates
- * the first one starting at next_lsn_if_empty. */
-int wal_recover(wal *w, uint64_t next_lsn_if_empty, wal_record_fn fn, void *arg);
+ * the first one starting at next_lsn_if_empty. Segments holding only records
+ * with lsn < skip_below are not read at all (a snapshot covers them). */
+int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_record_fn fn,
+		void *arg);
 
 /* Lsn the next append gets. */
 uint64_t wal_next_lsn(const wal *w);

@@ -69,7 +69,7 @@ static void written_snapshot_loads_the_same_records_and_state(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(lsns[0], 42);
 	free(lsns);
-	assert_int_equal(snap_load(memdisk_io(md), DIR, 42, m, &st, &slen), 0);
+	assert_int_equal(snap_load(memdisk_io(md), DIR, 42, m, &st, &slen, NULL), 0);
 	assert_int_equal(slen, 8);
 	assert_memory_equal(st, "raft:7:3", 8);
 	free(st);
@@ -119,7 +119,7 @@ static void a_flipped_bit_anywhere_is_detected(void **state)
 
 		buf[off] ^= 0x10;
 		assert_int_equal(memdisk_write(md, path, buf, len), 0);
-		if (snap_load(memdisk_io(md), DIR, 9, m, &st, &slen) != -EUCLEAN) {
+		if (snap_load(memdisk_io(md), DIR, 9, m, &st, &slen, NULL) != -EUCLEAN) {
 			fprintf(stderr, "flip at offset %zu of %zu not detected\n", off, len);
 			fail();
 		}
@@ -133,7 +133,7 @@ static void a_flipped_bit_anywhere_is_detected(void **state)
 		size_t slen;
 
 		assert_int_equal(memdisk_write(md, path, buf, len - 1), 0);
-		assert_int_equal(snap_load(memdisk_io(md), DIR, 9, m, &st, &slen), -EUCLEAN);
+		assert_int_equal(snap_load(memdisk_io(md), DIR, 9, m, &st, &slen, NULL), -EUCLEAN);
 		map_free(m);
 	}
 	free(buf);

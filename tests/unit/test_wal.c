@@ -53,7 +53,7 @@ static wal *open_wal(memdisk *md, size_t seg, struct seen *s, int expect_rc)
 
 	memset(s, 0, sizeof *s);
 	assert_int_equal(wal_open(memdisk_io(md), DIR, seg, &w), 0);
-	rc = wal_recover(w, 1, collect, s);
+	rc = wal_recover(w, 1, 0, collect, s);
 	assert_int_equal(rc, expect_rc);
 	if (rc) {
 		wal_close(w);
