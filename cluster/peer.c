@@ -841,8 +841,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	if (!c->peer || !c->peer->blocked)
+	if (!c->peer || !c->peer->blocked) {
 		c->last_recv_ms = uv_now(c->net->loop);
+		if (c->peer && c->state == C_READY)
+			c->peer->st.last_recv_ms = c->last_recv_ms;
+	}
 	if (buf->base != c->rbuf) {
 		c->pgot += (size_t)nread;
 		if (c->pgot == c->plen)

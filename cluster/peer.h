@@ -234,6 +234,8 @@ struct peer_stats {
 	                            losing its last connection */
 	uint64_t handshakes;     /* handshakes completed, both directions */
 	uint64_t errors;         /* connections closed for a protocol error or refusal */
+	uint64_t last_recv_ms;   /* uv_now() when bytes last arrived from it (pings
+	                            included, blocked traffic excluded); 0: never */
 	size_t   queued_bytes;
 	size_t   queued_frames;
 };

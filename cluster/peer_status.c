@@ -34,6 +34,7 @@ void peer_status_json(const peer_net *net, json_t *arr)
 			json_object_set_new(o, "errors", json_integer((json_int_t)st.errors));
 			json_object_set_new(o, "queued_frames", json_integer((json_int_t)st.queued_frames));
 			json_object_set_new(o, "queued_bytes", json_integer((json_int_t)st.queued_bytes));
+			json_object_set_new(o, "last_recv_ms", json_integer((json_int_t)st.last_recv_ms));
 		}
 		json_array_append_new(arr, o);
 	}

@@ -349,6 +349,7 @@ static void handshake_and_round_trip_in_both_directions(void **state)
 	assert_true(st.up);
 	assert_true(st.handshakes >= 1);
 	assert_int_equal(st.errors, 0);
+	assert_true(st.last_recv_ms > 0 && st.last_recv_ms <= uv_now(&f->loop));
 	fixture_free(f);
 }
 
