@@ -32,6 +32,7 @@ if not os.path.exists("/dev/fuse"):
 KVFS, CLI = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 TMP = tempfile.mkdtemp(prefix="kvfs-ctl.")
 NODES = []
+BAD_EXITS = []
 
 
 def mounted(path):
@@ -96,6 +97,11 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            if self.proc.returncode != 0:
+                # A clean shutdown exits 0 (under ASan, also without leaks).
+                BAD_EXITS.append(self.proc.returncode)
+                with open(self.log.name) as f:
+                    print("kvfs exit status %d; log tail:\n%s" % (self.proc.returncode, f.read()[-3000:]))
         if mounted(self.mnt):
             subprocess.call(["fusermount3", "-u", "-z", self.mnt])
         self.log.close()
@@ -427,6 +433,10 @@ def main():
             print("FAIL ", name, ":", repr(e))
         sys.stdout.flush()
     check(n.alive(), "node still up at the end")
+    n.stop()
+    if BAD_EXITS:
+        print("FAIL  clean shutdown: exit statuses", BAD_EXITS)
+        failed += 1
     return 1 if failed else 0
 
 
