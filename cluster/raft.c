@@ -155,11 +155,15 @@ static int persist_from(raft *r, uint64_t first)
 		r->pend_head = 0;
 		r->pend_cap = cap;
 	}
-	for (i = 0; i < r->pend_n; i++) {
-		uint64_t *l = &r->pend[(r->pend_head + i) % r->pend_cap];
+	/* The clamped lasts never decrease along the queue, so a plain append
+	 * after the newest write clamps nothing. */
+	if (r->pend_n && r->pend[(r->pend_head + r->pend_n - 1) % r->pend_cap] > first - 1) {
+		for (i = 0; i < r->pend_n; i++) {
+			uint64_t *l = &r->pend[(r->pend_head + i) % r->pend_cap];
 
-		if (*l > first - 1)
-			*l = first - 1;
+			if (*l > first - 1)
+				*l = first - 1;
+		}
 	}
 	if (r->durable > first - 1)
 		r->durable = first - 1;
@@ -352,7 +356,16 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 			return;
 		if (p->state == PROG_PROBE && m->index != p->next - 1)
 			return;
-		next = m->hint + 1 < m->index ? m->hint + 1 : m->index;
+		/* The follower's log may match up to its hint, where it holds
+		 * term m->log_term; our entries of later terms cannot match
+		 * there, so skip them too (etcd's findConflictByTerm): a long
+		 * divergent tail costs one round trip, not one per entry. */
+		next = m->hint < m->index ? m->hint : m->index - 1;
+		if (next > last_index(r))
+			next = last_index(r);
+		while (next > r->base_index && term_at(r, next) > m->log_term)
+			next--;
+		next++;
 		if (next < p->match + 1)
 			next = p->match + 1;
 		if (next < 1)
@@ -384,7 +397,8 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 static void reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint64_t hint)
 {
 	struct raft_msg m = { .type = RAFT_MSG_APPEND_RESP, .reject = (uint8_t)reject,
-			      .index = index, .hint = hint };
+			      .index = index, .hint = hint,
+			      .log_term = reject ? term_at(r, hint) : 0 };
 
 	raft__send(r, &m, to);
 }

@@ -82,7 +82,8 @@ enum raft_msg_type {
  *   index     APPEND: prevLogIndex; APPEND_RESP: matched index on success, the
  *             rejected prevLogIndex on reject; (PRE)VOTE: lastLogIndex;
  *             SNAPSHOT: lastIncludedIndex; READ, READ_RESP: the read's id
- *   log_term  APPEND: prevLogTerm; (PRE)VOTE: lastLogTerm; SNAPSHOT: lastIncludedTerm
+ *   log_term  APPEND: prevLogTerm; (PRE)VOTE: lastLogTerm; SNAPSHOT: lastIncludedTerm;
+ *             APPEND_RESP on reject: the follower's term at `hint`
  *   commit    APPEND, HEARTBEAT: leaderCommit; READ_RESP: the read index
  *   hint      APPEND_RESP on reject: the follower's guess of the last index
  *             that may match

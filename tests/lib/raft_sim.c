@@ -6,110 +6,7 @@
  * step takes the earliest of them, ties broken by insertion order and node id,
  * so a seed fully determines a run.
  */
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "tests/lib/raft_sim.h"
-
-enum ev_kind { EV_MSG = 1, EV_DISK = 2, EV_SNAP = 3 };
-
-struct event {
-	uint64_t time, seq;
-	int      kind;
-	uint32_t node;     /* EV_MSG: destination */
-	uint64_t epoch;    /* incarnation of `node` it belongs to (disk, snap) */
-	void    *frame;
-	size_t   len;
-};
-
-struct pwrite {                /* a pending (not yet durable) append */
-	uint64_t first;
-	struct raft_entry *ents;
-	size_t   n;
-	int      void_;            /* superseded by a snapshot install */
-};
-
-struct proposal {
-	uint32_t node;
-	uint64_t index, term;
-	int      state;            /* 0 pending, 1 acked, -1 lost */
-};
-
-struct readrec {
-	uint32_t node;
-	uint64_t min_index;        /* acked_max when the read started */
-	int      done, status;
-	uint64_t index;
-};
-
-struct snode {
-	rsim    *s;
-	uint32_t id;
-	raft    *r;
-	int      up;
-	uint64_t epoch;
-	/* The disk: durable state. */
-	uint64_t d_term;
-	uint32_t d_vote;
-	struct raft_entry *d_log;  /* d_log[k] has index d_base + 1 + k */
-	size_t   d_n, d_cap;
-	uint64_t d_base;
-	uint64_t d_snap_index, d_snap_term, d_snap_hash;
-	uint8_t  snapbuf[24];
-	/* Pending writes, FIFO. */
-	struct pwrite *pw;
-	size_t   pw_n, pw_cap;
-	uint64_t disk_busy_until;
-	unsigned disk_min_ms, disk_max_ms; /* 0 = the cluster's setting */
-	/* The state machine (volatile). */
-	uint64_t sm_index, sm_hash;
-	uint64_t snap_pending;
-	/* Checker state. */
-	uint64_t seen_term, seen_commit;
-	uint64_t lead_term, lead_last;
-};
-
-struct lm_ent { uint64_t term, hash, prev_term; };
-struct lm_slot { struct lm_ent *v; size_t n; };
-
-struct gslot {
-	uint64_t term, hash;       /* state machine: entry term and state after it */
-	int      set;
-	uint64_t commit_term;      /* lowest leader term that committed it (0 = none) */
-	uint64_t entry_term;
-};
-
-struct rsim {
-	struct rsim_opts o;
-	uint64_t rng;
-	uint64_t now, seq, events;
-	struct event *heap;
-	size_t   hn, hcap;
-	struct snode nodes[RAFT_MAX_NODES + 1];
-	uint8_t  link[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1];
-	uint32_t favored;
-	rsim_filter_fn filter;
-	void    *filter_arg;
-	int      trace;
-	char     err[512];
-	int      failed;
-	/* Checker tables, indexed by log index / term. */
-	struct gslot *g;
-	size_t   gcap;
-	struct lm_slot *lm;
-	size_t   lmcap;
-	uint32_t *leader_of;
-	size_t   locap;
-	struct proposal *props;
-	size_t   np, pcap;
-	struct readrec *reads;
-	size_t   nr, rcap;
-	uint64_t acked_max, acked_count, applied_max;
-	uint64_t delivered[RAFT_MSG_TYPE_MAX + 1];
-};
+#include "tests/lib/raft_sim_int.h"
 
 /* ---- Utilities ------------------------------------------------------------ */
 
@@ -130,7 +27,7 @@ static unsigned rnd_range(rsim *s, unsigned lo, unsigned hi)
 	return lo + (unsigned)(rnd(s) % (hi - lo + 1));
 }
 
-static void violation(rsim *s, const char *fmt, ...)
+void rsim__violation(rsim *s, const char *fmt, ...)
 {
 	va_list ap;
 	int k;
@@ -145,7 +42,7 @@ static void violation(rsim *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void *xgrow(void *p, size_t *cap, size_t need, size_t elem)
+void *rsim__xgrow(void *p, size_t *cap, size_t need, size_t elem)
 {
 	size_t c = *cap ? *cap : 16;
 	void *q;
@@ -176,7 +73,7 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static uint64_t entry_hash(const struct raft_entry *e)
+uint64_t rsim__entry_hash(const struct raft_entry *e)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 
@@ -184,9 +81,9 @@ static uint64_t entry_hash(const struct raft_entry *e)
 	return hash_bytes(h, e->data, e->len);
 }
 
-static struct gslot *gslot(rsim *s, uint64_t i)
+struct gslot *rsim__gslot(rsim *s, uint64_t i)
 {
-	s->g = xgrow(s->g, &s->gcap, (size_t)i + 1, sizeof(*s->g));
+	s->g = rsim__xgrow(s->g, &s->gcap, (size_t)i + 1, sizeof(*s->g));
 	return &s->g[i];
 }
 
@@ -226,7 +123,7 @@ static void heap_push(rsim *s, struct event e)
 	size_t i;
 
 	e.seq = s->seq++;
-	s->heap = xgrow(s->heap, &s->hcap, s->hn + 1, sizeof(*s->heap));
+	s->heap = rsim__xgrow(s->heap, &s->hcap, s->hn + 1, sizeof(*s->heap));
 	i = s->hn++;
 	while (i && ev_less(&e, &s->heap[(i - 1) / 2])) {
 		s->heap[i] = s->heap[(i - 1) / 2];
@@ -283,17 +180,17 @@ static void io_send(void *arg, const struct raft_msg *m)
 	int copies = 1, k;
 
 	if (m->to == 0 || m->to > s->o.n || m->to == nd->id) {
-		violation(s, "node %u sends to bad id %u", nd->id, m->to);
+		rsim__violation(s, "node %u sends to bad id %u", nd->id, m->to);
 		return;
 	}
 	/* Term and vote are durable before any message that depends on them. */
 	if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP &&
 	    m->term > nd->d_term)
-		violation(s, "node %u sends %s in term %" PRIu64 " with term %" PRIu64 " on disk",
+		rsim__violation(s, "node %u sends %s in term %" PRIu64 " with term %" PRIu64 " on disk",
 			  nd->id, raft_msg_type_name(m->type), m->term, nd->d_term);
 	if (m->type == RAFT_MSG_VOTE_RESP && !m->reject &&
 	    (nd->d_term != m->term || nd->d_vote != m->to))
-		violation(s, "node %u grants a vote to %u in term %" PRIu64 " not on disk",
+		rsim__violation(s, "node %u grants a vote to %u in term %" PRIu64 " not on disk",
 			  nd->id, m->to, m->term);
 	if (!s->link[nd->id][m->to] || rnd(s) % 100 < s->o.drop_pct)
 		return;
@@ -303,7 +200,7 @@ static void io_send(void *arg, const struct raft_msg *m)
 		copies = 2;
 	for (k = 0; k < copies; k++) {
 		if (raft_msg_encode(m, &e.frame, &e.len)) {
-			violation(s, "encode failed");
+			rsim__violation(s, "encode failed");
 			return;
 		}
 		e.node = m->to;
@@ -317,10 +214,10 @@ static int io_persist_vote(void *arg, uint64_t term, uint32_t vote)
 	struct snode *nd = arg;
 
 	if (term < nd->d_term)
-		violation(nd->s, "node %u: term goes back %" PRIu64 " -> %" PRIu64,
+		rsim__violation(nd->s, "node %u: term goes back %" PRIu64 " -> %" PRIu64,
 			  nd->id, nd->d_term, term);
 	if (term == nd->d_term && nd->d_vote && vote != nd->d_vote)
-		violation(nd->s, "node %u: votes twice in term %" PRIu64, nd->id, term);
+		rsim__violation(nd->s, "node %u: votes twice in term %" PRIu64, nd->id, term);
 	nd->d_term = term;
 	nd->d_vote = vote;
 	return 0;
@@ -328,32 +225,6 @@ static int io_persist_vote(void *arg, uint64_t term, uint32_t vote)
 
 /* Log matching: (index, term) must always name the same entry with the same
  * predecessor term. */
-static void check_log_matching(rsim *s, uint32_t id, uint64_t index,
-			       const struct raft_entry *e, uint64_t prev_term)
-{
-	struct lm_slot *sl;
-	uint64_t h = entry_hash(e);
-	size_t k;
-
-	if (e->term < prev_term)
-		violation(s, "node %u: entry %" PRIu64 " term %" PRIu64 " below predecessor's %" PRIu64,
-			  id, index, e->term, prev_term);
-	s->lm = xgrow(s->lm, &s->lmcap, (size_t)index + 1, sizeof(*s->lm));
-	sl = &s->lm[index];
-	for (k = 0; k < sl->n; k++) {
-		if (sl->v[k].term != e->term)
-			continue;
-		if (sl->v[k].hash != h || sl->v[k].prev_term != prev_term)
-			violation(s, "log matching: node %u entry (%" PRIu64 ", term %" PRIu64
-				  ") differs from another node's", id, index, e->term);
-		return;
-	}
-	sl->v = realloc(sl->v, (sl->n + 1) * sizeof(*sl->v));
-	if (!sl->v)
-		abort();
-	sl->v[sl->n++] = (struct lm_ent){ e->term, h, prev_term };
-}
-
 static void io_append(void *arg, uint64_t first, const struct raft_entry *e, size_t n)
 {
 	struct snode *nd = arg;
@@ -365,20 +236,20 @@ static void io_append(void *arg, uint64_t first, const struct raft_entry *e, siz
 	size_t i;
 
 	if (!n)
-		violation(s, "node %u: empty append", nd->id);
+		rsim__violation(s, "node %u: empty append", nd->id);
 	if (raft_role(nd->r) == RAFT_LEADER) {
 		/* Leader append-only (Figure 3). */
 		if (nd->lead_term == raft_term(nd->r) && first != nd->lead_last + 1)
-			violation(s, "leader %u of term %" PRIu64 " rewrites its log at %" PRIu64,
+			rsim__violation(s, "leader %u of term %" PRIu64 " rewrites its log at %" PRIu64,
 				  nd->id, nd->lead_term, first);
 		nd->lead_term = raft_term(nd->r);
 		nd->lead_last = first + n - 1;
 	}
 	for (i = 0; i < n; i++) {
-		check_log_matching(s, nd->id, first + i, &e[i], prev_term);
+		rsim__check_log_matching(s, nd->id, first + i, &e[i], prev_term);
 		prev_term = e[i].term;
 	}
-	nd->pw = xgrow(nd->pw, &nd->pw_cap, nd->pw_n + 1, sizeof(*nd->pw));
+	nd->pw = rsim__xgrow(nd->pw, &nd->pw_cap, nd->pw_n + 1, sizeof(*nd->pw));
 	w = &nd->pw[nd->pw_n++];
 	w->first = first;
 	w->n = n;
@@ -405,7 +276,7 @@ static uint64_t sm_step(uint64_t h, uint64_t index, const struct raft_entry *e)
 {
 	h ^= index * 0x9e3779b97f4a7c15ull;
 	h = hash_bytes(h, &e->term, sizeof(e->term));
-	return hash_bytes(h, &(uint64_t){ entry_hash(e) }, 8);
+	return hash_bytes(h, &(uint64_t){ rsim__entry_hash(e) }, 8);
 }
 
 static void io_apply(void *arg, uint64_t index, const struct raft_entry *e)
@@ -417,16 +288,16 @@ static void io_apply(void *arg, uint64_t index, const struct raft_entry *e)
 
 	/* State-machine safety: same entry, same resulting state, everywhere. */
 	if (index != nd->sm_index + 1)
-		violation(s, "node %u applies %" PRIu64 " after %" PRIu64, nd->id, index, nd->sm_index);
+		rsim__violation(s, "node %u applies %" PRIu64 " after %" PRIu64, nd->id, index, nd->sm_index);
 	nd->sm_hash = sm_step(nd->sm_hash, index, e);
 	nd->sm_index = index;
-	g = gslot(s, index);
+	g = rsim__gslot(s, index);
 	if (!g->set) {
 		g->set = 1;
 		g->term = e->term;
 		g->hash = nd->sm_hash;
 	} else if (g->term != e->term || g->hash != nd->sm_hash) {
-		violation(s, "state machine safety: node %u applies (%" PRIu64 ", term %" PRIu64
+		rsim__violation(s, "state machine safety: node %u applies (%" PRIu64 ", term %" PRIu64
 			  ") but another node applied term %" PRIu64, nd->id, index, e->term, g->term);
 	}
 	if (index > s->applied_max)
@@ -483,20 +354,20 @@ static int io_snapshot_install(void *arg, uint64_t index, uint64_t term,
 	size_t k;
 
 	if (len != 24) {
-		violation(s, "node %u: snapshot of %zu bytes", nd->id, len);
+		rsim__violation(s, "node %u: snapshot of %zu bytes", nd->id, len);
 		return -EINVAL;
 	}
 	memcpy(&di, data, 8);
 	memcpy(&dt, (const char *)data + 8, 8);
 	memcpy(&dh, (const char *)data + 16, 8);
 	if (di != index || dt != term)
-		violation(s, "node %u: snapshot header mismatch", nd->id);
-	g = gslot(s, index);
+		rsim__violation(s, "node %u: snapshot header mismatch", nd->id);
+	g = rsim__gslot(s, index);
 	if (!g->set || g->hash != dh || g->term != term)
-		violation(s, "node %u installs a snapshot at %" PRIu64 " that no node reached",
+		rsim__violation(s, "node %u installs a snapshot at %" PRIu64 " that no node reached",
 			  nd->id, index);
 	if (index <= nd->sm_index)
-		violation(s, "node %u: snapshot %" PRIu64 " does not advance applied %" PRIu64,
+		rsim__violation(s, "node %u: snapshot %" PRIu64 " does not advance applied %" PRIu64,
 			  nd->id, index, nd->sm_index);
 	nd->d_snap_index = index;
 	nd->d_snap_term = term;
@@ -518,12 +389,12 @@ static void io_read_done(void *arg, uint64_t id, int status, uint64_t index)
 	struct readrec *q;
 
 	if (id >= s->nr || s->reads[id].node != nd->id) {
-		violation(s, "node %u: read_done for unknown read %" PRIu64, nd->id, id);
+		rsim__violation(s, "node %u: read_done for unknown read %" PRIu64, nd->id, id);
 		return;
 	}
 	q = &s->reads[id];
 	if (q->done)
-		violation(s, "node %u: read %" PRIu64 " completed twice", nd->id, id);
+		rsim__violation(s, "node %u: read %" PRIu64 " completed twice", nd->id, id);
 	q->done = 1;
 	q->status = status;
 	q->index = index;
@@ -532,10 +403,10 @@ static void io_read_done(void *arg, uint64_t id, int status, uint64_t index)
 	/* Linearizable read: covers every write acknowledged before it began,
 	 * and the state machine is there. */
 	if (index < q->min_index)
-		violation(s, "stale read on node %u: read index %" PRIu64 " < acknowledged %" PRIu64,
+		rsim__violation(s, "stale read on node %u: read index %" PRIu64 " < acknowledged %" PRIu64,
 			  nd->id, index, q->min_index);
 	if (nd->sm_index < index)
-		violation(s, "node %u: read %" PRIu64 " ready before applying %" PRIu64,
+		rsim__violation(s, "node %u: read %" PRIu64 " ready before applying %" PRIu64,
 			  nd->id, id, index);
 }
 
@@ -578,7 +449,7 @@ static int node_boot(rsim *s, struct snode *nd)
 	if (nd->d_base < nd->d_snap_index)
 		skip = nd->d_snap_index - nd->d_base;
 	if (nd->d_base > nd->d_snap_index) {
-		violation(s, "node %u: gap between snapshot and log", nd->id);
+		rsim__violation(s, "node %u: gap between snapshot and log", nd->id);
 		return -1;
 	}
 	if (skip < nd->d_n) {
@@ -593,7 +464,7 @@ static int node_boot(rsim *s, struct snode *nd)
 	nd->lead_term = nd->lead_last = 0;
 	nd->disk_busy_until = s->now;
 	if (raft_new(&cfg, &io, &boot, &nd->r)) {
-		violation(s, "node %u: raft_new failed", nd->id);
+		rsim__violation(s, "node %u: raft_new failed", nd->id);
 		return -1;
 	}
 	nd->up = 1;
@@ -726,7 +597,7 @@ static void disk_complete(rsim *s, struct snode *nd)
 	struct pwrite w;
 
 	if (!nd->pw_n) {
-		violation(s, "node %u: disk completion without a write", nd->id);
+		rsim__violation(s, "node %u: disk completion without a write", nd->id);
 		return;
 	}
 	w = nd->pw[0];
@@ -737,12 +608,12 @@ static void disk_complete(rsim *s, struct snode *nd)
 		size_t keep = (size_t)(w.first - nd->d_base - 1);
 
 		if (keep > nd->d_n) {
-			violation(s, "node %u: write at %" PRIu64 " leaves a hole after %" PRIu64,
+			rsim__violation(s, "node %u: write at %" PRIu64 " leaves a hole after %" PRIu64,
 				  nd->id, w.first, nd->d_base + nd->d_n);
 		} else {
 			free_entries(nd->d_log + keep, nd->d_n - keep);
 			nd->d_n = keep;
-			nd->d_log = xgrow(nd->d_log, &nd->d_cap, nd->d_n + w.n, sizeof(*nd->d_log));
+			nd->d_log = rsim__xgrow(nd->d_log, &nd->d_cap, nd->d_n + w.n, sizeof(*nd->d_log));
 			memcpy(nd->d_log + nd->d_n, w.ents, w.n * sizeof(*w.ents));
 			nd->d_n += w.n;
 			w.n = 0; /* ownership moved */
@@ -761,7 +632,7 @@ static void take_snapshot(rsim *s, struct snode *nd)
 	if (idx <= nd->d_snap_index)
 		return;
 	if (idx != nd->sm_index || idx > raft_durable_index(nd->r)) {
-		violation(s, "node %u: applied %" PRIu64 " sm %" PRIu64 " durable %" PRIu64,
+		rsim__violation(s, "node %u: applied %" PRIu64 " sm %" PRIu64 " durable %" PRIu64,
 			  nd->id, idx, nd->sm_index, raft_durable_index(nd->r));
 		return;
 	}
@@ -780,7 +651,7 @@ static void take_snapshot(rsim *s, struct snode *nd)
 		nd->d_base += drop;
 	}
 	if (raft_snapshot_taken(nd->r, idx))
-		violation(s, "node %u: raft_snapshot_taken(%" PRIu64 ") failed", nd->id, idx);
+		rsim__violation(s, "node %u: raft_snapshot_taken(%" PRIu64 ") failed", nd->id, idx);
 }
 
 int rsim_snapshot(rsim *s, uint32_t id)
@@ -791,81 +662,6 @@ int rsim_snapshot(rsim *s, uint32_t id)
 		return -ENOENT;
 	take_snapshot(s, nd);
 	return s->failed ? -1 : 0;
-}
-
-static void check_step(rsim *s)
-{
-	uint32_t i;
-
-	for (i = 1; i <= s->o.n; i++) {
-		struct snode *nd = &s->nodes[i];
-		uint64_t t, c, k;
-
-		if (!nd->up)
-			continue;
-		if (raft_failed(nd->r)) {
-			violation(s, "node %u failed: %d", i, raft_failed(nd->r));
-			return;
-		}
-		if (raft_applied(nd->r) > raft_commit(nd->r) ||
-		    raft_applied(nd->r) > raft_durable_index(nd->r) ||
-		    raft_applied(nd->r) != nd->sm_index) {
-			violation(s, "node %u: applied %" PRIu64 " commit %" PRIu64 " durable %" PRIu64,
-				  i, raft_applied(nd->r), raft_commit(nd->r), raft_durable_index(nd->r));
-			return;
-		}
-		if (raft_role(nd->r) != RAFT_LEADER)
-			continue;
-		t = raft_term(nd->r);
-		c = raft_commit(nd->r);
-		/* Election safety: at most one leader per term. */
-		s->leader_of = xgrow(s->leader_of, &s->locap, (size_t)t + 1, sizeof(*s->leader_of));
-		if (s->leader_of[t] && s->leader_of[t] != i) {
-			violation(s, "election safety: nodes %u and %u both lead term %" PRIu64,
-				  s->leader_of[t], i, t);
-			return;
-		}
-		s->leader_of[t] = i;
-		if (nd->seen_term != t) {
-			/* Leader completeness: a new leader holds every entry
-			 * committed in an earlier term. */
-			for (k = raft_first_index(nd->r); k < s->gcap; k++) {
-				struct gslot *g = &s->g[k];
-
-				if (!g->commit_term || g->commit_term >= t)
-					continue;
-				if (raft_term_at(nd->r, k) != g->entry_term) {
-					violation(s, "leader completeness: leader %u of term %" PRIu64
-						  " lacks entry %" PRIu64 " (term %" PRIu64
-						  ") committed in term %" PRIu64, i, t, k,
-						  g->entry_term, g->commit_term);
-					return;
-				}
-			}
-			nd->seen_term = t;
-			nd->seen_commit = c;
-			continue;
-		}
-		/* Entries newly committed by this leader are committed in term t. */
-		for (k = nd->seen_commit + 1; k <= c; k++) {
-			struct gslot *g = gslot(s, k);
-			uint64_t et = raft_term_at(nd->r, k);
-
-			if (!et)
-				continue;
-			if (g->commit_term && g->entry_term != et) {
-				violation(s, "two entries committed at index %" PRIu64
-					  " (terms %" PRIu64 " and %" PRIu64 ")", k, g->entry_term, et);
-				return;
-			}
-			if (!g->commit_term || g->commit_term > t) {
-				g->commit_term = t;
-				g->entry_term = et;
-			}
-		}
-		if (c > nd->seen_commit)
-			nd->seen_commit = c;
-	}
 }
 
 static void trace_msg(rsim *s, const struct raft_msg *m)
@@ -908,12 +704,12 @@ int rsim_step(rsim *s)
 				tick, raft_role_name(before), raft_role_name(raft_role(nd->r)),
 				raft_term(nd->r));
 		if (raft_deadline(nd->r) <= s->now && !raft_failed(nd->r))
-			violation(s, "node %u: timer does not advance", tick);
-		check_step(s);
+			rsim__violation(s, "node %u: timer does not advance", tick);
+		rsim__check_step(s);
 		return s->failed ? -1 : 0;
 	}
 	if (!s->hn) {
-		violation(s, "nothing to do");
+		rsim__violation(s, "nothing to do");
 		return -1;
 	}
 	e = heap_pop(s);
@@ -926,7 +722,7 @@ int rsim_step(rsim *s)
 		int rc;
 
 		if (raft_msg_decode(e.frame, e.len, &m)) {
-			violation(s, "decode failed");
+			rsim__violation(s, "decode failed");
 			break;
 		}
 		/* Partitions also cut messages already in flight. */
@@ -936,7 +732,7 @@ int rsim_step(rsim *s)
 			s->delivered[m.type]++;
 			rc = raft_recv(nd->r, &m);
 			if (rc)
-				violation(s, "node %u: raft_recv(%s) = %d", e.node,
+				rsim__violation(s, "node %u: raft_recv(%s) = %d", e.node,
 					  raft_msg_type_name(m.type), rc);
 		}
 		raft_msg_release(&m);
@@ -952,7 +748,7 @@ int rsim_step(rsim *s)
 		break;
 	}
 	free(e.frame);
-	check_step(s);
+	rsim__check_step(s);
 	return s->failed ? -1 : 0;
 }
 
@@ -977,73 +773,6 @@ int rsim_run_for(rsim *s, uint64_t ms)
 			return -1;
 	}
 	return s->failed ? -1 : 0;
-}
-
-int rsim_run_until(rsim *s, int (*pred)(rsim *s, void *arg), void *arg, uint64_t ms)
-{
-	uint64_t end = s->now + ms;
-
-	while (!pred(s, arg)) {
-		if (s->now >= end)
-			return 0;
-		if (rsim_step(s))
-			return -1;
-	}
-	return 1;
-}
-
-uint32_t rsim_leader(rsim *s)
-{
-	uint32_t i, best = 0;
-	uint64_t bt = 0;
-
-	for (i = 1; i <= s->o.n; i++) {
-		struct snode *nd = &s->nodes[i];
-
-		if (nd->up && raft_role(nd->r) == RAFT_LEADER && raft_term(nd->r) >= bt) {
-			bt = raft_term(nd->r);
-			best = i;
-		}
-	}
-	return best;
-}
-
-static int pred_leader(rsim *s, void *arg)
-{
-	uint32_t l = rsim_leader(s), i;
-	unsigned agree = 0;
-
-	(void)arg;
-	if (!l)
-		return 0;
-	for (i = 1; i <= s->o.n; i++)
-		if (s->nodes[i].up && raft_leader(s->nodes[i].r) == l &&
-		    raft_term(s->nodes[i].r) == raft_term(s->nodes[l].r))
-			agree++;
-	return agree >= s->o.n / 2 + 1;
-}
-
-int rsim_run_until_leader(rsim *s, uint64_t ms)
-{
-	int rc = rsim_run_until(s, pred_leader, NULL, ms);
-
-	return rc < 0 ? -1 : rc ? (int)rsim_leader(s) : 0;
-}
-
-static int pred_applied(rsim *s, void *arg)
-{
-	uint64_t idx = *(uint64_t *)arg;
-	uint32_t i;
-
-	for (i = 1; i <= s->o.n; i++)
-		if (s->nodes[i].up && raft_applied(s->nodes[i].r) < idx)
-			return 0;
-	return 1;
-}
-
-int rsim_run_until_applied(rsim *s, uint64_t index, uint64_t ms)
-{
-	return rsim_run_until(s, pred_applied, &index, ms);
 }
 
 /* ---- Faults ------------------------------------------------------------------------ */
@@ -1116,7 +845,7 @@ int rsim_propose(rsim *s, uint32_t id, uint64_t *pid)
 	if (!nd->up)
 		return -ENOENT;
 	len = snprintf(buf, sizeof(buf), "put n%u #%zu", id, s->np);
-	s->props = xgrow(s->props, &s->pcap, s->np + 1, sizeof(*s->props));
+	s->props = rsim__xgrow(s->props, &s->pcap, s->np + 1, sizeof(*s->props));
 	p = &s->props[s->np];
 	rc = raft_propose(nd->r, buf, (size_t)len, &p->index, &p->term);
 	if (rc)
@@ -1126,7 +855,7 @@ int rsim_propose(rsim *s, uint32_t id, uint64_t *pid)
 	if (pid)
 		*pid = s->np;
 	s->np++;
-	check_step(s);
+	rsim__check_step(s);
 	return s->failed ? -1 : 0;
 }
 
@@ -1151,7 +880,7 @@ int rsim_read(rsim *s, uint32_t id, uint64_t *rid)
 
 	if (!nd->up)
 		return -ENOENT;
-	s->reads = xgrow(s->reads, &s->rcap, s->nr + 1, sizeof(*s->reads));
+	s->reads = rsim__xgrow(s->reads, &s->rcap, s->nr + 1, sizeof(*s->reads));
 	q = &s->reads[s->nr++];
 	memset(q, 0, sizeof(*q));
 	q->node = id;
@@ -1198,101 +927,3 @@ raft *rsim_raft(rsim *s, uint32_t id)
 	return s->nodes[id].r;
 }
 
-void rsim_dump(rsim *s, FILE *f)
-{
-	uint32_t i;
-
-	fprintf(f, "t=%" PRIu64 "ms acked_max=%" PRIu64 " applied_max=%" PRIu64 "\n", s->now,
-		s->acked_max, s->applied_max);
-	for (i = 1; i <= s->o.n; i++) {
-		struct snode *nd = &s->nodes[i];
-		raft *r = nd->r;
-
-		if (!nd->up) {
-			fprintf(f, "  node %u: down\n", i);
-			continue;
-		}
-		fprintf(f, "  node %u: %s term %" PRIu64 " vote %u leader %u first %" PRIu64
-			" last %" PRIu64 " (term %" PRIu64 ") durable %" PRIu64 " commit %" PRIu64
-			" applied %" PRIu64 " snap %" PRIu64 " pending writes %zu\n", i,
-			raft_role_name(raft_role(r)), raft_term(r), raft_vote(r), raft_leader(r),
-			raft_first_index(r), raft_last_index(r),
-			raft_term_at(r, raft_last_index(r)), raft_durable_index(r), raft_commit(r),
-			raft_applied(r), raft_snapshot_index(r), nd->pw_n);
-		if (raft_role(r) == RAFT_LEADER) {
-			uint32_t k;
-
-			for (k = 1; k <= s->o.n; k++)
-				fprintf(f, "    match[%u] = %" PRIu64 "\n", k, raft_match_index(r, k));
-		}
-	}
-}
-
-/* ---- Liveness ------------------------------------------------------------------------ */
-
-/* The proposal is decided, or its leader lost the term it was made in (it
- * may still commit later; the client would time out and retry). */
-static int pred_decided(rsim *s, void *arg)
-{
-	struct proposal *p = &s->props[*(uint64_t *)arg];
-	struct snode *nd = &s->nodes[p->node];
-
-	return p->state != 0 || !nd->up || raft_role(nd->r) != RAFT_LEADER ||
-	       raft_term(nd->r) != p->term;
-}
-
-int rsim_check_liveness(rsim *s, uint64_t ms)
-{
-	uint64_t start = s->now, end = s->now + ms, pid, idx = 0, target;
-	uint32_t i, l;
-	int rc;
-
-	if (s->failed)
-		return -1;
-	rsim_set_filter(s, NULL, NULL);
-	rsim_favor(s, 0);
-	rsim_heal(s);
-	rsim_set_net(s, 0, 0);
-	for (i = 1; i <= s->o.n; i++)
-		if (rsim_restart(s, i))
-			return -1;
-	/* A leader must get a new proposal acknowledged (a proposal can still
-	 * be lost to a leadership change right after healing: try again). */
-	for (;;) {
-		if (s->now >= end) {
-			violation(s, "liveness: no proposal acknowledged %" PRIu64
-				  "ms after healing", ms);
-			return -1;
-		}
-		l = (uint32_t)rsim_run_until_leader(s, end - s->now);
-		if ((int)l < 0)
-			return -1;
-		if (!l)
-			continue;
-		rc = rsim_propose(s, l, &pid);
-		if (s->trace)
-			fprintf(stderr, "[%" PRIu64 "] liveness: propose on %u: %d\n", s->now, l, rc);
-		if (rc == -1 && s->failed)
-			return -1;
-		if (rc) {
-			if (rsim_run_for(s, 1))
-				return -1;
-			continue;
-		}
-		rc = rsim_run_until(s, pred_decided, &pid, end > s->now ? end - s->now : 0);
-		if (rc < 0)
-			return -1;
-		if (rsim_proposal(s, pid, &idx) == 1)
-			break;
-	}
-	target = idx > s->acked_max ? idx : s->acked_max;
-	rc = rsim_run_until_applied(s, target, end > s->now ? end - s->now : 0);
-	if (rc < 0)
-		return -1;
-	if (!rc) {
-		violation(s, "liveness: index %" PRIu64 " not applied on every node %" PRIu64
-			  "ms after healing", target, s->now - start);
-		return -1;
-	}
-	return 0;
-}

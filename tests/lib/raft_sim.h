@@ -118,6 +118,8 @@ uint64_t rsim_applied_global(const rsim *s); /* highest index applied anywhere *
  * requires that within `ms` a leader commits a new proposal and every node
  * applies it and every acknowledged proposal. 0 ok, -1 (see rsim_error). */
 int  rsim_check_liveness(rsim *s, uint64_t ms);
+/* Simulated time the last successful rsim_check_liveness() took. */
+uint64_t rsim_heal_ms(const rsim *s);
 
 /* Prints every node's state. */
 void rsim_dump(rsim *s, FILE *f);
