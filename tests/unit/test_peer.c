@@ -1102,6 +1102,117 @@ static void nets_on_separate_threads_stream_frames(void **state)
 	fixture_free(f);
 }
 
+/* Ping-pong between two threads: the transport adds no loop-iteration delay
+ * to a reply sent from on_message (it is flushed in the same iteration). */
+#define NPINGS 2000
+
+struct pnode {
+	uv_loop_t   loop;
+	peer_net   *net;
+	const char *listen, *peer;
+	int         pinger;
+	unsigned    other;
+	unsigned    n;
+	uint64_t    sent_at;
+	uint64_t    rtt[NPINGS];
+	int         ok;
+};
+
+static void p_on_message(void *arg, unsigned from, uint16_t type, const void *buf, size_t len)
+{
+	struct pnode *t = arg;
+	uint64_t seq = get_seq(buf, len);
+
+	(void)type;
+	if (!t->pinger) {
+		if (peer_send(t->net, from, 1, buf, len))
+			t->ok = 0;
+		return;
+	}
+	if (seq != t->n)
+		t->ok = 0;
+	t->rtt[t->n++] = uv_hrtime() - t->sent_at;
+	if (t->n == NPINGS) {
+		peer_net_close(t->net, NULL, NULL);
+		return;
+	}
+	seq = t->n;
+	t->sent_at = uv_hrtime();
+	if (peer_send(t->net, from, 1, &seq, 8))
+		t->ok = 0;
+}
+
+static void p_on_state(void *arg, unsigned id, int up)
+{
+	struct pnode *t = arg;
+	uint64_t seq = 0;
+
+	if (!t->pinger) {
+		if (!up && t->n == 0)
+			peer_net_close(t->net, NULL, NULL);
+		return;
+	}
+	if (!up || t->sent_at)
+		return;
+	t->sent_at = uv_hrtime();
+	if (peer_send(t->net, id, 1, &seq, 8))
+		t->ok = 0;
+}
+
+static void *p_main(void *arg)
+{
+	struct pnode *t = arg;
+
+	uv_loop_init(&t->loop);
+	if (peer_net_new(&t->loop, t->listen, &t->peer, 1, p_on_message, p_on_state, t,
+			 &t->net) == 0 && peer_net_start(t->net) == 0)
+		uv_run(&t->loop, UV_RUN_DEFAULT);
+	else
+		t->ok = 0;
+	uv_loop_close(&t->loop);
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void ping_pong_round_trips_add_no_loop_delay(void **state)
+{
+	struct fixture *f = fixture_new(2);
+	struct pnode *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+	pthread_t ta, tb;
+
+	(void)state;
+	assert_true(a && b);
+	a->listen = f->addr[0];
+	a->peer = f->addr[1];
+	a->pinger = 1;
+	a->ok = 1;
+	b->listen = f->addr[1];
+	b->peer = f->addr[0];
+	b->ok = 1;
+	assert_int_equal(pthread_create(&tb, NULL, p_main, b), 0);
+	assert_int_equal(pthread_create(&ta, NULL, p_main, a), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_true(a->ok);
+	assert_true(b->ok);
+	assert_int_equal(a->n, NPINGS);
+	qsort(a->rtt, NPINGS, sizeof a->rtt[0], cmp_u64);
+	print_message("  round trip over loopback: p50 %.1f us, p99 %.1f us, max %.1f us\n",
+		      a->rtt[NPINGS / 2] / 1e3, a->rtt[NPINGS * 99 / 100] / 1e3,
+		      a->rtt[NPINGS - 1] / 1e3);
+	/* A loop-iteration delay would show up as the tick (100 ms). */
+	assert_true(a->rtt[NPINGS / 2] < 50 * 1000 * 1000ull);
+	free(a);
+	free(b);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1124,6 +1235,7 @@ int main(void)
 		cmocka_unit_test(closing_a_net_that_never_started_is_clean),
 		cmocka_unit_test(a_busy_port_fails_start_cleanly),
 		cmocka_unit_test(nets_on_separate_threads_stream_frames),
+		cmocka_unit_test(ping_pong_round_trips_add_no_loop_delay),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
