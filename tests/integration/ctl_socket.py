@@ -49,7 +49,7 @@ def free_port():
 
 
 class Node:
-    def __init__(self, name, control=None, env=None):
+    def __init__(self, name, control=None, env=None, args=(), wait=True):
         self.mnt = os.path.join(TMP, name + "-mnt")
         self.data = os.path.join(TMP, name + "-data")
         self.sock = os.path.join(TMP, name + ".sock")
@@ -59,9 +59,14 @@ class Node:
         e.update(env or {})
         self.log = open(os.path.join(TMP, name + ".log"), "w")
         self.proc = subprocess.Popen([KVFS, self.mnt, "--data", self.data, "--control",
-                                      self.control, "-f"], stdout=self.log, stderr=self.log, env=e)
+                                      self.control, "-f"] + list(args),
+                                     stdout=self.log, stderr=self.log, env=e)
         NODES.append(self)
-        for _ in range(200):
+        if wait:
+            self.wait_up()
+
+    def wait_up(self):
+        for _ in range(400):
             if mounted(self.mnt) and self.try_connect():
                 return
             if self.proc.poll() is not None:
@@ -416,13 +421,54 @@ def test_tcp():
     n.stop()
 
 
+def test_raft():
+    """Three Raft nodes: a SET sent to a follower's socket is forwarded to the
+    leader, and a GET on the other follower sees it (reads wait for a
+    ReadIndex barrier)."""
+    ports = [free_port() for _ in range(3)]
+    addrs = ["127.0.0.1:%d" % p for p in ports]
+    nodes = [Node("raft%d" % i, args=["--listen", addrs[i], "--peers",
+                                      ",".join(a for a in addrs if a != addrs[i])], wait=False)
+             for i in range(3)]
+    for nd in nodes:
+        nd.wait_up()
+    leader = None
+    deadline = time.time() + 20
+    while leader is None and time.time() < deadline:
+        for i, nd in enumerate(nodes):
+            try:
+                if Json(nd).call(op="status").get("role") == "leader":
+                    leader = i
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    check(leader is not None, "a leader was elected")
+    f1, f2 = [i for i in range(3) if i != leader]
+    st = Json(nodes[f1]).call(op="status")
+    check(st["role"] == "follower" and "term" in st and "leader" in st, "follower status %r" % st)
+    c1, c2 = Resp(nodes[f1]), Resp(nodes[f2])
+    for i in range(20):
+        check(c1.call("SET", "raft/%d" % i, "v%d" % i) == "OK", "SET on a follower is forwarded")
+        check(c2.call("GET", "raft/%d" % i) == b"v%d" % i, "GET on another follower sees it")
+    check(c1.call("MSET", "raft/a", "1", "raft/b", "2") == "OK", "MSET forwarded")
+    check(c2.call("MGET", "raft/a", "raft/b") == [b"1", b"2"], "MGET on another follower")
+    j = Json(nodes[leader])
+    check(j.call(op="get", key="raft/19")["value"] == "v19", "JSON get on the leader")
+    c1.close()
+    c2.close()
+    j.close()
+    for nd in nodes:
+        nd.stop()
+
+
 def main():
     n = Node("main")
     tests = [lambda: test_json_round_trips(n), lambda: test_json_pipelining(n),
              lambda: test_resp_round_trips(n), lambda: test_redis_cli_and_mount(n),
-             lambda: test_kvfs_cli(n), lambda: test_malformed_input(n), test_limits, test_tcp]
+             lambda: test_kvfs_cli(n), lambda: test_malformed_input(n), test_limits, test_tcp,
+             test_raft]
     names = ["json_round_trips", "json_pipelining", "resp_round_trips", "redis_cli_and_mount",
-             "kvfs_cli", "malformed_input", "limits", "tcp"]
+             "kvfs_cli", "malformed_input", "limits", "tcp", "raft"]
     failed = 0
     for name, t in zip(names, tests):
         try:
