@@ -636,6 +636,29 @@ static int c_client(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	return CTL_STEP_DONE;
 }
 
+/* HELLO [2 ...]: clients that probe for RESP3 fall back to RESP2 on NOPROTO. */
+static int c_hello(struct ctl_sess *s, struct resp_arg *av, size_t ac)
+{
+	static const char *const kv[] = { "server", "redis", "version", "7.0.0", "proto", NULL,
+					  "mode", "standalone", "role", "master" };
+	size_t i;
+
+	if (ac > 1 && !arg_is(&av[1], "2")) {
+		resp_error(&s->out, "NOPROTO sorry, this protocol version is not supported");
+		return CTL_STEP_DONE;
+	}
+	resp_array(&s->out, 12);
+	for (i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+		if (kv[i])
+			resp_bulk(&s->out, kv[i], strlen(kv[i]));
+		else
+			resp_int(&s->out, 2);
+	}
+	resp_bulk(&s->out, "modules", 7);
+	resp_array(&s->out, 0);
+	return CTL_STEP_DONE;
+}
+
 static int c_command(struct ctl_sess *s, struct resp_arg *av, size_t ac);
 
 struct cmd {
@@ -668,6 +691,7 @@ static const struct cmd cmds[] = {
 	{ "config",  -2, "admin",         0, 0, 0, c_config },
 	{ "client",  -2, "admin",         0, 0, 0, c_client },
 	{ "command", -1, "",              0, 0, 0, c_command },
+	{ "hello",   -1, "fast",          0, 0, 0, c_hello },
 	{ "quit",    -1, "fast",          0, 0, 0, c_quit },
 };
 #define NCMDS (sizeof cmds / sizeof cmds[0])

@@ -509,6 +509,12 @@ static void resp_every_command_round_trips(void **state)
 	assert_non_null(strstr(got, "redis_version:"));
 	assert_non_null(strstr(got, "db0:keys=2"));
 	free(got);
+	feed(x, "HELLO 3\r\nHELLO 2\r\n");
+	got = take(x);
+	assert_memory_equal(got, "-NOPROTO", 8);
+	assert_non_null(strstr(got, "*12\r\n$6\r\nserver\r\n$5\r\nredis\r\n"));
+	assert_non_null(strstr(got, "$5\r\nproto\r\n:2\r\n"));
+	free(got);
 	feed(x, "QUIT\r\nPING\r\n");
 	expect(x, "+OK\r\n");
 	assert_true(x->s.close_after_flush);
