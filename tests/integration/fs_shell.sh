@@ -135,6 +135,7 @@ expect_fail "File name too long" touch "$long"
 ok=$(printf 'n%.0s' $(seq 1 255))
 touch "$ok" && [ -e "$ok" ] || fail "a 255-byte name"
 rm "$ok"
+expect_fail "File too large" truncate -s 200M big
 
 step ".search is reserved"
 expect_fail "" mkdir .search
