@@ -161,7 +161,7 @@ static int entry_cmp(const void *a, const void *b)
 int rtab_flush(rtab *t, map *m, int64_t *tomb_delta)
 {
 	size_t k = 0;
-	int rc = 0;
+	int rc = 0, empty = map_count(m) == 0;
 
 	*tomb_delta = 0;
 	/* Compact the occupied slots to the front, then sort them by key. */
@@ -174,8 +174,15 @@ int rtab_flush(rtab *t, map *m, int64_t *tomb_delta)
 		struct rentry *e = &t->v[i];
 		kv_rec *old = NULL;
 
-		if (rc) {
+		if (rc || (empty && e->del)) {
 			kv_rec_unref(e->rec);
+		} else if (empty) {
+			/* No snapshot below: a plain sorted bulk load. */
+			rc = map_append(m, e->rec);
+			if (rc)
+				kv_rec_unref(e->rec);
+			else if (e->rec->flags & KV_F_TOMBSTONE)
+				(*tomb_delta)++;
 		} else if (e->del) {
 			old = map_del(m, rec_key(e->rec), e->rec->klen);
 			kv_rec_unref(e->rec);
@@ -192,7 +199,8 @@ int rtab_flush(rtab *t, map *m, int64_t *tomb_delta)
 		e->rec = NULL;
 	}
 	/* Slots k.. still hold stale copies of moved entries: clear them. */
-	memset(t->v, 0, t->cap * sizeof *t->v);
+	if (t->cap)
+		memset(t->v, 0, t->cap * sizeof *t->v);
 	t->n = 0;
 	return rc;
 }

@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* WAL record types of the store itself. */
 #define REC_BATCH          1 /* an encoded kv_batch, applied */
@@ -59,11 +60,16 @@ struct pending {
 	struct waiter  *w;     /* set for store_write() */
 };
 
-/* A thread blocked in store_write(). */
+/* A thread blocked in store_write(). It sleeps on its own condition
+ * variable, so a finished sync wakes only the writers it completed plus the
+ * one that leads the next sync — not all of them. done, queued and next are
+ * guarded by mu; status is written by complete() while the waiter sleeps. */
 struct waiter {
-	atomic_int done;
-	int        status;
-	int        queued;    /* its entry is still in the pending queue (mu) */
+	int            done;
+	int            status;
+	int            queued;  /* its entry is still in the pending queue */
+	pthread_cond_t cv;
+	struct waiter *next;    /* in a leader's list of writers to wake */
 };
 
 struct store {
@@ -74,7 +80,6 @@ struct store {
 
 	pthread_mutex_t    mu;
 	pthread_cond_t     commit_cv;  /* wakes the committer thread */
-	pthread_cond_t     done_cv;    /* wakes threads in store_write() */
 	pthread_cond_t     bg_cv;      /* wakes the snapshot thread */
 	struct pending    *head, *tail;
 	unsigned           async_pending; /* queued entries not from store_write */
@@ -190,8 +195,9 @@ static int apply_encoded(store *st, const void *payload, size_t len, uint64_t ls
 }
 
 /* Completes a detached group (apply_mu held, mu not held). status != 0 fails
- * them all. */
-static void complete(store *st, struct pending *list, int status)
+ * them all. Returns an apply error, which the caller must make sticky (under
+ * mu, which cannot be taken here: lock order). */
+static int complete(store *st, struct pending *list, int status)
 {
 	struct pending *p, *next;
 	int arc = 0;
@@ -202,13 +208,9 @@ static void complete(store *st, struct pending *list, int status)
 			if (p->type == REC_BATCH && !arc) {
 				arc = apply_encoded(st, (char *)p->rec + WAL_REC_HDR,
 						    p->len - WAL_REC_HDR, p->lsn, 1);
-				if (arc) {
-					/* Durable but not applied: the map no
-					 * longer matches the log. Stop writing. */
-					pthread_mutex_lock(&st->mu);
-					set_failed(st, arc, "apply");
-					pthread_mutex_unlock(&st->mu);
-				}
+				/* On failure the batch is durable but not
+				 * applied: the map no longer matches the log and
+				 * the store must stop writing (caller). */
 			}
 			if (!arc)
 				atomic_store(&st->applied_lsn, p->lsn);
@@ -226,6 +228,7 @@ static void complete(store *st, struct pending *list, int status)
 		free(p->rec);
 		free(p);
 	}
+	return arc;
 }
 
 /* One round of group commit by the calling thread. mu held on entry and on
@@ -233,6 +236,7 @@ static void complete(store *st, struct pending *list, int status)
 static void leader_round(store *st)
 {
 	struct pending *list = NULL, **tailp = &list, *p;
+	struct waiter *wake = NULL, *w;
 	uint64_t target = st->last_lsn;
 	int rc = st->failed;
 
@@ -255,10 +259,13 @@ static void leader_round(store *st)
 	 * successful sync can never be acknowledged any more. */
 	while ((p = st->head) && (rc || p->lsn <= target)) {
 		st->head = p->next;
-		if (p->w)
+		if (p->w) {
 			p->w->queued = 0;
-		else
+			p->w->next = wake;
+			wake = p->w;
+		} else {
 			st->async_pending--;
+		}
 		*tailp = p;
 		tailp = &p->next;
 		*tailp = NULL;
@@ -268,10 +275,25 @@ static void leader_round(store *st)
 	st->syncing = 0;
 	pthread_mutex_lock(&st->apply_mu);
 	pthread_mutex_unlock(&st->mu);
-	complete(st, list, rc);
+	rc = complete(st, list, rc);
 	pthread_mutex_unlock(&st->apply_mu);
 	pthread_mutex_lock(&st->mu);
-	pthread_cond_broadcast(&st->done_cv);
+	if (rc)
+		set_failed(st, rc, "apply");
+	/* Under mu: a waiter returns (and its struct vanishes) only after it
+	 * has seen done under mu, so w is valid until we unlock. */
+	while ((w = wake)) {
+		wake = w->next;
+		w->done = 1;
+		pthread_cond_signal(&w->cv);
+	}
+	/* Hand the next sync to someone who waits for it. */
+	if (st->head && !st->syncing) {
+		if (st->head->w)
+			pthread_cond_signal(&st->head->w->cv);
+		else
+			pthread_cond_signal(&st->commit_cv);
+	}
 	if (st->async_pending || (st->stop && st->head))
 		pthread_cond_signal(&st->commit_cv);
 }
@@ -350,11 +372,11 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn 
 		return 0;
 	}
 	w->queued = 1;
-	while (!atomic_load(&w->done)) {
+	while (!w->done) {
 		if (w->queued && !st->syncing)
 			leader_round(st);
 		else
-			pthread_cond_wait(&st->done_cv, &st->mu);
+			pthread_cond_wait(&w->cv, &st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
 	return 0;
@@ -404,13 +426,13 @@ int store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
 	return submit(st, type, rec, WAL_REC_HDR + len, done, arg, NULL);
 }
 
+/* The waiter sleeps until the leader sets done under mu. */
 static void write_done(void *arg, int status, uint64_t lsn)
 {
 	struct waiter *w = arg;
 
 	(void)lsn;
 	w->status = status;
-	atomic_store(&w->done, 1);
 }
 
 int store_write(store *st, const struct kv_batch *b)
@@ -420,10 +442,11 @@ int store_write(store *st, const struct kv_batch *b)
 	size_t len;
 	int rc = encode_batch(b, &rec, &len);
 
-	atomic_init(&w.done, 0);
 	if (rc)
 		return rc;
+	pthread_cond_init(&w.cv, NULL);
 	rc = submit(st, REC_BATCH, rec, len, write_done, &w, &w);
+	pthread_cond_destroy(&w.cv);
 	return rc ? rc : w.status;
 }
 
@@ -758,8 +781,19 @@ out:
 	return rc;
 }
 
+/* Recovery runs on the opening thread alone: its CPU time shows the cost
+ * even on a loaded machine where wall time does not. */
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int store_open(const char *dir, const struct store_options *opt, store **out)
 {
+	double t0 = cpu_now(), t1, t2, t3;
 	struct replay_ctx rctx;
 	uint64_t base;
 	store *st;
@@ -785,7 +819,6 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	pthread_mutex_init(&st->snap_mu, NULL);
 	pthread_rwlock_init(&st->map_lock, NULL);
 	pthread_cond_init(&st->commit_cv, NULL);
-	pthread_cond_init(&st->done_cv, NULL);
 	pthread_cond_init(&st->bg_cv, NULL);
 	st->dir = strdup(dir);
 	st->map = map_new(0);
@@ -806,6 +839,7 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	rc = load_snapshot(st, &base);
 	if (rc)
 		goto err;
+	t1 = cpu_now();
 	st->open_snap_lsn = base;
 	atomic_store(&st->applied_lsn, base);
 	rctx.st = st;
@@ -817,6 +851,7 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	}
 	/* Without a replay callback nobody needs the records a snapshot covers. */
 	rc = wal_recover(st->wal, base + 1, st->opt.replay ? 0 : base + 1, replay_one, &rctx);
+	t2 = cpu_now();
 	if (!rc) {
 		int64_t dt;
 
@@ -833,6 +868,10 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 		goto err;
 	}
 	st->last_lsn = st->durable_lsn = wal_next_lsn(st->wal) - 1;
+	t3 = cpu_now();
+	LOG(LOG_INFO, "store %s: %zu keys; CPU s: snapshot %" PRIu64 " loaded %.3f, log to lsn %"
+	    PRIu64 " read %.3f, applied %.3f", dir, map_count(st->map), base, t1 - t0,
+	    st->last_lsn, t2 - t1, t3 - t2);
 	rc = -pthread_create(&st->committer, NULL, committer_main, st);
 	if (rc)
 		goto err;
@@ -868,7 +907,6 @@ void store_close(store *st)
 	pthread_mutex_destroy(&st->snap_mu);
 	pthread_rwlock_destroy(&st->map_lock);
 	pthread_cond_destroy(&st->commit_cv);
-	pthread_cond_destroy(&st->done_cv);
 	pthread_cond_destroy(&st->bg_cv);
 	free(st->open_state);
 	free(st->dir);
