@@ -51,6 +51,10 @@
 #include "store/le.h"
 #include "store/log.h"
 
+/* Ids of the read-index requests that only push the commit index out
+ * (on_check); never the ids of client reads. */
+#define RN_NUDGE_ID (1ull << 63)
+
 /* Peer frame types of this layer. */
 #define RN_T_RAFT     0x5201u /* a raft_msg (raft_msg_encode) */
 #define RN_T_FWD      0x5202u /* u64 id, encoded batch */
@@ -95,6 +99,9 @@ struct rn {
 	uv_timer_t       timer;    /* raft_deadline() */
 	uv_timer_t       house;    /* deadlines, retries, snapshots: every 50 ms */
 	uv_async_t       async;    /* append completions from the committer thread */
+	uv_check_t       check;    /* once per loop iteration: commit notices */
+	uint64_t         told[RAFT_MAX_NODES + 1]; /* leader: commit index last pushed, per Raft id */
+	uint64_t         next_nudge;
 	int              handles;  /* open uv handles */
 	int              started, stopping;
 	int              in_after, kick;
@@ -724,6 +731,8 @@ static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
 	struct rn_wait *w;
 
 	(void)index;
+	if (id & RN_NUDGE_ID)
+		return;
 	TAILQ_FOREACH(w, &rn->readq, link)
 		if (w->id == id)
 			break;
@@ -745,6 +754,8 @@ static void rn_state_change(void *arg, enum raft_role role, uint64_t term, uint3
 
 	LOG(LOG_INFO, "raft: %s, term %" PRIu64 ", leader %s", raft_role_name(role), term,
 	    leader ? rn->mem.addrs[leader - 1] : "unknown");
+	if (role != RAFT_LEADER)
+		memset(rn->told, 0, sizeof rn->told);
 	rn->kick = 1;
 }
 
@@ -1056,6 +1067,43 @@ static void on_house(uv_timer_t *t)
 	rn_after(rn);
 }
 
+/* Once per loop iteration, after the events of the iteration: when the
+ * leader's commit index moved, push it to the followers now. The core tells
+ * followers the commit index only with the next AppendEntries or heartbeat
+ * (up to heartbeat_ms later), and a write forwarded by a follower, or a read
+ * on a follower, completes only once that follower has applied the entry, so
+ * waiting for the heartbeat would add up to heartbeat_ms to each of them. A
+ * ReadIndex round is the public way to make the core send a heartbeat (with
+ * the commit index) at once; its answer is ignored. Many commits in one
+ * iteration share one round. */
+static void on_check(uv_check_t *h)
+{
+	struct rn *rn = h->data;
+	uint64_t commit;
+	uint32_t i;
+	int nudge = 0;
+
+	if (rn->stopping || !rn->r || raft_role(rn->r) != RAFT_LEADER)
+		return;
+	/* A heartbeat declares committed to a follower only what it is known
+	 * to hold (min(match, commit)), so a follower whose acknowledgement
+	 * arrived after the commit needs its own push. */
+	commit = raft_commit(rn->r);
+	for (i = 1; i <= rn->mem.n; i++) {
+		uint64_t m = raft_match_index(rn->r, i);
+		uint64_t c = m < commit ? m : commit;
+
+		if (i == rn->self + 1 || c <= rn->told[i])
+			continue;
+		rn->told[i] = c;
+		nudge = 1;
+	}
+	if (!nudge)
+		return;
+	raft_read_index(rn->r, RN_NUDGE_ID | ++rn->next_nudge);
+	rn_after(rn);
+}
+
 /* Runs after every call into the core: re-routes requests when leadership
  * may have moved, and re-arms the core's timer. */
 static void rn_after(struct rn *rn)
@@ -1189,6 +1237,10 @@ static int rn_start(void *self)
 	uv_timer_init(node_loop(rn->n), &rn->house);
 	rn->timer.data = rn->house.data = rn;
 	rn->handles |= 6;
+	uv_check_init(node_loop(rn->n), &rn->check);
+	rn->check.data = rn;
+	rn->handles |= 8;
+	uv_check_start(&rn->check, on_check);
 	rn_update_pin(rn);
 
 	rc = peer_net_new(node_loop(rn->n), node_config(rn->n)->listen,
@@ -1283,6 +1335,8 @@ static void rn_stop(void *self)
 		uv_close((uv_handle_t *)&rn->timer, NULL);
 	if (rn->handles & 4)
 		uv_close((uv_handle_t *)&rn->house, NULL);
+	if (rn->handles & 8)
+		uv_close((uv_handle_t *)&rn->check, NULL);
 	/* The async handle stays open until the store has reported every
 	 * append: its callbacks point at us. */
 	if ((rn->handles & 1) && rn->ainflight == 0)
