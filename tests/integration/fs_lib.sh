@@ -8,6 +8,7 @@ if [ ! -e /dev/fuse ]; then
 	echo "SKIP: /dev/fuse is missing"
 	exit 77
 fi
+KVFS=$(realpath "$KVFS" 2>/dev/null || echo "$KVFS")
 [ -x "$KVFS" ] || { echo "FAIL: kvfs binary '$KVFS' not executable"; exit 1; }
 
 T=$(mktemp -d /tmp/kvfs-test.XXXXXX)

@@ -31,7 +31,7 @@ def is_mounted(path):
 
 class Mount:
     def __init__(self, kvfs, scratch, args=(), name="kv"):
-        self.kvfs = kvfs
+        self.kvfs = os.path.abspath(kvfs)
         self.mnt = os.path.join(scratch, name + "-mnt")
         self.data = os.path.join(scratch, name + "-data")
         self.log = os.path.join(scratch, name + ".log")
