@@ -16,7 +16,7 @@
  * before touching the stream again. The net is freed when its last handle
  * has closed after peer_net_close().
  */
-#include "cluster/peer.h"
+#include "cluster/peer_int.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -29,164 +29,13 @@
 
 #include "store/log.h"
 
-#define RBUF_SIZE        (64 * 1024)
-#define DIRECT_READ_MIN  (16 * 1024)
-#define TICK_MS          100
-#define MAX_PENDING_CONN 64
-
-enum conn_state { C_CONNECTING, C_HELLO, C_READY, C_REJECTING, C_CLOSING };
-
-struct frame {
-	struct frame *next;
-	size_t        len;     /* wire bytes, header included */
-	unsigned char data[];  /* header + payload */
-};
-
-struct conn;
-
-struct wreq {
-	uv_write_t    req;
-	struct conn  *c;
-	struct frame *frames;
-	size_t        nframes;
-	size_t        nbytes;
-	int           is_data;     /* frames from a peer queue (counted) */
-	int           close_after; /* REJECT: close once written */
-	uv_buf_t      bufs[];
-};
-
-struct peer;
-
-struct conn {
-	uv_tcp_t      tcp;
-	uv_connect_t  creq;
-	peer_net     *net;
-	struct peer  *peer;       /* outgoing: dialed peer; incoming: after HELLO */
-	struct conn  *prev, *next;
-	int           outgoing;
-	int           state;
-	int           writing;    /* a data write is in flight */
-	uint64_t      opened_ms, last_recv_ms, last_send_ms;
-	char          remote[64]; /* "ip:port" of the socket, for logs */
-	/* reader */
-	unsigned char hdr[PEER_HDR_SIZE];
-	size_t        hdr_got;
-	int           in_payload;
-	unsigned char *payload;
-	size_t        plen, pgot;
-	uint16_t      ptype;
-	uint32_t      pcrc;
-	char          rbuf[RBUF_SIZE];
-};
-
-struct peer {
-	peer_net        *net;
-	unsigned         id;
-	struct sockaddr_storage sa;
-	struct conn     *out;
-	struct conn     *send;          /* the connection frames go out on */
-	uv_timer_t       dial_timer;
-	unsigned         backoff_ms;
-	struct frame    *qhead, *qtail;
-	size_t           qbytes, qframes;
-	unsigned         nready;
-	int              up;
-	int              blocked;
-	int              file_blocked;  /* as last read from the fault file */
-	int              ever_ready;    /* a handshake has completed */
-	int              reject_logged;
-	struct peer_stats st;
-};
-
-struct peer_net {
-	uv_loop_t          *loop;
-	struct peer_members m;
-	struct peer        *peers;
-	struct sockaddr_storage listen_sa;
-	uv_tcp_t            listener;
-	int                 listening;  /* listener initialized */
-	uv_timer_t          tick;
-	uv_prepare_t        prep;
-	uv_check_t          chk;
-	struct conn        *conns;
-	unsigned            npending;   /* incoming connections before HELLO */
-	unsigned            nhandles;   /* open handles; freed at zero when closing */
-	int                 started;
-	int                 closing;
-	int                 dirty;      /* some peer queue has unflushed frames */
-	size_t              qmax_bytes, qmax_frames;
-	peer_message_fn     on_message;
-	peer_state_fn       on_state;
-	void               *arg;
-	peer_close_fn       close_cb;
-	void               *close_arg;
-	char               *fault_file;
-	uint64_t            rng;
-	uint64_t            last_refuse_ms;
-	char                last_refuse[260];
-};
-
 static void conn_close(struct conn *c);
 static void flush_peer(struct peer *p);
-static void dial(struct peer *p);
+void peer__dial(struct peer *p);
 static void dial_timer_cb(uv_timer_t *t);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
-
-static void put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)(v >> 8);
-	p[1] = (unsigned char)v;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-static unsigned char hdr_check(const unsigned char *h)
-{
-	unsigned char x = 0x5A;
-	int i;
-
-	for (i = 0; i < 7; i++)
-		x ^= h[i];
-	return x;
-}
-
-static void hdr_fill(unsigned char *h, uint32_t len, uint16_t type, uint32_t crc)
-{
-	put32(h, len);
-	put16(h + 4, type);
-	h[6] = 0;
-	h[7] = hdr_check(h);
-	put32(h + 8, crc);
-}
 
 /* xorshift64*: jitter only, no quality needed. */
 static uint64_t rng_next(peer_net *net)
@@ -200,37 +49,6 @@ static uint64_t rng_next(peer_net *net)
 	return x * 0x2545F4914F6CDD1Dull;
 }
 
-static struct frame *frame_new(uint16_t type, const uv_buf_t *iov, size_t niov, size_t len)
-{
-	struct frame *f = malloc(sizeof *f + PEER_HDR_SIZE + len);
-	unsigned char *p;
-	uint32_t crc = 0;
-	size_t i;
-
-	if (!f)
-		return NULL;
-	f->next = NULL;
-	f->len = PEER_HDR_SIZE + len;
-	p = f->data + PEER_HDR_SIZE;
-	for (i = 0; i < niov; i++) {
-		if (iov[i].len)
-			memcpy(p, iov[i].base, iov[i].len);
-		p += iov[i].len;
-	}
-	crc = peer_crc32c(0, f->data + PEER_HDR_SIZE, len);
-	hdr_fill(f->data, (uint32_t)len, type, crc);
-	return f;
-}
-
-static void frames_free(struct frame *f)
-{
-	while (f) {
-		struct frame *n = f->next;
-		free(f);
-		f = n;
-	}
-}
-
 static const char *conn_who(const struct conn *c)
 {
 	if (c->peer)
@@ -238,7 +56,7 @@ static const char *conn_who(const struct conn *c)
 	return c->remote;
 }
 
-static void set_up(struct peer *p, int up)
+void peer__set_up(struct peer *p, int up)
 {
 	peer_net *net = p->net;
 
@@ -259,7 +77,7 @@ static void handle_closed(peer_net *net)
 	size_t i;
 
 	for (i = 0; i < net->m.n; i++)
-		frames_free(net->peers[i].qhead);
+		peer__frames_free(net->peers[i].qhead);
 	free(net->peers);
 	peer_members_free(&net->m);
 	free(net->fault_file);
@@ -305,7 +123,7 @@ static void write_cb(uv_write_t *req, int status)
 			conn_close(c);
 		}
 	}
-	frames_free(w->frames);
+	peer__frames_free(w->frames);
 	if (w->close_after)
 		conn_close(c);
 	free(w);
@@ -323,7 +141,7 @@ static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_da
 	int rv;
 
 	if (!w) {
-		frames_free(f);
+		peer__frames_free(f);
 		return -ENOMEM;
 	}
 	w->c = c;
@@ -339,7 +157,7 @@ static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_da
 	}
 	rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nframes, write_cb);
 	if (rv) {
-		frames_free(f);
+		peer__frames_free(f);
 		free(w);
 		return rv;
 	}
@@ -351,7 +169,7 @@ static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_da
 static int conn_send_one(struct conn *c, uint16_t type, const void *buf, size_t len, int close_after)
 {
 	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-	struct frame *f = frame_new(type, &b, 1, len);
+	struct frame *f = peer__frame_new(type, &b, 1, len);
 
 	if (!f)
 		return -ENOMEM;
@@ -507,7 +325,7 @@ static void conn_close(struct conn *c)
 		schedule_dial(p);
 	}
 	if (was_ready && --p->nready == 0 && !net->closing)
-		set_up(p, 0);
+		peer__set_up(p, 0);
 }
 
 static void conn_fail(struct conn *c, const char *why)
@@ -544,7 +362,7 @@ static void conn_ready(struct conn *c)
 	LOG(LOG_DEBUG, "peer %s: %s connection ready", net->m.addrs[p->id],
 	    c->outgoing ? "outgoing" : "incoming");
 	if (!p->blocked)
-		set_up(p, 1);
+		peer__set_up(p, 1);
 	if (net->closing || c->state != C_READY)
 		return;
 	flush_peer(p);
@@ -737,7 +555,7 @@ static int on_header(struct conn *c)
 	uint32_t max = c->state == C_READY ? PEER_MAX_FRAME : PEER_MAX_HELLO;
 	char why[128];
 
-	if (hdr_check(c->hdr) != c->hdr[7] || c->hdr[6] != 0) {
+	if (peer__hdr_check(c->hdr) != c->hdr[7] || c->hdr[6] != 0) {
 		conn_fail(c, "bad frame header (garbage, or not the kvfs peer protocol)");
 		return -1;
 	}
@@ -901,7 +719,7 @@ static void on_connect(uv_connect_t *req, int status)
 	(void)p;
 }
 
-static void dial(struct peer *p)
+void peer__dial(struct peer *p)
 {
 	peer_net *net = p->net;
 	struct conn *c;
@@ -929,7 +747,7 @@ static void dial(struct peer *p)
 
 static void dial_timer_cb(uv_timer_t *t)
 {
-	dial(t->data);
+	peer__dial(t->data);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -965,110 +783,6 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c);
 }
 
-/* ------------------------------------------------------------------------ */
-/* Faults                                                                    */
-
-static int parse_member(peer_net *net, const char *tok, size_t len, unsigned *id)
-{
-	size_t i;
-	char *end;
-	char buf[300];
-
-	if (!len || len >= sizeof buf)
-		return -1;
-	memcpy(buf, tok, len);
-	buf[len] = '\0';
-	if (buf[0] >= '0' && buf[0] <= '9' && !strchr(buf, ':') && !strchr(buf, '.')) {
-		unsigned long v = strtoul(buf, &end, 10);
-		if (*end || v >= net->m.n)
-			return -1;
-		*id = (unsigned)v;
-		return 0;
-	}
-	for (i = 0; i < net->m.n; i++)
-		if (!strcmp(buf, net->m.addrs[i])) {
-			*id = (unsigned)i;
-			return 0;
-		}
-	return -1;
-}
-
-static void poll_fault_file(peer_net *net)
-{
-	char buf[4096];
-	size_t n = 0, i;
-	FILE *f = fopen(net->fault_file, "r");
-	const char *seps = " \t\r\n,";
-
-	if (f) {
-		n = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	for (i = 0; i < net->m.n; i++)
-		net->peers[i].file_blocked = -net->peers[i].file_blocked; /* mark old */
-	for (i = 0; i < n;) {
-		size_t k = strcspn(buf + i, seps);
-		unsigned id;
-		if (k && !parse_member(net, buf + i, k, &id) && id != net->m.self) {
-			struct peer *p = &net->peers[id];
-			if (p->file_blocked <= 0) {
-				if (p->file_blocked == 0) {
-					LOG(LOG_WARN, "peer: fault file blocks %s", net->m.addrs[id]);
-					peer_set_blocked(net, id, 1);
-				}
-				p->file_blocked = 1;
-			}
-		}
-		i += k ? k : 1;
-		if (net->closing)
-			return;
-	}
-	for (i = 0; i < net->m.n; i++) {
-		struct peer *p = &net->peers[i];
-		if (p->file_blocked < 0) {
-			p->file_blocked = 0;
-			LOG(LOG_WARN, "peer: fault file unblocks %s", net->m.addrs[i]);
-			peer_set_blocked(net, (unsigned)i, 0);
-			if (net->closing)
-				return;
-		}
-	}
-}
-
-static void apply_faults_env(peer_net *net)
-{
-	const char *env = getenv("KVFS_FAULTS");
-	const char *s, *e;
-
-	if (!env || !*env)
-		return;
-	for (s = env; *s; s = *e ? e + 1 : e) {
-		e = s + strcspn(s, ";");
-		if (!strncmp(s, "block=", 6)) {
-			const char *t = s + 6;
-			while (t < e) {
-				size_t k = strcspn(t, ",;");
-				unsigned id;
-				if ((size_t)(e - t) < k)
-					k = (size_t)(e - t);
-				if (k && !parse_member(net, t, k, &id) && id != net->m.self) {
-					LOG(LOG_WARN, "peer: KVFS_FAULTS blocks %s", net->m.addrs[id]);
-					peer_set_blocked(net, id, 1);
-				} else if (k) {
-					LOG(LOG_WARN, "peer: KVFS_FAULTS: unknown member '%.*s'", (int)k, t);
-				}
-				t += k + 1;
-			}
-		} else if (!strncmp(s, "file=", 5) && e > s + 5) {
-			free(net->fault_file);
-			net->fault_file = strndup(s + 5, (size_t)(e - s - 5));
-		} else if (e > s) {
-			LOG(LOG_WARN, "peer: KVFS_FAULTS: ignoring '%.*s'", (int)(e - s), s);
-		}
-	}
-}
-
 static void tick_cb(uv_timer_t *t)
 {
 	peer_net *net = t->data;
@@ -1096,7 +810,7 @@ static void tick_cb(uv_timer_t *t)
 		}
 	}
 	if (net->fault_file && !net->closing)
-		poll_fault_file(net);
+		peer__poll_fault_file(net);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1221,12 +935,12 @@ int peer_net_start(peer_net *net)
 	uv_unref((uv_handle_t *)&net->prep);
 	uv_unref((uv_handle_t *)&net->chk);
 	uv_timer_start(&net->tick, tick_cb, TICK_MS, TICK_MS);
-	apply_faults_env(net);
+	peer__apply_faults_env(net);
 	if (net->fault_file)
-		poll_fault_file(net);
+		peer__poll_fault_file(net);
 	for (i = 0; i < net->m.n; i++)
 		if (i != net->m.self)
-			dial(&net->peers[i]);
+			peer__dial(&net->peers[i]);
 	return 0;
 }
 
@@ -1275,7 +989,7 @@ int peer_sendv(peer_net *net, unsigned to, uint16_t type, const uv_buf_t *iov, s
 		p->st.frames_dropped++;
 		return -ENOBUFS;
 	}
-	f = frame_new(type, iov, niov, len);
+	f = peer__frame_new(type, iov, niov, len);
 	if (!f)
 		return -ENOMEM;
 	if (p->qtail)
@@ -1297,123 +1011,4 @@ int peer_send(peer_net *net, unsigned to, uint16_t type, const void *buf, size_t
 		return -EMSGSIZE;
 	b = uv_buf_init((char *)buf, (unsigned)len);
 	return peer_sendv(net, to, type, &b, len ? 1 : 0);
-}
-
-unsigned peer_self_id(const peer_net *net)
-{
-	return net->m.self;
-}
-
-unsigned peer_count(const peer_net *net)
-{
-	return (unsigned)net->m.n;
-}
-
-const char *peer_addr(const peer_net *net, unsigned id)
-{
-	return id < net->m.n ? net->m.addrs[id] : NULL;
-}
-
-uint64_t peer_cluster_id(const peer_net *net)
-{
-	return net->m.cluster_id;
-}
-
-int peer_is_up(const peer_net *net, unsigned id)
-{
-	if (id >= net->m.n)
-		return 0;
-	if (id == net->m.self)
-		return 1;
-	return net->peers[id].up;
-}
-
-size_t peer_queued_bytes(const peer_net *net, unsigned to)
-{
-	if (to >= net->m.n)
-		return 0;
-	return net->peers[to].qbytes;
-}
-
-void peer_set_queue_limit(peer_net *net, size_t max_bytes, size_t max_frames)
-{
-	if (max_bytes)
-		net->qmax_bytes = max_bytes;
-	if (max_frames)
-		net->qmax_frames = max_frames;
-}
-
-size_t peer_drop_queued(peer_net *net, unsigned to)
-{
-	struct peer *p;
-	size_t n;
-
-	if (to >= net->m.n || to == net->m.self)
-		return 0;
-	p = &net->peers[to];
-	n = p->qframes;
-	p->st.frames_dropped += n;
-	frames_free(p->qhead);
-	p->qhead = p->qtail = NULL;
-	p->qframes = p->qbytes = 0;
-	return n;
-}
-
-int peer_set_blocked(peer_net *net, unsigned id, int blocked)
-{
-	struct peer *p;
-	struct conn *c;
-
-	if (id >= net->m.n || id == net->m.self)
-		return -EINVAL;
-	p = &net->peers[id];
-	blocked = !!blocked;
-	if (p->blocked == blocked)
-		return 0;
-	p->blocked = blocked;
-	if (blocked) {
-		LOG(LOG_WARN, "peer %s: blocked (fault injection)", net->m.addrs[id]);
-		peer_drop_queued(net, id);
-		uv_timer_stop(&p->dial_timer);
-		set_up(p, 0);
-		return 0;
-	}
-	LOG(LOG_WARN, "peer %s: unblocked (fault injection)", net->m.addrs[id]);
-	/* Silence while blocked was ours: do not count it against the
-	 * connections. */
-	for (c = net->conns; c; c = c->next)
-		if (c->peer == p)
-			c->last_recv_ms = uv_now(net->loop);
-	if (p->nready)
-		set_up(p, 1);
-	if (!net->closing && net->started && !p->out) {
-		p->backoff_ms = PEER_BACKOFF_MIN_MS;
-		dial(p);
-	}
-	return 0;
-}
-
-int peer_is_blocked(const peer_net *net, unsigned id)
-{
-	return id < net->m.n ? net->peers[id].blocked : 0;
-}
-
-int peer_get_stats(const peer_net *net, unsigned id, struct peer_stats *st)
-{
-	const struct peer *p;
-	const struct conn *c;
-
-	if (id >= net->m.n)
-		return -EINVAL;
-	p = &net->peers[id];
-	*st = p->st;
-	st->up = peer_is_up(net, id);
-	st->blocked = p->blocked;
-	st->conns = 0;
-	for (c = net->conns; c; c = c->next)
-		if (c->peer == p && c->state == C_READY)
-			st->conns++;
-	st->queued_bytes = p->qbytes;
-	st->queued_frames = p->qframes;
-	return 0;
 }

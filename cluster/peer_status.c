@@ -1,10 +1,75 @@
 /*
- * peer_status.c — the transport's counters as JSON for `status` replies.
- * Kept apart from peer.c so that the transport itself needs no jansson.
+ * peer_status.c — accessors and counters of the peer transport, and the
+ * counters as JSON for `status` replies.
  */
-#include "cluster/peer.h"
+#include "cluster/peer_int.h"
 
+#include <errno.h>
 #include <jansson.h>
+
+unsigned peer_self_id(const peer_net *net)
+{
+	return net->m.self;
+}
+
+unsigned peer_count(const peer_net *net)
+{
+	return (unsigned)net->m.n;
+}
+
+const char *peer_addr(const peer_net *net, unsigned id)
+{
+	return id < net->m.n ? net->m.addrs[id] : NULL;
+}
+
+uint64_t peer_cluster_id(const peer_net *net)
+{
+	return net->m.cluster_id;
+}
+
+int peer_is_up(const peer_net *net, unsigned id)
+{
+	if (id >= net->m.n)
+		return 0;
+	if (id == net->m.self)
+		return 1;
+	return net->peers[id].up;
+}
+
+size_t peer_queued_bytes(const peer_net *net, unsigned to)
+{
+	if (to >= net->m.n)
+		return 0;
+	return net->peers[to].qbytes;
+}
+
+void peer_set_queue_limit(peer_net *net, size_t max_bytes, size_t max_frames)
+{
+	if (max_bytes)
+		net->qmax_bytes = max_bytes;
+	if (max_frames)
+		net->qmax_frames = max_frames;
+}
+
+int peer_get_stats(const peer_net *net, unsigned id, struct peer_stats *st)
+{
+	const struct peer *p;
+	const struct conn *c;
+
+	if (id >= net->m.n)
+		return -EINVAL;
+	p = &net->peers[id];
+	*st = p->st;
+	st->up = peer_is_up(net, id);
+	st->blocked = p->blocked;
+	st->conns = 0;
+	for (c = net->conns; c; c = c->next)
+		if (c->peer == p && c->state == C_READY)
+			st->conns++;
+	st->queued_bytes = p->qbytes;
+	st->queued_frames = p->qframes;
+	return 0;
+}
 
 void peer_status_json(const peer_net *net, json_t *arr)
 {

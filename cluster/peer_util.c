@@ -1,9 +1,10 @@
 /*
  * peer_util.c — the parts of the peer transport that do no I/O: membership
- * (sorted addresses, node ids, cluster id), address parsing and CRC-32C.
+ * (sorted addresses, node ids, cluster id), address parsing, frame encoding
+ * and CRC-32C.
  * See cluster/peer.h for the contracts.
  */
-#include "cluster/peer.h"
+#include "cluster/peer_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -129,6 +130,56 @@ err:
 	return rv;
 }
 
+unsigned char peer__hdr_check(const unsigned char *h)
+{
+	unsigned char x = 0x5A;
+	int i;
+
+	for (i = 0; i < 7; i++)
+		x ^= h[i];
+	return x;
+}
+
+void peer__hdr_fill(unsigned char *h, uint32_t len, uint16_t type, uint32_t crc)
+{
+	put32(h, len);
+	put16(h + 4, type);
+	h[6] = 0;
+	h[7] = peer__hdr_check(h);
+	put32(h + 8, crc);
+}
+
+struct frame *peer__frame_new(uint16_t type, const uv_buf_t *iov, size_t niov, size_t len)
+{
+	struct frame *f = malloc(sizeof *f + PEER_HDR_SIZE + len);
+	unsigned char *p;
+	uint32_t crc = 0;
+	size_t i;
+
+	if (!f)
+		return NULL;
+	f->next = NULL;
+	f->len = PEER_HDR_SIZE + len;
+	p = f->data + PEER_HDR_SIZE;
+	for (i = 0; i < niov; i++) {
+		if (iov[i].len)
+			memcpy(p, iov[i].base, iov[i].len);
+		p += iov[i].len;
+	}
+	crc = peer_crc32c(0, f->data + PEER_HDR_SIZE, len);
+	peer__hdr_fill(f->data, (uint32_t)len, type, crc);
+	return f;
+}
+
+void peer__frames_free(struct frame *f)
+{
+	while (f) {
+		struct frame *n = f->next;
+		free(f);
+		f = n;
+	}
+}
+
 /* CRC-32C, reflected polynomial 0x82F63B78. Software: slicing-by-8 tables
  * built once; hardware: the SSE4.2 crc32 instruction when the CPU has it. */
 static uint32_t crc_tab[8][256];
@@ -216,4 +267,10 @@ uint32_t peer_crc32c(uint32_t crc, const void *buf, size_t len)
 		return ~crc_hw_run(c, buf, len);
 #endif
 	return ~crc_sw(c, buf, len);
+}
+
+uint32_t peer__crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return ~crc_sw(~crc, buf, len);
 }

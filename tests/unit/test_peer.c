@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "cluster/peer.h"
+#include "cluster/peer_int.h"
 #include "store/log.h"
 
 #define MAXN 3
@@ -302,6 +303,14 @@ static void crc32c_matches_the_standard_check_value(void **state)
 	whole = peer_crc32c(0, big, sizeof big);
 	parts = peer_crc32c(peer_crc32c(0, big, 333), big + 333, sizeof big - 333);
 	assert_int_equal(whole, parts);
+	/* The portable code agrees with whatever the CPU path is, at every
+	 * alignment and length. */
+	assert_int_equal(peer__crc32c_sw(0, "123456789", 9), 0xE3069283u);
+	for (i = 0; i < 64; i++) {
+		size_t len = sizeof big - 64 - i * 7;
+		assert_int_equal(peer__crc32c_sw(0, big + i, len), peer_crc32c(0, big + i, len));
+		assert_int_equal(peer__crc32c_sw(5, big + i, i), peer_crc32c(5, big + i, i));
+	}
 }
 
 static void handshake_and_round_trip_in_both_directions(void **state)
