@@ -73,6 +73,7 @@ void ctl_sess_free(struct ctl_sess *s)
 	ctl_buf_free(&s->out);
 	resp_parser_free(&s->rp);
 	ctl_scan_table_free(&s->own_scan);
+	free(s->kbuf);
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -264,7 +265,7 @@ int ctl_sess_read_ready(struct ctl_sess *s)
 int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct kv_meta *m)
 {
 	const struct ctl_backend *be = s->be;
-	char *kb = NULL, *pre = NULL;
+	char *pre = NULL;
 	struct ctl_rec r;
 	int64_t now = be->now_ns(be->self);
 	size_t i, n;
@@ -272,8 +273,16 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 
 	if (klen && key[klen - 1] == '/')
 		return -EISDIR; /* a directory marker key (see store/key.h) */
-	rc = be->get(be->self, key, klen, &r);
-	if (rc == 0) {
+	if (!s->kbuf) {
+		s->kbuf = malloc(KV_KEY_MAX + 2);
+		if (!s->kbuf)
+			return -ENOMEM;
+	}
+	/* One ordered lookup answers two questions: the first key with the
+	 * prefix `key` is either the key itself (it exists) or tells whether
+	 * keys "key/..." exist: they sort before any "key<c>..." with c > '/'. */
+	rc = be->next(be->self, key, klen, NULL, 0, s->kbuf, &n, &r);
+	if (rc == 0 && n == klen) {
 		*m = r.meta;
 		be->release(be->self, &r);
 		if (S_ISDIR(m->mode))
@@ -281,26 +290,34 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 		m->mtime_ns = m->ctime_ns = now;
 		return 0;
 	}
+	if (rc == 0) {
+		char c = s->kbuf[klen];
+
+		be->release(be->self, &r);
+		if (c == '/')
+			return -EISDIR;
+		if (c < '/') {
+			/* "key-x" or "key.x" sort first: ask about "key/" itself. */
+			pre = malloc(klen + 2);
+			if (!pre)
+				return -ENOMEM;
+			memcpy(pre, key, klen);
+			pre[klen] = '/';
+			rc = be->next(be->self, pre, klen + 1, NULL, 0, s->kbuf, &n, &r);
+			free(pre);
+			if (rc == 0) {
+				be->release(be->self, &r);
+				return -EISDIR;
+			}
+		} else {
+			rc = -ENOENT;
+		}
+	}
 	if (rc != -ENOENT)
 		return rc;
 
-	/* A new key must not shadow a directory ("k/..." keys exist) nor live
-	 * under a file ("a" is a file and the key is "a/b"), or the mount could
-	 * not show it. */
-	kb = malloc(KV_KEY_MAX + 2);
-	pre = malloc(klen + 2);
-	if (!kb || !pre) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	memcpy(pre, key, klen);
-	pre[klen] = '/';
-	rc = be->next(be->self, pre, klen + 1, NULL, 0, kb, &n, &r);
-	if (rc == 0) {
-		be->release(be->self, &r);
-		rc = -EISDIR;
-		goto out;
-	}
+	/* A new key must not live under a file ("a" is a file and the key is
+	 * "a/b"), or the mount could not show it. */
 	for (i = 0; i < klen; i++) {
 		if (key[i] != '/')
 			continue;
@@ -308,10 +325,8 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 			int isdir = S_ISDIR(r.meta.mode);
 
 			be->release(be->self, &r);
-			if (!isdir) {
-				rc = -ENOTDIR;
-				goto out;
-			}
+			if (!isdir)
+				return -ENOTDIR;
 		}
 	}
 	memset(m, 0, sizeof *m);
@@ -319,11 +334,7 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 	m->uid = s->uid;
 	m->gid = s->gid;
 	m->mtime_ns = m->ctime_ns = now;
-	rc = 0;
-out:
-	free(kb);
-	free(pre);
-	return rc;
+	return 0;
 }
 
 /* ---- driving -------------------------------------------------------------- */

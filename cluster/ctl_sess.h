@@ -132,6 +132,7 @@ struct ctl_sess {
 	int dead;              /* the socket is gone; free when nothing is pending */
 
 	uint32_t uid, gid;     /* owner of keys this connection creates */
+	char    *kbuf;         /* KV_KEY_MAX + 2 bytes for key lookups, lazily */
 
 	/* Owner hooks: output is ready (after an asynchronous completion), and
 	 * the session may be freed (after ctl_sess_kill and the last completion). */

@@ -531,11 +531,14 @@ static void resp_refuses_keys_that_cannot_be_paths(void **state)
 	assert_non_null(strstr(got, "-ERR invalid key"));
 	free(got);
 	/* A key under a file, and a file over a directory. */
-	feed(x, "SET f v\r\nSET d/x v\r\n");
+	feed(x, "SET f v\r\nSET d/x v\r\nSET d-x v\r\nSET d.y v\r\nSET e-1 v\r\nSET g0 v\r\n");
 	pump(&x->f);
-	expect(x, "+OK\r\n+OK\r\n");
-	feed(x, "SET f/x v\r\nSET d v\r\n");
-	expect(x, "-ERR a parent of the key is a file\r\n-ERR key is a directory\r\n");
+	expect(x, "+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+	/* "d-x" and "d.y" sort between "d" and "d/x": the check must still
+	 * find "d/x". "e" and "g" have only lookalike neighbours. */
+	feed(x, "SET f/x v\r\nSET d v\r\nSET e v\r\nSET g v\r\nSET f v2\r\n");
+	pump(&x->f);
+	expect(x, "-ERR a parent of the key is a file\r\n-ERR key is a directory\r\n+OK\r\n+OK\r\n+OK\r\n");
 }
 
 static void resp_scan_visits_every_key_once(void **state)
