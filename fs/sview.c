@@ -307,6 +307,38 @@ static int put_value(const char *s, size_t n, char *value, size_t size)
 	return (int)n;
 }
 
+/* The hits of a query directory as "NAME<TAB>SCORE" lines, best first,
+ * trimmed at a line boundary to the 64 KiB an extended attribute can hold. */
+static int scores_text(const struct qent *e, char **out, size_t *len)
+{
+	char name[KV_NAME_MAX + 1];
+	size_t cap = 4096, n = 0;
+	char *s = malloc(cap);
+
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->nhits; i++) {
+		if (fsp_escape(e->hits[i].key, e->hits[i].klen, name, sizeof(name)) < 0)
+			continue;
+		size_t need = strlen(name) + 40;
+		if (n + need > 65536)
+			break;
+		if (n + need > cap) {
+			char *p = realloc(s, cap * 2 + need);
+			if (!p) {
+				free(s);
+				return -ENOMEM;
+			}
+			s = p;
+			cap = cap * 2 + need;
+		}
+		n += (size_t)snprintf(s + n, cap - n, "%s\t%.6f\n", name, e->hits[i].score);
+	}
+	*out = s;
+	*len = n;
+	return 0;
+}
+
 int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 {
 	char key[KV_KEY_MAX + 1], s[64];
@@ -314,11 +346,22 @@ int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 	struct qent *e;
 	int rc, klen, n = -1;
 
-	if (strcmp(name, SVIEW_XATTR) != 0)
-		return -ENODATA;
 	if ((rc = sparse(path, &sp)))
 		return rc;
-	if (sp.kind != 3)
+	if (sp.kind == 2 && strcmp(name, SVIEW_XATTR_DIR) == 0) {
+		char *text;
+		size_t len;
+		if ((rc = query(&sp, 0, &e)))
+			return rc;
+		rc = scores_text(e, &text, &len);
+		qent_put(e);
+		if (rc)
+			return rc;
+		rc = put_value(text, len, value, size);
+		free(text);
+		return rc;
+	}
+	if (sp.kind != 3 || strcmp(name, SVIEW_XATTR) != 0)
 		return -ENODATA;
 	klen = fsp_unescape(sp.name, key, sizeof(key));
 	if (klen <= 0)
@@ -341,7 +384,11 @@ int sview_listxattr(const char *path, char *list, size_t size)
 {
 	struct spath sp;
 
-	if (sparse(path, &sp) || sp.kind != 3)
+	if (sparse(path, &sp))
 		return 0;
-	return put_value(SVIEW_XATTR, sizeof(SVIEW_XATTR), list, size);
+	if (sp.kind == 2)
+		return put_value(SVIEW_XATTR_DIR, sizeof(SVIEW_XATTR_DIR), list, size);
+	if (sp.kind == 3)
+		return put_value(SVIEW_XATTR, sizeof(SVIEW_XATTR), list, size);
+	return 0;
 }

@@ -7,9 +7,15 @@
  *   /.search/[.MODE/]QUERY/NAME   symlink to the key NAME decodes to
  *
  * NAME is the key with '%' written "%25" and '/' written "%2F"; readdir lists
- * the hits best first. The score of a hit is the extended attribute
- * user.kvfs.score of its entry. Keys whose escaped name would exceed 255
- * bytes are left out of the listing (they cannot be named by one component).
+ * the hits best first. Keys whose escaped name would exceed 255 bytes are
+ * left out of the listing (they cannot be named by one component).
+ *
+ * Scores: Linux refuses user.* extended attributes on symlinks before asking
+ * the file system (fs/xattr.c: xattr_permission), so the scores are the
+ * attribute user.kvfs.scores of the QUERY directory: one "NAME<TAB>SCORE"
+ * line per hit, best first (getfattr --only-values -n user.kvfs.scores
+ * .search/QUERY). Entries also answer user.kvfs.score for callers that reach
+ * the file system directly.
  */
 #ifndef KVFS_FS_SVIEW_H
 #define KVFS_FS_SVIEW_H
@@ -19,7 +25,8 @@
 
 #include <fuse.h>
 
-#define SVIEW_XATTR "user.kvfs.score"
+#define SVIEW_XATTR     "user.kvfs.score"
+#define SVIEW_XATTR_DIR "user.kvfs.scores"
 
 int  sview_init(void);
 void sview_fini(void);
