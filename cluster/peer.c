@@ -1,6 +1,7 @@
 /*
- * peer.c — the peer transport on libuv TCP. See cluster/peer.h for the
- * contract and the wire format.
+ * peer.c — the peer transport on libuv TCP: connections, framing, the
+ * handshake, batching and reconnection. See cluster/peer.h for the contract
+ * and the wire format, cluster/peer_int.h for the other files.
  *
  * Structure. A net holds one `struct peer` per member (the self entry is
  * unused) and a list of connections. A connection is outgoing (dialed by us,
@@ -31,7 +32,6 @@
 
 static void conn_close(struct conn *c);
 static void flush_peer(struct peer *p);
-void peer__dial(struct peer *p);
 static void dial_timer_cb(uv_timer_t *t);
 
 /* ------------------------------------------------------------------------ */
