@@ -196,6 +196,7 @@ static void on_write(uv_write_t *req, int status)
 	struct ctl_conn *c = req->data;
 
 	c->writing = 0;
+	c->last_active = uv_now(c->srv->loop);
 	c->wbuf.off = c->wbuf.len = 0;
 	ctl_buf_shrink(&c->wbuf);
 	if (status < 0 || c->closing) {
@@ -358,11 +359,13 @@ static void on_sweep(uv_timer_t *t)
 	uint64_t now = uv_now(srv->loop);
 	struct ctl_conn *c, *next;
 
-	/* Idle connections (no request for idle_ms and nothing in flight) are
-	 * closed cleanly. */
+	/* Idle connections (no request and no reply taken for idle_ms, no
+	 * write in flight) are closed cleanly; so is a client that stopped
+	 * reading its replies. */
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
-		if (!c->closing && !c->s.npending && !c->writing && now - c->last_active >= srv->idle_ms)
+		if (!c->closing && !c->s.npending && !c->s.barrier_wait &&
+		    now - c->last_active >= srv->idle_ms)
 			conn_close(c);
 	}
 }

@@ -408,6 +408,31 @@ def test_limits():
     time.sleep(1.5)
     check(idle.f.read() == b"", "idle connection closed")
     idle.close()
+    # A client that sends but never reads: backpressure, then the idle close.
+    hog = n.connect()
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.settimeout(5)
+    sent = 0
+    try:
+        while sent < (64 << 20):
+            sent += hog.send(resp_cmd("ECHO", "x" * 60000) * 16)
+    except (socket.timeout, ConnectionError):
+        pass
+    check(sent < (64 << 20), "the node stopped reading from a client that does not read")
+    time.sleep(1.5)
+    try:
+        hog.setblocking(False)
+        while hog.recv(1 << 20):
+            pass
+        closed = False
+    except BlockingIOError:
+        closed = False
+    except ConnectionError:
+        closed = True
+    else:
+        closed = True
+    check(closed, "a client that stopped reading is closed after the idle timeout")
+    hog.close()
     check(n.alive(), "node up after the limits")
     n.stop()
 
