@@ -6,15 +6,50 @@
  * JSON lines (one request object per line, one reply object per line), any
  * other byte selects RESP2, the Redis protocol (multi-bulk '*' requests or
  * inline commands), so that redis-cli and redis-benchmark work unchanged.
- * The protocols themselves live in ctl_json.c and ctl_redis.c, the
- * per-connection engine (ordering, pipelining, limits) in ctl_sess.c.
+ * The protocols live in ctl_json.c and ctl_redis.c, the per-connection engine
+ * (ordering, pipelining, limits) in ctl_sess.c, the libuv side in ctl.c.
  *
- * Limits (documented in the README; see also ctl_sess.h):
+ * JSON lines. Requests {"op": ..., "id": any (echoed)}:
+ *   put {key, value | value_b64}          get {key[, b64:true]} -> value | value_b64, version
+ *   delete {key}                          batch {ops: [{op:"put"|"delete", key, ...}]} -> n (atomic)
+ *   list {prefix, limit (1000, max 10000), cursor} -> keys, cursor (last key; null at the end)
+ *   stat {key} -> type, size, mode, uid, gid, mtime, ctime (s), mtime_ns, ctime_ns, version
+ *   search {query, mode (hybrid|text|tfidf|semantic|phrase), limit} -> results [{key, score}]
+ *   status -> node_status() (role, term, leader, peers, keys, ...)     ping -> pong
+ * Errors: {"ok":false,"error":{"code","message"}} with code one of not_found,
+ * bad_request, invalid_key, too_large, read_only, unavailable, io_error,
+ * no_space, timeout, is_directory, not_directory, not_empty, out_of_memory.
+ * A get reply carries "value" when the bytes are UTF-8 without NUL, else
+ * "value_b64".
+ *
+ * RESP2: PING ECHO GET SET [NX|XX] DEL UNLINK EXISTS MGET MSET (one atomic
+ * batch) STRLEN TYPE TTL PTTL DBSIZE SCAN [MATCH] [COUNT] [TYPE] KEYS INFO
+ * COMMAND [COUNT|INFO|DOCS] CONFIG GET (empty) CLIENT SELECT 0 HELLO [2] QUIT.
+ * No expirations, one database, only strings. Unknown commands: -ERR.
+ *
+ * Semantics shared by both: keys are file paths of the mount (store/key.h);
+ * a key that cannot be one, or would put a file over a directory or under a
+ * file, is refused. New keys get mode 0644 and the uid/gid of the Unix-socket
+ * peer (0 over TCP), mtime = ctime = now; overwriting keeps mode and owner.
+ * A write is answered only once durable (node_write_async); the writes of all
+ * connections share group commits. Replies come in request order; a read
+ * waits for the earlier writes of its connection, and in Raft mode for a
+ * ReadIndex barrier issued after it arrived.
+ *
+ * Limits. Exceeding one gives an error reply or a clean close, never a crash:
  *   CTL_VALUE_MAX    32 MiB  largest value accepted or returned over the socket
- *   CTL_REQ_MAX      64 MiB  largest single request (JSON line / RESP command)
- *   CTL_MAX_CONNS    1024    simultaneous connections (env KVFS_CTL_MAX_CONNS)
- *   idle timeout     300 s   without a request (env KVFS_CTL_IDLE_MS)
- * Exceeding one of them gives an error reply or a clean close, never a crash.
+ *                            (larger values, up to KV_VALUE_MAX, via the mount)
+ *   CTL_REQ_MAX      64 MiB  largest request (JSON line: skipped with an
+ *                            error; RESP: error, then close, as Redis does
+ *                            for protocol errors)
+ *   RESP_INLINE_MAX  64 KiB  inline command line
+ *   connections      1024    (env KVFS_CTL_MAX_CONNS): the next ones get an
+ *                            error reply in their protocol and are closed
+ *   idle timeout     300 s   without requests or reading replies
+ *                            (env KVFS_CTL_IDLE_MS): clean close
+ *   CTL_PIPELINE_MAX 1024    writes in flight per connection, CTL_OUT_HIGH
+ *                            4 MiB unsent replies: reading pauses (backpressure)
+ * The Unix socket is created with mode 0600 (local, owner only).
  *
  * Threads: both functions run on the loop thread only.
  */
