@@ -45,6 +45,7 @@ const char *search_default_vectors_path(void)
 int search_index_new(const struct search_config *cfg, struct search_index **out)
 {
 	struct search_index *ix;
+	pthread_rwlockattr_t attr;
 	char err[512];
 	const char *tune;
 	int rc;
@@ -60,7 +61,15 @@ int search_index_new(const struct search_config *cfg, struct search_index **out)
 	rc = idx_new(emb_doc_bytes(ix->emb), emb_is_ngram(ix->emb), &ix->idx);
 	if (rc)
 		goto err;
-	rc = -pthread_rwlock_init(&ix->lock, NULL);
+	/* glibc's default rwlock prefers readers: a steady stream of queries
+	 * would starve index updates forever (seen in the concurrency test).
+	 * Prefer writers; queries are short. */
+	rc = -pthread_rwlockattr_init(&attr);
+	if (rc)
+		goto err;
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = -pthread_rwlock_init(&ix->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	if (rc)
 		goto err;
 	ix->params.alpha = HYBRID_ALPHA;

@@ -14,7 +14,7 @@
  * English stop words: the Snowball list (snowball.tartarus.org,
  * algorithms/english/stop.txt) without its contractions, which the splitter
  * never produces, plus the fragments those contractions split into ("don",
- * "t", "ll", ...). Sorted for bsearch.
+ * "t", "ll", ...).
  */
 static const char *const stopwords[] = {
 	"a", "about", "above", "after", "again", "against", "all", "am", "an",
@@ -35,27 +35,52 @@ static const char *const stopwords[] = {
 	"yourselves",
 };
 
-struct key {
-	const char *s;
-	size_t      n;
-};
+/* The stop words in an open-addressing hash set built once: every token of
+ * every document is checked, and a binary search with string compares showed
+ * up in indexing profiles. */
+#define STOP_SLOTS 512
+_Static_assert(sizeof(stopwords) / sizeof(stopwords[0]) < 255, "stop_slot holds index + 1 in a byte");
+static uint8_t stop_slot[STOP_SLOTS];   /* index + 1 into stopwords, 0 = empty */
+static uint8_t stop_len[sizeof(stopwords) / sizeof(stopwords[0])];
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
 
-static int stop_cmp(const void *a, const void *b)
+static uint32_t stop_hash(const char *w, size_t len)
 {
-	const struct key *k = a;
-	const char *w = *(const char *const *)b;
-	size_t wn = strlen(w);
-	int c = memcmp(k->s, w, k->n < wn ? k->n : wn);
-	if (c)
-		return c;
-	return (k->n > wn) - (k->n < wn);
+	uint32_t h = 2166136261u;   /* FNV-1a */
+	while (len--) {
+		h ^= (uint8_t)*w++;
+		h *= 16777619u;
+	}
+	return h & (STOP_SLOTS - 1);
+}
+
+static void stop_init(void)
+{
+	size_t i;
+	uint32_t h;
+
+	for (i = 0; i < sizeof(stopwords) / sizeof(stopwords[0]); i++) {
+		stop_len[i] = (uint8_t)strlen(stopwords[i]);
+		for (h = stop_hash(stopwords[i], stop_len[i]); stop_slot[h]; h = (h + 1) & (STOP_SLOTS - 1))
+			;
+		stop_slot[h] = (uint8_t)(i + 1);
+	}
 }
 
 bool tok_is_stopword(const char *w, size_t len)
 {
-	struct key k = { w, len };
-	return bsearch(&k, stopwords, sizeof(stopwords) / sizeof(stopwords[0]),
-		       sizeof(stopwords[0]), stop_cmp) != NULL;
+	uint32_t h;
+	size_t i;
+
+	pthread_once(&stop_once, stop_init);
+	if (len > 10)   /* "yourselves" and "themselves" are the longest */
+		return false;
+	for (h = stop_hash(w, len); stop_slot[h]; h = (h + 1) & (STOP_SLOTS - 1)) {
+		i = stop_slot[h] - 1u;
+		if (stop_len[i] == len && !memcmp(stopwords[i], w, len))
+			return true;
+	}
+	return false;
 }
 
 /*

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -284,6 +285,78 @@ static void random_updates_agree_with_a_model(void **state)
 	search_index_free(ix);
 }
 
+/* Readers query in every mode while a writer rewrites documents: queries
+ * must never see a torn update. Anchor documents, never touched by the
+ * writer, must be found by every query for their word; every stemmer is
+ * per thread, so concurrent tokenising must not garble results. */
+struct conc {
+	struct search_index *ix;
+	volatile int stop;
+	int failures;
+};
+
+static void *conc_reader(void *arg)
+{
+	static const enum search_mode m[] = { SEARCH_HYBRID, SEARCH_TEXT, SEARCH_TFIDF,
+					      SEARCH_SEMANTIC, SEARCH_PHRASE };
+	struct conc *c = arg;
+	struct search_hit *h;
+	size_t n, i, anchors;
+	int round = 0;
+
+	while (!c->stop || round < 50) {
+		const char *q = round % 2 ? "anchorword" : "red green";
+		if (search_query(c->ix, q, strlen(q), m[round % 5], 50, &h, &n)) {
+			__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
+			break;
+		}
+		anchors = 0;
+		for (i = 0; i < n; i++) {
+			if (!isfinite(h[i].score) || h[i].klen != strlen(h[i].key))
+				__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
+			anchors += !strncmp(h[i].key, "anchor", 6);
+		}
+		if (round % 2 && m[round % 5] != SEARCH_SEMANTIC && anchors != 5)
+			__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
+		search_hits_free(h, n);
+		round++;
+	}
+	return NULL;
+}
+
+static void concurrent_queries_and_updates_are_consistent(void **state)
+{
+	struct conc c = { .ix = new_index(NULL) };
+	pthread_t th[4];
+	char key[16], text[256];
+	unsigned seed = 7;
+	int i, j, n;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		snprintf(key, sizeof(key), "anchor%d", i);
+		put(c.ix, key, "the anchorword lives here with red paint");
+	}
+	for (i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, conc_reader, &c), 0);
+	for (i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "w%03u", rand_r(&seed) % 200);
+		if (rand_r(&seed) % 5 == 0) {
+			del(c.ix, key);
+			continue;
+		}
+		n = 0;
+		for (j = 0; j < 20; j++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s ", mwords[rand_r(&seed) % MWORDS]);
+		put(c.ix, key, text);
+	}
+	c.stop = 1;
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(c.failures, 0);
+	search_index_free(c.ix);
+}
+
 static void limit_and_tie_order_are_respected(void **state)
 {
 	struct search_index *ix = new_index(NULL);
@@ -533,6 +606,7 @@ int main(void)
 		cmocka_unit_test(phrase_matches_word_sequence_not_substring),
 		cmocka_unit_test(overwrite_and_delete_leave_no_stale_postings),
 		cmocka_unit_test(random_updates_agree_with_a_model),
+		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
 		cmocka_unit_test(limit_and_tie_order_are_respected),
 		cmocka_unit_test(mode_names_round_trip),
 		cmocka_unit_test(ngram_vectors_match_similar_spellings),
