@@ -421,7 +421,14 @@ static int io_send(void *ctx, unsigned to, uint16_t type, const void *buf, size_
 {
 	struct mn *mn = ctx;
 
-	return mn->net ? peer_send(mn->net, to, type, buf, len) : -ESHUTDOWN;
+	if (!mn->net)
+		return -ESHUTDOWN;
+	/* Gossip is best effort: rather than let the transport queue frames
+	 * for an unreachable peer (and flood it with stale ones when it comes
+	 * back), drop them; anti-entropy brings the peer up to date. */
+	if (!peer_is_up(mn->net, to))
+		return -ENOTCONN;
+	return peer_send(mn->net, to, type, buf, len);
 }
 
 static uint64_t io_now(void *ctx)
