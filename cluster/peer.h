@@ -37,6 +37,13 @@
  * connection that then fails are lost: the layers above (Raft, gossip) retry
  * on their own terms.
  *
+ * Trust. The handshake checks membership, not identity: there is no
+ * authentication or encryption, so members must talk over a trusted network
+ * (loopback, a private LAN). Resource use by a misbehaving client is bounded:
+ * at most 64 connections may sit before the handshake (PEER_HELLO_TIMEOUT_MS
+ * each, frames of at most PEER_MAX_HELLO bytes), and a frame's payload buffer
+ * is allocated only after its header has passed the checks.
+ *
  * ---------------------------------------------------------------------------
  * Wire format (version 1). All integers big-endian (network order).
  *
