@@ -95,6 +95,17 @@ static int write_ops(struct kv_op *ops, uint32_t n)
 	return node_write(K->n, &b);
 }
 
+/* Raft mode promises linearizable reads (SPEC §3): before contents or a
+ * listing are served from the local replica, wait until it holds every write
+ * acknowledged anywhere (ReadIndex). A minority side fails here instead of
+ * answering with stale data. Other modes return at once. */
+static int read_barrier(void)
+{
+	if (node_get_mode(K->n) != NODE_RAFT)
+		return 0;
+	return node_read_barrier(K->n);
+}
+
 static struct ofile *fh_of(const struct fuse_file_info *fi)
 {
 	return (struct ofile *)(uintptr_t)fi->fh;
@@ -373,8 +384,10 @@ static void *kv_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * unlinked key live on in the ofile table instead. */
 	cfg->hard_remove = 1;
 	cfg->nullpath_ok = 1;
-	/* Keep the page cache across opens while mtime and size are unchanged. */
-	cfg->auto_cache = 1;
+	/* Keep the page cache across opens while mtime and size are unchanged;
+	 * not in Raft mode, where a read after the barrier must not be served
+	 * from pages the asynchronous invalidation has not dropped yet. */
+	cfg->auto_cache = node_get_mode(K->n) != NODE_RAFT;
 	cfg->use_ino = 0;
 	conn->time_gran = 1;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
@@ -420,7 +433,7 @@ static int kv_readlink(const char *path, char *buf, size_t size)
 	if (fsp_is_search(path))
 		return sview_readlink(path, buf, size);
 	key = fsp_key(path, &klen);
-	if ((rc = store_get(K->st, key, klen, 0, &r)))
+	if ((rc = read_barrier()) || (rc = store_get(K->st, key, klen, 0, &r)))
 		return rc;
 	if (!S_ISLNK(kv_rec_meta(r)->mode)) {
 		kv_rec_unref(r);
@@ -1023,6 +1036,8 @@ static int kv_open(const char *path, struct fuse_file_info *fi)
 
 	if (fsp_is_search(path))
 		return -EACCES;
+	if ((rc = read_barrier()))
+		return rc;
 	key = fsp_key(path, &klen);
 	if ((rc = of_acquire(key, klen, &of)))
 		return rc;
@@ -1186,7 +1201,7 @@ static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	if (fsp_is_search(path))
 		return sview_readdir(path, buf, filler);
 	k = fsp_key(path, &klen);
-	if ((rc = resolve(k, klen, &e)))
+	if ((rc = read_barrier()) || (rc = resolve(k, klen, &e)))
 		return rc;
 	sub = e.kind;
 	ent_release(&e);

@@ -324,7 +324,9 @@ int main(int argc, char **argv)
 	ctx.uid = getuid();
 	ctx.gid = getgid();
 	ctx.start_ns = fsops_now_ns();
-	ctx.timeout = 1.0;
+	/* Raft reads are linearizable only if the kernel asks every time; the
+	 * other modes accept a second of staleness for cached stat/lookup. */
+	ctx.timeout = o.mode == NODE_RAFT ? 0.0 : 1.0;
 	if ((rc = fsops_init(&ctx))) {
 		fprintf(stderr, "kvfs: init: %s\n", strerror(-rc));
 		goto out_node;

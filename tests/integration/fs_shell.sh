@@ -147,6 +147,27 @@ step "statfs"
 df -P . | tail -1 | grep -q kvfs || fail "df shows the mount"
 [ "$(stat -f -c %l .)" = 255 ] || fail "namemax"
 
+step "allow_other,default_permissions: new files belong to the caller, modes are enforced"
+if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+	cd /
+	kv_umount "$M"
+	chmod 755 "$T" "$M"
+	kv_mount "$M" "$D" -o allow_other,default_permissions
+	cd "$M"
+	mkdir pub && chmod 1777 pub
+	echo secret > priv && chmod 600 priv
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	as_nobody sh -c "echo hi > '$M/pub/mine' && mkdir '$M/pub/dir'" || fail "nobody writes in pub"
+	[ "$(stat -c %u:%g pub/mine)" = 65534:65534 ] || fail "owner of pub/mine: $(stat -c %u:%g pub/mine)"
+	[ "$(stat -c %u:%g pub/dir)" = 65534:65534 ] || fail "owner of pub/dir"
+	expect_fail "Permission denied" as_nobody cat "$M/priv"
+	expect_fail "Permission denied" as_nobody sh -c "echo x > '$M/rootfile'"
+	expect_fail "Operation not permitted" as_nobody chmod 777 "$M/priv"
+	rm -r pub priv
+else
+	echo "(setpriv or user nobody missing: skipped)"
+fi
+
 step "restart keeps contents and metadata"
 cd /
 snap() { (cd "$M" && find . -mindepth 1 -path ./.search -prune -o -printf '%p %y %s %m %U %G %T@\n' | sort &&
