@@ -114,6 +114,7 @@ static void write_cb(uv_write_t *req, int status)
 		if (w->is_data && p) {
 			p->st.frames_sent += w->nframes;
 			p->st.bytes_sent += w->nbytes;
+			p->st.writes++;
 		}
 	} else {
 		if (w->is_data && p)

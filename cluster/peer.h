@@ -233,6 +233,7 @@ struct peer_stats {
 	unsigned conns;          /* connections with a completed handshake */
 	uint64_t frames_sent;    /* handed to the socket and written */
 	uint64_t bytes_sent;     /* wire bytes, headers included */
+	uint64_t writes;         /* uv_write() batches the sent frames went out in */
 	uint64_t frames_recv;    /* delivered to on_message (pings excluded) */
 	uint64_t bytes_recv;     /* wire bytes, headers included */
 	uint64_t frames_dropped; /* refused (queue full), blocked, or lost with a connection */

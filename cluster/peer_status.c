@@ -90,6 +90,7 @@ void peer_status_json(const peer_net *net, json_t *arr)
 			json_object_set_new(o, "conns", json_integer(st.conns));
 			json_object_set_new(o, "frames_sent", json_integer((json_int_t)st.frames_sent));
 			json_object_set_new(o, "bytes_sent", json_integer((json_int_t)st.bytes_sent));
+			json_object_set_new(o, "writes", json_integer((json_int_t)st.writes));
 			json_object_set_new(o, "frames_recv", json_integer((json_int_t)st.frames_recv));
 			json_object_set_new(o, "bytes_recv", json_integer((json_int_t)st.bytes_recv));
 			json_object_set_new(o, "frames_dropped", json_integer((json_int_t)st.frames_dropped));
