@@ -291,7 +291,7 @@ static void random_updates_agree_with_a_model(void **state)
  * per thread, so concurrent tokenising must not garble results. */
 struct conc {
 	struct search_index *ix;
-	volatile int stop;
+	int stop;
 	int failures;
 };
 
@@ -304,7 +304,7 @@ static void *conc_reader(void *arg)
 	size_t n, i, anchors;
 	int round = 0;
 
-	while (!c->stop || round < 50) {
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE) || round < 50) {
 		const char *q = round % 2 ? "anchorword" : "red green";
 		if (search_query(c->ix, q, strlen(q), m[round % 5], 50, &h, &n)) {
 			__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
@@ -350,7 +350,7 @@ static void concurrent_queries_and_updates_are_consistent(void **state)
 			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s ", mwords[rand_r(&seed) % MWORDS]);
 		put(c.ix, key, text);
 	}
-	c.stop = 1;
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
 	for (i = 0; i < 4; i++)
 		pthread_join(th[i], NULL);
 	assert_int_equal(c.failures, 0);
