@@ -98,11 +98,13 @@ struct store {
 	map               *map;
 	uint64_t           ntomb;
 	atomic_uint_fast64_t applied_lsn;
+	uint64_t           map_gen;     /* counts applied batches (apply_mu) */
 	store_apply_hook   hook;
 	void              *hook_arg;
 
 	pthread_mutex_t    snap_mu;
 	uint64_t           snaps[2];    /* newest kept snapshots, [0] newest, 0 = none */
+	uint64_t           snap_gen;    /* map_gen captured by the newest (snap_mu) */
 	atomic_uint_fast64_t snapshots;
 	void              *open_state;
 	size_t             open_state_len;
@@ -208,6 +210,7 @@ static int complete(store *st, struct pending *list, int status)
 			if (p->type == REC_BATCH && !arc) {
 				arc = apply_encoded(st, (char *)p->rec + WAL_REC_HDR,
 						    p->len - WAL_REC_HDR, p->lsn, 1);
+				st->map_gen++;
 				/* On failure the batch is durable but not
 				 * applied: the map no longer matches the log and
 				 * the store must stop writing (caller). */
@@ -459,6 +462,7 @@ int store_apply(store *st, const struct kv_batch *b, uint64_t version)
 	pthread_mutex_lock(&st->apply_mu);
 	pthread_rwlock_wrlock(&st->map_lock);
 	rc = apply_ops(st, b->ops, b->n, version, 1);
+	st->map_gen++;
 	pthread_rwlock_unlock(&st->map_lock);
 	pthread_mutex_unlock(&st->apply_mu);
 	return rc;
@@ -602,6 +606,7 @@ static void collect_garbage(store *st, uint64_t dropped_snap)
 static int do_snapshot(store *st)
 {
 	struct snap_image img = { 0 };
+	uint64_t gen;
 	void *state = NULL;
 	size_t cap = 0;
 	map_iter it;
@@ -630,13 +635,16 @@ static int do_snapshot(store *st)
 	}
 	pthread_rwlock_unlock(&st->map_lock);
 	img.lsn = atomic_load(&st->applied_lsn);
+	gen = st->map_gen;
 	rc = img.recs ? capture_state(st, &state, &img.state_len) : -ENOMEM;
 	pthread_mutex_unlock(&st->apply_mu);
 	if (rc)
 		goto out;
 	img.state = state;
-	if (img.lsn == st->snaps[0] || img.lsn == 0)
-		goto out; /* nothing new since the last snapshot */
+	/* Nothing new: neither a record completed nor the map changed (Raft
+	 * applies with store_apply() without new records). */
+	if (img.lsn == st->snaps[0] && gen == st->snap_gen)
+		goto out;
 
 	rc = snap_write(st->io, st->dir, &img);
 	if (rc) {
@@ -649,10 +657,15 @@ static int do_snapshot(store *st)
 		uint64_t dropped;
 
 		pthread_mutex_lock(&st->mu);
-		dropped = st->snaps[1];
-		st->snaps[1] = st->snaps[0];
-		st->snaps[0] = img.lsn;
+		dropped = 0;
+		/* Same lsn: the rename replaced the newest file in place. */
+		if (img.lsn != st->snaps[0]) {
+			dropped = st->snaps[1];
+			st->snaps[1] = st->snaps[0];
+			st->snaps[0] = img.lsn;
+		}
 		pthread_mutex_unlock(&st->mu);
+		st->snap_gen = gen;
 		atomic_fetch_add(&st->snapshots, 1);
 		collect_garbage(st, dropped);
 	}
@@ -728,6 +741,7 @@ static int replay_one(void *arg, uint8_t type, uint64_t lsn, const void *payload
 		return rc == -EBADMSG ? -EUCLEAN : rc;
 	}
 	atomic_store(&st->applied_lsn, lsn);
+	st->map_gen++;
 	return 0;
 }
 
@@ -868,6 +882,8 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 		goto err;
 	}
 	st->last_lsn = st->durable_lsn = wal_next_lsn(st->wal) - 1;
+	/* Every record in the log has been processed now. */
+	atomic_store(&st->applied_lsn, st->last_lsn);
 	t3 = cpu_now();
 	LOG(LOG_INFO, "store %s: %zu keys; CPU s: snapshot %" PRIu64 " loaded %.3f, log to lsn %"
 	    PRIu64 " read %.3f, applied %.3f", dir, map_count(st->map), base, t1 - t0,

@@ -524,6 +524,49 @@ static void a_corrupt_snapshot_without_log_to_fall_back_on_is_a_clear_error(void
 	memdisk_free(md);
 }
 
+/* Raft's pattern: entries are opaque records, the map changes only through
+ * store_apply(), and the snapshot must still capture it. */
+static void snapshot_captures_changes_made_with_store_apply(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct store_options o = { .snapshot_log_bytes = SIZE_MAX };
+	struct replayed rp;
+	store *st = open_store(md, &o);
+	struct kv_op op = { .kind = KV_PUT, .key = "raft/a", .klen = 6, .val = "1", .vlen = 1 };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+	struct store_stats ss;
+	kv_rec *r;
+
+	(void)state;
+	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "e1", 2, NULL, NULL), 0);
+	assert_int_equal(store_apply(st, &b, 1), 0);
+	assert_int_equal(store_snapshot(st), 0);
+	assert_int_equal(store_snapshot(st), 0); /* nothing new: no second file */
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.snapshots, 1);
+	/* A change without a new record: same lsn, the snapshot is replaced. */
+	op.key = "raft/b";
+	assert_int_equal(store_apply(st, &b, 2), 0);
+	assert_int_equal(store_snapshot(st), 0);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.snapshots, 2);
+	store_close(st);
+	memdisk_crash(md);
+	memset(&rp, 0, sizeof rp);
+	o.replay = on_replay;
+	o.replay_arg = &rp;
+	st = open_store(md, &o);
+	assert_int_equal(rp.n, 1);
+	assert_int_equal(store_get(st, "raft/a", 6, 0, &r), 0);
+	assert_int_equal(kv_rec_version(r), 1);
+	kv_rec_unref(r);
+	assert_int_equal(store_get(st, "raft/b", 6, 0, &r), 0);
+	assert_int_equal(kv_rec_version(r), 2);
+	kv_rec_unref(r);
+	store_close(st);
+	memdisk_free(md);
+}
+
 static void pinned_log_is_kept_across_snapshots(void **state)
 {
 	memdisk *md = memdisk_new();
@@ -712,6 +755,7 @@ int main(void)
 		cmocka_unit_test(snapshots_and_log_recover_the_state_before_a_crash),
 		cmocka_unit_test(a_corrupt_newest_snapshot_falls_back_to_the_previous_one),
 		cmocka_unit_test(a_corrupt_snapshot_without_log_to_fall_back_on_is_a_clear_error),
+		cmocka_unit_test(snapshot_captures_changes_made_with_store_apply),
 		cmocka_unit_test(pinned_log_is_kept_across_snapshots),
 		cmocka_unit_test(failed_sync_with_eio_fails_the_write_and_sticks),
 		cmocka_unit_test(failed_sync_with_enospc_fails_the_write_and_sticks),
