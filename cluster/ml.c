@@ -552,18 +552,17 @@ void ml_flush(ml *m)
 	struct fb *f = &m->fb1;
 	struct pq *q;
 
-	if (ml__gated(m))
+	if (ml__gated(m) || !m->pq_head)
 		return;
-	if (!m->pq_head || m->cfg.n < 2)
-		goto drop_all;
 	ml__fb_reset(f);
 	while ((q = m->pq_head) && q->seq <= durable) {
-		struct ent *e = ml__ent_get(m, q->key, q->klen, 0);
+		struct ent *e = m->cfg.n > 1 ? ml__ent_get(m, q->key, q->klen, 0) : NULL;
 		int r = 0;
 
 		/* Push the CURRENT version (it may have been superseded since);
 		 * ml__fb_add_version skips it while it is not durable, in which case
-		 * a later queued write or anti-entropy carries it. */
+		 * a later queued write or anti-entropy carries it. A node alone
+		 * just empties the queue. */
 		if (e) {
 			r = ml__fb_add_version(m, f, e);
 			if (r == 0 && f->count && ml__durable_ent(m, e)) {
@@ -580,16 +579,6 @@ void ml_flush(ml *m)
 	}
 	if (f->count)
 		ml__fb_broadcast(m, ML_MSG_PUSH, f);
-	return;
-drop_all:
-	while ((q = m->pq_head) && (m->cfg.n < 2)) {
-		m->pq_head = q->next;
-		free(q);
-	}
-	if (m->cfg.n < 2) {
-		m->pq_tail = NULL;
-		m->pq_n = 0;
-	}
 }
 
 static int recv_push(ml *m, unsigned from, struct mlw_in *in)
@@ -614,8 +603,10 @@ static int recv_push(ml *m, unsigned from, struct mlw_in *in)
 		if (in->err || !klen || (v.flags & ~ML_V_TOMBSTONE))
 			return -EBADMSG;
 		r = apply_version(m, key, klen, &v, &reply);
-		if (r < 0)
+		if (r == -ENOMEM)
 			return r;
+		if (r < 0)
+			continue; /* refused by the store (counted): the next one */
 		if (reply) {
 			struct ent *e = ml__ent_get(m, key, klen, 0);
 			if (e && ml__fb_add_version(m, back, e) < 0)

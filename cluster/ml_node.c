@@ -44,6 +44,7 @@
 #include "cluster/ml.h"
 #include "cluster/peer.h"
 #include "cluster/repl.h"
+#include "store/key.h"
 #include "store/log.h"
 
 #define MN_REC_FLOOR (STORE_REC_USER + 32)
@@ -336,7 +337,12 @@ static void sub_finish(struct mn *mn, struct mn_sub *s, int status)
 {
 	s->done = 1;
 	s->status = status;
-	if (status && !mn->failed) {
+	if (status && !store_failed(mn->st)) {
+		/* Refused before it was logged (a limit): nothing was written
+		 * and the store is fine, so it does not hold durable() back. */
+		LOG(LOG_WARN, "masterless: store refused a batch: %s", strerror(-status));
+		s->status = 0;
+	} else if (status && !mn->failed) {
 		mn->failed = status;
 		LOG(LOG_ERROR, "masterless: store write failed: %s", strerror(-status));
 	}
@@ -507,6 +513,11 @@ static int collect(struct mn *mn, const char *key, size_t klen, const struct ml_
 	struct ov *o;
 	int rc;
 
+	/* A version from a peer that this store would refuse (its limits or
+	 * key rules differ, or the frame lies) must not reach store_submit():
+	 * the whole batch would fail with it. */
+	if (key_check(key, klen) || (v && (v->vlen > KV_VALUE_MAX || v->ext_len > KV_EXT_MAX)))
+		return -EINVAL;
 	if (!mn->cur)
 		mn_begin(mn, NULL); /* committed by the caller's mn_commit() */
 	if (!mn->cur)

@@ -385,6 +385,25 @@ static void garbled_frames_are_survived(void **state)
 	ml_sim_free(s);
 }
 
+static void a_node_alone_collects_its_tombstones_at_once(void **state)
+{
+	uint64_t seed = base_seed() + 6;
+	struct ml_sim_opts o = quiet_opts(1, seed);
+	struct ml_stats st;
+	ml_sim *s;
+
+	(void)state;
+	s = sim_new(&o);
+	assert_int_equal(ml_sim_write(s, 0, "a", "1", 0), 0);
+	assert_int_equal(ml_sim_write(s, 0, "a", "", 1), 0);
+	settle_and_check(s, seed, 1000);
+	ml_get_stats(ml_sim_node(s, 0), &st);
+	assert_int_equal(st.tombstones_collected, 1);
+	assert_int_equal(st.msgs_sent, 0);
+	assert_false(has_key(s, 0, "a", NULL, NULL));
+	ml_sim_free(s);
+}
+
 /* The randomized scenario: random writes and deletes on random nodes under
  * drops, duplicates, delays, clock skew, partitions and crashes; then heal
  * and check convergence to the independently computed LWW winners. */
@@ -487,6 +506,7 @@ int main(void)
 		cmocka_unit_test(anti_entropy_bandwidth_per_round_stays_bounded),
 		cmocka_unit_test(restart_soon_after_a_clock_jump_keeps_timestamps_growing),
 		cmocka_unit_test(garbled_frames_are_survived),
+		cmocka_unit_test(a_node_alone_collects_its_tombstones_at_once),
 		cmocka_unit_test(random_writes_and_deletes_under_faults_converge_to_lww),
 	};
 
