@@ -1293,11 +1293,12 @@ static void rn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "lost_proposals", json_integer((json_int_t)rn->nlost));
 	json_object_set_new(obj, "failed", json_boolean(rn->failed || raft_failed(rn->r)));
 	for (i = 0; i < rn->mem.n; i++) {
-		json_t *p = json_object();
 		struct peer_stats ps = { 0 };
+		json_t *p;
 
 		if (i == rn->self)
 			continue;
+		p = json_object();
 		if (rn->net)
 			peer_get_stats(rn->net, (unsigned)i, &ps);
 		json_object_set_new(p, "id", json_integer((json_int_t)i + 1));
