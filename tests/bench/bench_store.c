@@ -171,6 +171,21 @@ static double cpu_now(void)
 }
 
 static double last_cpu;
+static long last_rss_kb;
+
+static long rss_kb(void)
+{
+	char line[256];
+	long kb = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kb = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kb;
+}
 
 static double open_time(const char *sdir, uint64_t *keys)
 {
@@ -188,6 +203,7 @@ static double open_time(const char *sdir, uint64_t *keys)
 	}
 	store_get_stats(st, &ss);
 	*keys = ss.keys;
+	last_rss_kb = rss_kb();
 	store_close(st);
 	return t;
 }
@@ -241,8 +257,8 @@ static void recovery(const char *dir, long nkeys)
 
 	tlog = open_time(sdir, &keys);
 	printf("recovery  %ld keys written as %ld durable batches in %.2f s\n", nkeys, nkeys, tfill);
-	printf("recovery  from log only:  %.2f s (%.2f s CPU, %" PRIu64 " keys)\n", tlog, last_cpu,
-	       keys);
+	printf("recovery  from log only:  %.2f s (%.2f s CPU, %" PRIu64 " keys, RSS %ld MB)\n", tlog,
+	       last_cpu, keys, last_rss_kb / 1024);
 
 	rc = store_open(sdir, &o, &st);
 	if (rc) {
