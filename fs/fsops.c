@@ -10,9 +10,9 @@
  * and release commit the whole contents as one KV_PUT, so a reader sees
  * either the old or the new file, never a mix (close-to-open consistency).
  *
- * Locks, in this order: rename_lock (a commit holds it shared so that a
+ * Locks, in this order: ent_move_lock (a commit holds it shared so that a
  * rename moving its key cannot interleave), the ofile table lock, an ofile's
- * lock. node_write() is called with at most rename_lock and one ofile lock.
+ * lock. node_write() is called with at most ent_move_lock and one ofile lock.
  */
 #include "fs/fsops.h"
 
@@ -26,13 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs/ent.h"
+#include "fs/move.h"
 #include "fs/ofile.h"
 #include "fs/path.h"
 #include "fs/sview.h"
 #include "store/log.h"
 
 static struct kvfs_ctx *K;
-static pthread_rwlock_t rename_lock;
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -75,26 +76,6 @@ void fsops_fill_stat(struct stat *st, const struct kv_meta *m, size_t size)
 	st->st_atim = st->st_mtim;
 	st->st_ctim = ns_to_ts(m->ctime_ns);
 }
-
-/* Attributes of the root and of directories that exist only as prefixes. */
-static struct kv_meta implicit_dir_meta(void)
-{
-	struct kv_meta m = {
-		.mode = S_IFDIR | 0755, .uid = K->uid, .gid = K->gid,
-		.mtime_ns = K->start_ns, .ctime_ns = K->start_ns,
-	};
-	return m;
-}
-
-static int write_ops(struct kv_op *ops, uint32_t n)
-{
-	struct kv_batch b = { .ops = ops, .n = n };
-
-	if (n == 0)
-		return 0;
-	return node_write(K->n, &b);
-}
-
 /* Raft mode promises linearizable reads (SPEC §3): before contents or a
  * listing are served from the local replica, wait until it holds every write
  * acknowledged anywhere (ReadIndex). A minority side fails here instead of
@@ -111,184 +92,6 @@ static struct ofile *fh_of(const struct fuse_file_info *fi)
 	return (struct ofile *)(uintptr_t)fi->fh;
 }
 
-/* The calling process's ids for new files: pjdfstest and users with
- * allow_other expect files owned by whoever created them, not by the daemon. */
-static void caller_ids(uint32_t *uid, uint32_t *gid)
-{
-	struct fuse_context *c = fuse_get_context();
-
-	*uid = c ? c->uid : (uint32_t)getuid();
-	*gid = c ? c->gid : (uint32_t)getgid();
-}
-
-/* ---- resolving a key ----------------------------------------------------- */
-
-enum kind { KIND_NONE, KIND_ROOT, KIND_FILE, KIND_DIR };
-
-struct ent {
-	enum kind     kind;
-	int           explicit_dir; /* a directory with a marker key */
-	kv_rec       *rec;          /* file/symlink or marker record (referenced), or NULL */
-	struct ofile *of;           /* pinned open file of this key, or NULL */
-};
-
-static void ent_release(struct ent *e)
-{
-	if (e->rec)
-		kv_rec_unref(e->rec);
-	if (e->of)
-		ofile_put(e->of);
-	memset(e, 0, sizeof(*e));
-}
-
-/* 1 when any key (other than the marker itself) lies under `prefix`
- * (ending in '/'), counting files created here but not yet committed. */
-struct pending_arg {
-	size_t plen;
-	int    found;
-};
-
-static void pending_fn(void *arg, struct ofile *of)
-{
-	struct pending_arg *a = arg;
-
-	/* Reading in_store/unlinked without the ofile lock is a benign race: the
-	 * answer is as old as the caller's view anyway. */
-	if (of->klen > a->plen && !of->in_store && !of->unlinked)
-		a->found = 1;
-}
-
-static int has_children(const char *prefix, size_t plen)
-{
-	char key[KV_KEY_MAX + 1];
-	size_t klen;
-	kv_rec *r;
-	int rc;
-
-	rc = store_next(K->st, prefix, plen, NULL, 0, 0, key, &klen, &r);
-	if (rc == 0 && klen == plen) { /* the marker itself: look past it */
-		kv_rec_unref(r);
-		rc = store_next(K->st, prefix, plen, prefix, plen, 0, key, &klen, &r);
-	}
-	if (rc == 0) {
-		kv_rec_unref(r);
-		return 1;
-	}
-	struct pending_arg a = { .plen = plen, .found = 0 };
-	ofile_each(prefix, plen, pending_fn, &a);
-	return a.found;
-}
-
-/* Finds what `key` names: a file or symlink (in the store and/or open here),
- * an explicit or implicit directory, the root, or nothing (-ENOENT). */
-static int resolve(const char *key, size_t klen, struct ent *e)
-{
-	char mk[KV_KEY_MAX + 2];
-	int rc, mlen;
-
-	memset(e, 0, sizeof(*e));
-	if (klen == 0) {
-		e->kind = KIND_ROOT;
-		return 0;
-	}
-	if (klen > KV_KEY_MAX)
-		return -ENAMETOOLONG;
-	e->of = ofile_find(key, klen);
-	rc = store_get(K->st, key, klen, 0, &e->rec);
-	if (rc == 0 || e->of) {
-		e->kind = KIND_FILE;
-		return 0;
-	}
-	if (rc != -ENOENT)
-		return rc;
-	mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
-	if (mlen < 0)
-		return -ENOENT; /* too long to be a directory: there is none */
-	rc = store_get(K->st, mk, (size_t)mlen, 0, &e->rec);
-	if (rc == 0) {
-		e->kind = KIND_DIR;
-		e->explicit_dir = 1;
-		return 0;
-	}
-	if (rc != -ENOENT)
-		return rc;
-	if (has_children(mk, (size_t)mlen)) {
-		e->kind = KIND_DIR;
-		return 0;
-	}
-	return -ENOENT;
-}
-
-static void ent_stat(const struct ent *e, struct stat *st)
-{
-	struct kv_meta m;
-
-	if (e->of) {
-		pthread_mutex_lock(&e->of->lock);
-		fsops_fill_stat(st, &e->of->meta, e->of->size);
-		pthread_mutex_unlock(&e->of->lock);
-	} else if (e->rec) {
-		fsops_fill_stat(st, kv_rec_meta(e->rec), kv_rec_size(e->rec));
-	} else {
-		m = implicit_dir_meta();
-		fsops_fill_stat(st, &m, 0);
-	}
-}
-
-/* The directory marker op that keeps key's parent in place when it is an
- * implicit directory: removing its last entry must not make it vanish, as
- * on a local disk. Returns 1 when *op was filled (mk holds its key). */
-static int keep_parent(const char *key, size_t klen, char *mk, struct kv_op *op)
-{
-	const char *slash = memrchr(key, '/', klen);
-	size_t plen;
-	kv_rec *r;
-
-	if (!slash)
-		return 0; /* the root needs no marker */
-	plen = (size_t)(slash - key) + 1;
-	memcpy(mk, key, plen);
-	mk[plen] = '\0';
-	if (store_get(K->st, mk, plen, 0, &r) == 0) {
-		kv_rec_unref(r);
-		return 0;
-	}
-	memset(op, 0, sizeof(*op));
-	op->kind = KV_PUT;
-	op->key = mk;
-	op->klen = (uint32_t)plen;
-	op->val = "";
-	op->meta = implicit_dir_meta();
-	return 1;
-}
-
-/* mode and gid of a new entry: a setgid parent directory passes its group on
- * (and its setgid bit to subdirectories), as the kernel does for local disks. */
-static void inherit(const char *key, size_t klen, struct kv_meta *m)
-{
-	const char *slash = memrchr(key, '/', klen);
-	struct ent p;
-
-	if (!slash || resolve(key, (size_t)(slash - key), &p) != 0)
-		return;
-	if (p.kind == KIND_DIR && p.rec && (kv_rec_meta(p.rec)->mode & S_ISGID)) {
-		m->gid = kv_rec_meta(p.rec)->gid;
-		if (S_ISDIR(m->mode))
-			m->mode |= S_ISGID;
-	}
-	ent_release(&p);
-}
-
-static struct kv_meta new_meta(const char *key, size_t klen, mode_t mode)
-{
-	struct kv_meta m = { .mode = mode };
-
-	caller_ids(&m.uid, &m.gid);
-	m.mtime_ns = m.ctime_ns = fsops_now_ns();
-	inherit(key, klen, &m);
-	return m;
-}
-
 /* ---- committing open files ----------------------------------------------- */
 
 /* Commits the open file's contents and metadata as one KV_PUT if changed.
@@ -299,7 +102,7 @@ static int of_commit(struct ofile *of)
 	kv_rec *r;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&rename_lock);
+	pthread_rwlock_rdlock(&ent_move_lock);
 	pthread_mutex_lock(&of->lock);
 	if (!of->dirty || of->unlinked)
 		goto out;
@@ -310,7 +113,7 @@ static int of_commit(struct ofile *of)
 	op.val = ofile_data(of) ? ofile_data(of) : "";
 	op.vlen = (uint32_t)of->size;
 	op.meta = of->meta;
-	rc = write_ops(&op, 1);
+	rc = ent_write(&op, 1);
 	if (rc) {
 		LOG(LOG_WARN, "commit of '%s' (%zu bytes) failed: %s", of->key, of->size,
 		    strerror(-rc));
@@ -325,7 +128,7 @@ static int of_commit(struct ofile *of)
 		of->in_store = 1;
 out:
 	pthread_mutex_unlock(&of->lock);
-	pthread_rwlock_unlock(&rename_lock);
+	pthread_rwlock_unlock(&ent_move_lock);
 	return rc;
 }
 
@@ -416,7 +219,7 @@ static int kv_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	key = fsp_key(path, &klen);
 	if (klen && (rc = fsp_check(key, klen, 0)) == -ENAMETOOLONG)
 		return rc;
-	if ((rc = resolve(key, klen, &e)))
+	if ((rc = ent_resolve(key, klen, &e)))
 		return rc;
 	ent_stat(&e, st);
 	ent_release(&e);
@@ -461,7 +264,7 @@ static int put_new(const char *path, int is_dir, mode_t mode, const char *val, s
 		return klen == sizeof(FSP_SEARCH_DIR) - 1 ? -EEXIST : -EPERM;
 	if ((rc = fsp_check(key, klen, is_dir)))
 		return rc;
-	if ((rc = resolve(key, klen, &e)) == 0) {
+	if ((rc = ent_resolve(key, klen, &e)) == 0) {
 		ent_release(&e);
 		return -EEXIST;
 	}
@@ -477,8 +280,8 @@ static int put_new(const char *path, int is_dir, mode_t mode, const char *val, s
 	}
 	op.val = val;
 	op.vlen = (uint32_t)vlen;
-	op.meta = new_meta(key, klen, mode);
-	return write_ops(&op, 1);
+	op.meta = ent_new_meta(key, klen, mode);
+	return ent_write(&op, 1);
 }
 
 static int kv_mknod(const char *path, mode_t mode, dev_t rdev)
@@ -525,7 +328,7 @@ static int kv_unlink(const char *path)
 	if (fsp_is_search(path))
 		return -EPERM;
 	key = fsp_key(path, &klen);
-	if ((rc = resolve(key, klen, &e)))
+	if ((rc = ent_resolve(key, klen, &e)))
 		return rc;
 	if (e.kind != KIND_FILE) {
 		rc = e.kind == KIND_ROOT ? -EBUSY : -EISDIR;
@@ -538,23 +341,23 @@ static int kv_unlink(const char *path)
 		ops[0].key = key;
 		ops[0].klen = (uint32_t)klen;
 		n = 1;
-		n += (uint32_t)keep_parent(key, klen, mk, &ops[1]);
+		n += (uint32_t)ent_keep_parent(key, klen, mk, &ops[1]);
 	}
-	pthread_rwlock_rdlock(&rename_lock);
+	pthread_rwlock_rdlock(&ent_move_lock);
 	if (e.of) {
 		/* Under the ofile's lock so that no commit of an open handle can
 		 * slip in after the delete and resurrect the file. */
 		pthread_mutex_lock(&e.of->lock);
-		rc = write_ops(ops, n);
+		rc = ent_write(ops, n);
 		if (rc == 0)
 			e.of->unlinked = 1;
 		pthread_mutex_unlock(&e.of->lock);
 		if (rc == 0)
 			ofile_unhash(e.of);
 	} else {
-		rc = write_ops(ops, n);
+		rc = ent_write(ops, n);
 	}
-	pthread_rwlock_unlock(&rename_lock);
+	pthread_rwlock_unlock(&ent_move_lock);
 	ent_release(&e);
 	return rc;
 }
@@ -571,14 +374,14 @@ static int kv_rmdir(const char *path)
 	if (fsp_is_search(path))
 		return -EPERM;
 	key = fsp_key(path, &klen);
-	if ((rc = resolve(key, klen, &e)))
+	if ((rc = ent_resolve(key, klen, &e)))
 		return rc;
 	if (e.kind != KIND_DIR) {
 		rc = e.kind == KIND_ROOT ? -EBUSY : -ENOTDIR;
 		goto out;
 	}
 	mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
-	if (has_children(mk, (size_t)mlen)) {
+	if (ent_has_children(mk, (size_t)mlen)) {
 		rc = -ENOTEMPTY;
 		goto out;
 	}
@@ -586,272 +389,11 @@ static int kv_rmdir(const char *path)
 	ops[0].kind = KV_DEL;
 	ops[0].key = mk;
 	ops[0].klen = (uint32_t)mlen;
-	rc = write_ops(ops, 1 + (uint32_t)keep_parent(key, klen, pk, &ops[1]));
+	rc = ent_write(ops, 1 + (uint32_t)ent_keep_parent(key, klen, pk, &ops[1]));
 out:
 	ent_release(&e);
 	return rc;
 }
-
-/* ---- rename --------------------------------------------------------------- */
-
-struct collect {
-	struct ofile **v;
-	size_t n, cap;
-};
-
-static void collect_fn(void *arg, struct ofile *of)
-{
-	struct collect *c = arg;
-
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 16;
-		struct ofile **v = realloc(c->v, cap * sizeof(*v));
-		if (!v)
-			return; /* that file keeps its old key; logged by the caller */
-		c->v = v;
-		c->cap = cap;
-	}
-	of->refs++; /* the table lock is held by ofile_each */
-	c->v[c->n++] = of;
-}
-
-/* A rename of a file or symlink: one batch deletes the old key and writes the
- * committed contents under the new one (replacing the target). */
-static int rename_file(const char *fk, size_t fl, const char *tk, size_t tl,
-		       struct ent *s, struct ent *d)
-{
-	char mk[KV_KEY_MAX + 2];
-	struct kv_op ops[3];
-	uint32_t n = 0;
-	int rc;
-
-	if (d->kind == KIND_DIR || d->kind == KIND_ROOT)
-		return -EISDIR;
-	if ((rc = fsp_check(tk, tl, 0)))
-		return rc;
-	memset(ops, 0, sizeof(ops));
-	if (s->rec) {
-		ops[n].kind = KV_DEL;
-		ops[n].key = fk;
-		ops[n++].klen = (uint32_t)fl;
-		ops[n].kind = KV_PUT;
-		ops[n].key = tk;
-		ops[n].klen = (uint32_t)tl;
-		ops[n].val = kv_rec_value(s->rec);
-		ops[n].vlen = (uint32_t)kv_rec_size(s->rec);
-		ops[n].meta = *kv_rec_meta(s->rec);
-		ops[n++].meta.ctime_ns = fsops_now_ns();
-	} else if (d->rec) {
-		/* The source exists only as an uncommitted open file: the target's
-		 * old contents go now, the new ones come with its commit. */
-		ops[n].kind = KV_DEL;
-		ops[n].key = tk;
-		ops[n++].klen = (uint32_t)tl;
-	}
-	n += (uint32_t)keep_parent(fk, fl, mk, &ops[n]);
-	if (s->of)
-		pthread_mutex_lock(&s->of->lock);
-	if (d->of && d->of != s->of)
-		pthread_mutex_lock(&d->of->lock);
-	rc = write_ops(ops, n);
-	if (rc == 0 && d->of && d->of != s->of)
-		d->of->unlinked = 1; /* its handles keep the replaced file */
-	if (rc == 0 && s->of) {
-		rc = ofile_rekey(s->of, tk, tl);
-		s->of->meta.ctime_ns = fsops_now_ns();
-	}
-	if (d->of && d->of != s->of)
-		pthread_mutex_unlock(&d->of->lock);
-	if (s->of)
-		pthread_mutex_unlock(&s->of->lock);
-	return rc;
-}
-
-/* A rename of a directory moves every key under it in ONE atomic batch: with
- * keys as full paths this is O(keys under the directory) in time and memory
- * (and bounded by KV_BATCH_MAX operations). */
-static int rename_dir(const char *fk, size_t fl, const char *tk, size_t tl,
-		      struct ent *d)
-{
-	char fp[KV_KEY_MAX + 2], tp[KV_KEY_MAX + 2], mk[KV_KEY_MAX + 2];
-	char key[KV_KEY_MAX + 1];
-	struct collect open = { 0 };
-	struct kv_op *ops = NULL;
-	kv_rec **recs = NULL;
-	char *keys = NULL;
-	size_t n = 0, cap = 0, klen, kused = 0, kcap = 0;
-	int rc, fpl, tpl;
-	kv_rec *r;
-
-	if (d->kind == KIND_FILE)
-		return -ENOTDIR;
-	if ((rc = fsp_check(tk, tl, 1)))
-		return rc;
-	fpl = fsp_dirkey(fk, fl, fp, sizeof(fp));
-	tpl = fsp_dirkey(tk, tl, tp, sizeof(tp));
-	if (tl > fl && memcmp(tk, fp, (size_t)fpl) == 0)
-		return -EINVAL; /* into itself */
-	if (d->kind == KIND_DIR && has_children(tp, (size_t)tpl))
-		return -ENOTEMPTY;
-
-	/* Gather the keys (one batch: two ops each, plus the target's marker
-	 * and the source parent's marker). Keys are copied into one arena and
-	 * pointed at after it stops moving. */
-	const char *after = NULL;
-	size_t alen = 0;
-	while ((rc = store_next(K->st, fp, (size_t)fpl, after, alen, 0, key, &klen, &r)) == 0) {
-		size_t nk = (size_t)tpl + klen - (size_t)fpl;
-		if (nk > KV_KEY_MAX) {
-			kv_rec_unref(r);
-			rc = -ENAMETOOLONG;
-			goto out;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			kv_rec **nr = realloc(recs, cap * sizeof(*recs));
-			if (!nr) {
-				kv_rec_unref(r);
-				rc = -ENOMEM;
-				goto out;
-			}
-			recs = nr;
-		}
-		if (kused + klen + nk + 2 > kcap) {
-			kcap = (kcap + klen + nk + 2) * 2;
-			char *nkb = realloc(keys, kcap);
-			if (!nkb) {
-				kv_rec_unref(r);
-				rc = -ENOMEM;
-				goto out;
-			}
-			keys = nkb;
-		}
-		memcpy(keys + kused, key, klen);
-		keys[kused + klen] = '\0';
-		memcpy(keys + kused + klen + 1, tp, (size_t)tpl);
-		memcpy(keys + kused + klen + 1 + tpl, key + fpl, klen - (size_t)fpl);
-		keys[kused + klen + 1 + nk] = '\0';
-		after = keys + kused;
-		alen = klen;
-		kused += klen + nk + 2;
-		recs[n++] = r;
-	}
-	if (rc != -ENOENT)
-		goto out;
-	if ((size_t)n * 2 + 2 > KV_BATCH_MAX) {
-		rc = -E2BIG;
-		goto out;
-	}
-	ops = calloc(n * 2 + 2, sizeof(*ops));
-	if (!ops) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t no = 0, off = 0;
-	int64_t now = fsops_now_ns();
-	for (size_t i = 0; i < n; i++) {
-		const char *ok = keys + off;
-		size_t okl = strlen(ok);
-		const char *nk = ok + okl + 1;
-		size_t nkl = strlen(nk);
-		off += okl + nkl + 2;
-		ops[no].kind = KV_DEL;
-		ops[no].key = ok;
-		ops[no++].klen = (uint32_t)okl;
-		ops[no].kind = KV_PUT;
-		ops[no].key = nk;
-		ops[no].klen = (uint32_t)nkl;
-		ops[no].val = kv_rec_value(recs[i]);
-		ops[no].vlen = (uint32_t)kv_rec_size(recs[i]);
-		ops[no].meta = *kv_rec_meta(recs[i]);
-		if (okl == (size_t)fpl)
-			ops[no].meta.ctime_ns = now;
-		no++;
-	}
-	if (d->kind == KIND_DIR && d->explicit_dir) {
-		/* The empty target directory is replaced; when the source has a
-		 * marker its PUT above recreates "tp" in the same batch, and a DEL
-		 * placed before that PUT would be overridden. Only delete it when
-		 * the source has no marker. */
-		int src_has_marker = n > 0 && strlen(keys) == (size_t)fpl;
-		if (!src_has_marker) {
-			ops[no].kind = KV_DEL;
-			ops[no].key = tp;
-			ops[no++].klen = (uint32_t)tpl;
-		}
-	}
-	no += (size_t)keep_parent(fk, fl, mk, &ops[no]);
-
-	/* Open files under the directory move with it. */
-	ofile_each(fp, (size_t)fpl, collect_fn, &open);
-	rc = write_ops(ops, (uint32_t)no);
-	for (size_t i = 0; i < open.n; i++) {
-		struct ofile *of = open.v[i];
-		if (rc == 0) {
-			char nk[KV_KEY_MAX + 2];
-			size_t nkl = (size_t)tpl + of->klen - (size_t)fpl;
-			pthread_mutex_lock(&of->lock);
-			if (nkl <= KV_KEY_MAX) {
-				memcpy(nk, tp, (size_t)tpl);
-				memcpy(nk + tpl, of->key + fpl, of->klen - (size_t)fpl);
-				if (ofile_rekey(of, nk, nkl))
-					LOG(LOG_ERROR, "rename: open file '%s' lost its new name", of->key);
-			}
-			pthread_mutex_unlock(&of->lock);
-		}
-		ofile_put(of);
-	}
-out:
-	for (size_t i = 0; i < n; i++)
-		kv_rec_unref(recs[i]);
-	free(recs);
-	free(keys);
-	free(ops);
-	free(open.v);
-	return rc;
-}
-
-static int kv_rename(const char *from, const char *to, unsigned int flags)
-{
-	struct ent s, d;
-	const char *fk, *tk;
-	size_t fl, tl;
-	int rc;
-
-	/* RENAME_EXCHANGE would need two keys swapped atomically with their
-	 * open files; not supported. */
-	if (flags & ~(unsigned)RENAME_NOREPLACE)
-		return -EINVAL;
-	if (fsp_is_search(from) || fsp_is_search(to))
-		return -EPERM;
-	fk = fsp_key(from, &fl);
-	tk = fsp_key(to, &tl);
-	if (fl == 0 || tl == 0)
-		return -EBUSY;
-	pthread_rwlock_wrlock(&rename_lock);
-	if ((rc = resolve(fk, fl, &s)))
-		goto out_unlock;
-	rc = resolve(tk, tl, &d);
-	if (rc && rc != -ENOENT)
-		goto out_s;
-	rc = 0;
-	if (d.kind != KIND_NONE && (flags & RENAME_NOREPLACE)) {
-		rc = -EEXIST;
-	} else if (fl == tl && memcmp(fk, tk, fl) == 0) {
-		rc = 0;
-	} else if (s.kind == KIND_FILE) {
-		rc = rename_file(fk, fl, tk, tl, &s, &d);
-	} else {
-		rc = rename_dir(fk, fl, tk, tl, &d);
-	}
-	ent_release(&d);
-out_s:
-	ent_release(&s);
-out_unlock:
-	pthread_rwlock_unlock(&rename_lock);
-	return rc;
-}
-
 /* ---- metadata ------------------------------------------------------------- */
 
 struct meta_change {
@@ -911,7 +453,7 @@ static int meta_op(const char *key, size_t klen, int put, const kv_rec *base,
 	op.val = base ? kv_rec_value(base) : "";
 	op.vlen = base ? (uint32_t)kv_rec_size(base) : 0;
 	op.meta = *m;
-	return write_ops(&op, 1);
+	return ent_write(&op, 1);
 }
 
 static int change_meta(const char *path, struct fuse_file_info *fi,
@@ -931,7 +473,7 @@ static int change_meta(const char *path, struct fuse_file_info *fi,
 	if (fsp_is_search(path))
 		return -EPERM;
 	key = fsp_key(path, &klen);
-	if ((rc = resolve(key, klen, &e)))
+	if ((rc = ent_resolve(key, klen, &e)))
 		return rc;
 	if (e.kind == KIND_ROOT) {
 		/* The root has no key to keep attributes in. */
@@ -956,7 +498,7 @@ open_file:
 		rc = meta_op(key, klen, 0, NULL, &m);
 	} else {
 		mlen = fsp_dirkey(key, klen, mk, sizeof(mk));
-		m = e.rec ? *kv_rec_meta(e.rec) : implicit_dir_meta();
+		m = e.rec ? *kv_rec_meta(e.rec) : ent_dir_meta();
 		apply_change(&m, c);
 		/* An implicit directory gets a marker to hold its attributes. */
 		rc = meta_op(mk, (size_t)mlen, !e.explicit_dir, NULL, &m);
@@ -1082,7 +624,7 @@ static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return kv_open(path, fi);
 	}
 	pthread_mutex_lock(&of->lock);
-	of->meta = new_meta(key, klen, S_IFREG | (mode & 07777));
+	of->meta = ent_new_meta(key, klen, S_IFREG | (mode & 07777));
 	of->dirty = 1; /* even an empty new file is committed at close */
 	pthread_mutex_unlock(&of->lock);
 	fi->fh = (uintptr_t)of;
@@ -1201,7 +743,7 @@ static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	if (fsp_is_search(path))
 		return sview_readdir(path, buf, filler);
 	k = fsp_key(path, &klen);
-	if ((rc = read_barrier()) || (rc = resolve(k, klen, &e)))
+	if ((rc = read_barrier()) || (rc = ent_resolve(k, klen, &e)))
 		return rc;
 	sub = e.kind;
 	ent_release(&e);
@@ -1341,7 +883,7 @@ static const struct fuse_operations ops = {
 	.unlink      = kv_unlink,
 	.rmdir       = kv_rmdir,
 	.symlink     = kv_symlink,
-	.rename      = kv_rename,
+	.rename      = move_path,
 	.link        = kv_link,
 	.chmod       = kv_chmod,
 	.chown       = kv_chown,
@@ -1367,19 +909,10 @@ static const struct fuse_operations ops = {
 
 int fsops_init(struct kvfs_ctx *ctx)
 {
-	pthread_rwlockattr_t a;
 	int rc;
 
 	K = ctx;
-	pthread_rwlockattr_init(&a);
-	/* Writer preference: a rename must not starve behind a stream of
-	 * commits holding the lock shared. */
-	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	rc = -pthread_rwlock_init(&rename_lock, &a);
-	pthread_rwlockattr_destroy(&a);
-	if (rc)
-		return rc;
-	if ((rc = ofile_init()))
+	if ((rc = ent_init()) || (rc = ofile_init()))
 		return rc;
 	return sview_init();
 }
@@ -1388,7 +921,7 @@ void fsops_fini(void)
 {
 	sview_fini();
 	ofile_fini();
-	pthread_rwlock_destroy(&rename_lock);
+	ent_fini();
 }
 
 const struct fuse_operations *fsops_get(void)
