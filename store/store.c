@@ -38,6 +38,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -884,6 +885,9 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	st->last_lsn = st->durable_lsn = wal_next_lsn(st->wal) - 1;
 	/* Every record in the log has been processed now. */
 	atomic_store(&st->applied_lsn, st->last_lsn);
+	/* Recovery buffers (segments, the replay table) were large: give the
+	 * memory back instead of keeping it in the heap for the process life. */
+	malloc_trim(0);
 	t3 = cpu_now();
 	LOG(LOG_INFO, "store %s: %zu keys; CPU s: snapshot %" PRIu64 " loaded %.3f, log to lsn %"
 	    PRIu64 " read %.3f, applied %.3f", dir, map_count(st->map), base, t1 - t0,

@@ -20,6 +20,15 @@
  * snapshot the store enters a sticky failed state: every later write fails with
  * the same error (a failed fsync is never retried as if it could succeed);
  * reads of already-applied data keep working.
+ *
+ * Directory layout (formats in store/wal.h and store/snap.h):
+ *   wal-<first lsn>.log   log segments, rotated at segment_bytes
+ *   snap-<lsn>.snap       snapshots: the map after record <lsn>, plus the
+ *                         application state; the two newest are kept
+ *   snap-<lsn>.tmp        a snapshot being written; removed at open
+ * Log segments are deleted once the OLDER of the two kept snapshots covers
+ * them (and store_pin_log allows), so a corrupt newest snapshot can fall
+ * back to the previous one plus the log.
  */
 #ifndef KVFS_STORE_H
 #define KVFS_STORE_H
