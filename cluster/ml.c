@@ -454,21 +454,25 @@ static int apply_version(ml *m, const char *key, size_t klen, const struct ml_ve
 	return r;
 }
 
-/* Keeps the saved clock floor ahead of the timestamps issued, a window at a
- * time, so that a save is needed only every few seconds of writes. */
-static int reserve(ml *m, uint64_t ts)
+/* Makes sure a restart starts the clock above `ts`. A timestamp this node
+ * issued or observed normally survives in some stored version (a version is
+ * only replaced by one with a larger timestamp), except when a tombstone is
+ * collected, and the incarnation is stored nowhere: those two save the
+ * clock as a floor first. Saved before the purge, hence durable no later
+ * than it. Saving the whole clock (not just `ts`) makes the next need rare. */
+int ml__save_floor(ml *m, uint64_t ts)
 {
-	uint64_t seq = 0;
+	uint64_t seq = 0, v = m->hlc.last > ts ? m->hlc.last : ts;
 	int r;
 
-	if (!m->io.save_floor || ts + ML_FLOOR_WINDOW / 2 <= m->floor)
+	if (!m->io.save_floor || ts <= m->floor)
 		return 0;
-	r = m->io.save_floor(m->io.ctx, ts + ML_FLOOR_WINDOW, &seq);
+	r = m->io.save_floor(m->io.ctx, v, &seq);
 	if (r < 0) {
 		m->st.io_errors++;
 		return r;
 	}
-	m->floor = ts + ML_FLOOR_WINDOW;
+	m->floor = v;
 	return 0;
 }
 
@@ -507,10 +511,6 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 		goto err;
 	}
 	x.ts = hlc_now(&m->hlc, m->io.now_ms(m->io.ctx));
-	/* Saved before the put, hence durable no later than the version. */
-	r = reserve(m, x.ts);
-	if (r < 0)
-		goto err;
 	x.origin = m->cfg.self;
 	x.flags = tombstone ? ML_V_TOMBSTONE : 0;
 	vclock_set(&x.clock, m->cfg.self, x.ts);
@@ -826,11 +826,13 @@ int ml_new(const struct ml_config *cfg, const struct ml_io *io, ml **out)
 	hlc_init(&m->hlc, lc.max_ts > cfg->hlc_floor ? lc.max_ts : cfg->hlc_floor);
 	m->inc = hlc_now(&m->hlc, now);
 	if (io->save_floor) {
+		/* The incarnation is stored nowhere else, and it must grow
+		 * across restarts: nothing is sent until it is durable. */
 		uint64_t seq = 0;
-		r = io->save_floor(io->ctx, m->inc + ML_FLOOR_WINDOW, &seq);
+		r = io->save_floor(io->ctx, m->inc, &seq);
 		if (r < 0)
 			goto err;
-		m->floor = m->inc + ML_FLOOR_WINDOW;
+		m->floor = m->inc;
 		m->gate_seq = seq;
 	}
 	m->next_gossip = now + io->random(io->ctx) % m->cfg.gossip_ms;

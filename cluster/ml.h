@@ -146,15 +146,16 @@ struct ml_io {
 	uint64_t (*durable)(void *ctx);
 	/* Visits every version (tombstones included) once, at ml_new(). */
 	int      (*scan)(void *ctx, ml_scan_fn fn, void *arg);
-	/* Persists the clock floor: a bound above every timestamp this node
-	 * will issue until it saves a larger one. Ordered with put(): once
-	 * durable() reaches *seq it is on stable storage. The largest floor
-	 * saved comes back as ml_config.hlc_floor after a restart, so that
-	 * timestamps and incarnations keep growing even when the clock had run
-	 * ahead of the wall clock (following a peer's) and the versions that
-	 * showed it are gone. Optional: with NULL, a restart trusts the wall
-	 * clock and the stored versions only. kvfs: an opaque store record
-	 * (store_submit_raw) read back by the replay callback. */
+	/* Persists a clock floor: a timestamp this node issued or observed, so
+	 * that after a restart its clock starts above it. Ordered with put()
+	 * and purge(): once durable() reaches *seq it is on stable storage. The
+	 * core saves one at start (its incarnation, which is stored nowhere
+	 * else; it sends nothing until that is durable) and before collecting
+	 * a tombstone whose timestamp no saved floor covers (every other
+	 * timestamp survives in some stored version). The largest floor saved
+	 * comes back as ml_config.hlc_floor. Optional: with NULL, a restart
+	 * trusts the stored versions and the wall clock only. kvfs: an opaque
+	 * store record (store_submit_raw) read back by the replay callback. */
 	int      (*save_floor)(void *ctx, uint64_t floor, uint64_t *seq);
 };
 

@@ -26,6 +26,8 @@ void ml__tomb_progress(ml *m, struct ent *e)
 		}
 	}
 	if ((e->l1 & m->all) == m->all) {
+		if (ml__save_floor(m, e->ts) < 0)
+			return;
 		if (m->io.purge(m->io.ctx, e->key, e->klen) < 0) {
 			m->st.io_errors++;
 			return;

@@ -19,7 +19,6 @@
 #define ML_DEF_KEYS_MSG    1024
 #define ML_DEF_DRIFT_MS    60000
 #define ML_ROOT_BYTES      (ML_GROUPS * 8)
-#define ML_FLOOR_WINDOW    hlc_from_ms(10000) /* clock reserved per floor save */
 #define ML_LEAVES_ENTRY    (1 + ML_LEAVES_PER * 8)
 
 struct ent {
@@ -66,7 +65,7 @@ struct ml {
 	struct ml_io     io;
 	struct hlc       hlc;
 	uint64_t         inc, seq;
-	uint64_t         floor;      /* clock floor saved (0: none yet) */
+	uint64_t         floor;      /* largest clock floor saved (0: none yet) */
 	uint64_t         gate_seq;   /* send nothing before durable() reaches it */
 	uint64_t         all;        /* bitmask of every node id */
 	struct ent     **ht;
@@ -98,6 +97,7 @@ void ml__fb_broadcast(ml *m, uint16_t type, const struct fb *f);
 int ml__fb_full(const ml *m, const struct fb *f, size_t more);
 int ml__durable_ent(const ml *m, const struct ent *e);
 int ml__gated(const ml *m);
+int ml__save_floor(ml *m, uint64_t ts);
 int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e);
 struct ent *ml__ent_get(ml *m, const char *key, size_t klen, int create);
 void ml__tomb_progress(ml *m, struct ent *e);

@@ -623,6 +623,20 @@ int64_t ml_sim_settle(ml_sim *s, uint64_t step_ms, uint64_t max_ms)
 		}
 		if (done)
 			return (int64_t)(s->now - start);
+		if (getenv("ML_SIM_DEBUG") && (s->now - start) % 2000 < step_ms) {
+			fprintf(stderr, "settle +%" PRIu64 " ms: identical %d;", s->now - start,
+				ml_sim_identical(s));
+			for (i = 0; i < s->o.n; i++) {
+				struct ml_stats st;
+				if (!s->nodes[i].up)
+					continue;
+				ml_get_stats(s->nodes[i].m, &st);
+				fprintf(stderr, " n%u: keys %" PRIu64 " tomb %" PRIu64 " push %" PRIu64
+					" root %016" PRIx64 " gated %" PRIu64 ";", i, st.keys, st.tombstones,
+					st.pending_push, ml_digest_root(s->nodes[i].m), st.send_gated);
+			}
+			fprintf(stderr, "\n");
+		}
 		ml_sim_run(s, step_ms);
 	}
 	return -1;

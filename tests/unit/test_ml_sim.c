@@ -423,14 +423,15 @@ static void run_random(uint64_t seed)
 	r = seed * 0x9e3779b97f4a7c15ull;
 	n = 3 + (unsigned)((r >> 7) % 3);
 	o.n = n;
+	/* The fault mix varies with the seed. */
 	o.delay_min_ms = 1;
-	o.delay_max_ms = 60;
-	o.drop_pm = 100;
-	o.dup_pm = 50;
-	o.sync_max_ms = 20;
-	o.skew_max_ms = 200;
-	o.cfg.max_msg_bytes = 2048;   /* small, to exercise the caps */
-	o.cfg.max_keys_msg = 32;
+	o.delay_max_ms = 10 + (uint32_t)((r >> 23) % 100);
+	o.drop_pm = (uint32_t)((r >> 29) % 250);
+	o.dup_pm = (uint32_t)((r >> 37) % 100);
+	o.sync_max_ms = 1 + (uint32_t)((r >> 43) % 40);
+	o.skew_max_ms = (uint32_t)((r >> 47) % 3000);
+	o.cfg.max_msg_bytes = 700 + (uint32_t)((r >> 53) % 4096); /* small: exercise the caps */
+	o.cfg.max_keys_msg = 8 + (uint32_t)((r >> 3) % 64);
 	nkeys = 20 + (int)((r >> 17) % 40);
 	assert_int_equal(ml_sim_new(&o, &s), 0);
 
@@ -471,11 +472,21 @@ static void run_random(uint64_t seed)
 	t = ml_sim_settle(s, 100, 180000);
 	ml_sim_get_stats(s, &st);
 	if (verbose())
-		print_message("seed %" PRIu64 ": n=%u keys=%d writes=%" PRIu64 " crashes=%" PRIu64
+		print_message("seed %" PRIu64 ": n=%u keys=%d drop=%u dup=%u delay<=%u skew<=%u cap=%u "
+			      "writes=%" PRIu64 " crashes=%" PRIu64
 			      " frames=%" PRIu64 " dropped=%" PRIu64 " purges=%" PRIu64
-			      " settled in %" PRId64 " ms\n", seed, n, nkeys, st.writes,
+			      " settled in %" PRId64 " ms\n", seed, n, nkeys, o.drop_pm, o.dup_pm,
+			      o.delay_max_ms, o.skew_max_ms, o.cfg.max_msg_bytes, st.writes,
 			      st.crashes, st.frames, st.dropped, st.purges, t);
 	SIM_ASSERT(seed, t >= 0, "no convergence after healing");
+	/* Skews stay far below max_drift_ms: no timestamp may look like one
+	 * from the future, or the clocks ran away (restarts must not push them). */
+	for (i = 0; i < n; i++) {
+		struct ml_stats ms;
+		ml_get_stats(ml_sim_node(s, i), &ms);
+		SIM_ASSERT(seed, ms.clock_ahead == 0, "node %u refused %" PRIu64 " timestamps", i,
+			   ms.clock_ahead);
+	}
 	SIM_ASSERT(seed, ml_sim_check(s, err, sizeof(err)) == 0, "%s", err);
 	SIM_ASSERT(seed, st.purge_violations == 0, "%" PRIu64 " unsafe tombstone collections",
 		   st.purge_violations);
