@@ -19,6 +19,12 @@
 #error "the .kvv reader assumes a little-endian host"
 #endif
 
+/* Query-side scratch vectors live on the stack. 1024 n-gram buckets
+ * measured best on CISI (semantic MAP 0.160 at 512, 0.186 at 1024; raw
+ * counts beat sqrt and log(1 + c); adding 4-grams lowered it). */
+#define EMB_DIM_MAX 1024
+_Static_assert(EMB_NGRAM_DIM <= EMB_DIM_MAX, "n-gram buckets must fit the query scratch space");
+
 /* Divisor of the frequency rank in the GloVe word weight ln(1 + rank / R). */
 #define GLOVE_RANK_DIV 100.0f
 
@@ -155,7 +161,7 @@ static const char *kvv_check(struct emb *e, const uint8_t *m, size_t size)
 	fsize = rd64(m + 56);
 	if (fsize != size)
 		return "file size does not match the header (truncated?)";
-	if (e->dim == 0 || e->dim > 1024 || e->rec < 8 + e->dim || e->rec % 4 || e->nwords == 0)
+	if (e->dim == 0 || e->dim > EMB_DIM_MAX || e->rec < 8 + e->dim || e->rec % 4 || e->nwords == 0)
 		return "bad dimensions";
 	if (str_off < EMB_HDR_SIZE || str_off > size || str_size > size - str_off ||
 	    tab_off < EMB_HDR_SIZE || tab_off > size ||
@@ -447,7 +453,7 @@ void emb_score(const struct emb *e, const float *qacc, const uint8_t *docs,
 	       const uint8_t *live, size_t n, const uint32_t *df, size_t ndocs,
 	       float *scores)
 {
-	float qw[1024], idf2[1024];
+	float qw[EMB_DIM_MAX], idf2[EMB_DIM_MAX];
 	size_t i;
 
 	if (!query_prep(e, qacc, df, ndocs, qw, idf2)) {
@@ -462,7 +468,7 @@ void emb_score_ids(const struct emb *e, const float *qacc, const uint8_t *docs,
 		   const uint32_t *ids, size_t nids, const uint32_t *df,
 		   size_t ndocs, float *scores)
 {
-	float qw[1024], idf2[1024];
+	float qw[EMB_DIM_MAX], idf2[EMB_DIM_MAX];
 	size_t i;
 
 	if (!query_prep(e, qacc, df, ndocs, qw, idf2)) {

@@ -54,7 +54,7 @@
 #define EMB_MAGIC       "KVFSVEC"
 #define EMB_VERSION     1
 #define EMB_HDR_SIZE    128
-#define EMB_NGRAM_DIM   512
+#define EMB_NGRAM_DIM   1024
 
 struct emb;
 
