@@ -32,10 +32,13 @@ pid=$("$C" pid 0)
 "$C" kill 0 >/dev/null
 [ -z "$("$C" pid 0)" ] || fail "pid $pid survived kill"
 grep -qs " $m " /proc/mounts && fail "mount left after kill"
-"$C" status | grep -q "node0 .* down" || fail "status after kill"
+# (grep -q on a pipe would SIGPIPE the script under pipefail)
+st=$("$C" status)
+grep -q "node0 .* down" <<<"$st" || fail "status after kill"
 "$C" restart 0 >/dev/null || fail "restart"
 [ "$(cat "$m/greeting")" = hello ] || fail "write lost across SIGKILL"
-"$C" status | grep -q "node0 .* running pid" || fail "status after restart"
+st=$("$C" status)
+grep -q "node0 .* running pid" <<<"$st" || fail "status after restart"
 "$C" stop >/dev/null
 grep -qs " $m " /proc/mounts && fail "mount left after stop"
 [ -z "$("$C" pid 0)" ] || fail "process left after stop"
