@@ -797,6 +797,15 @@ int ctl_redis_step(struct ctl_sess *s)
 	size_t ac, used, need;
 	int rc;
 
+	if (s->rp.discard || s->rp.skipline) {
+		/* Dropping the rest of a failed request, without buffering it. */
+		rc = resp_discard(&s->rp, ctl_buf_head(&s->in), ctl_buf_size(&s->in), &used);
+		ctl_buf_consume(&s->in, used);
+		if (rc == 0)
+			return CTL_STEP_STOP;
+		resp_parser_reset(&s->rp);
+		return CTL_STEP_DONE;
+	}
 	rc = resp_parse(&s->rp, ctl_buf_head(&s->in), ctl_buf_size(&s->in),
 			CTL_VALUE_MAX, CTL_REQ_MAX, &av, &ac, &used, &need);
 	if (rc == 0) {
@@ -807,16 +816,23 @@ int ctl_redis_step(struct ctl_sess *s)
 		return CTL_STEP_STOP;
 	}
 	if (rc < 0) {
-		/* The framing cannot be trusted after a protocol error: answer
-		 * and close, as Redis does. */
 		char msg[160];
 
 		snprintf(msg, sizeof msg, "ERR %s", rc == -ENOMEM ? "out of memory" : s->rp.err);
 		resp_error(&s->out, msg);
-		s->close_after_flush = 1;
-		ctl_buf_consume(&s->in, ctl_buf_size(&s->in));
-		resp_parser_reset(&s->rp);
-		return CTL_STEP_STOP;
+		if (rc == -ENOMEM || rc == -EMSGSIZE) {
+			/* Nothing sensible can follow: answer and close. */
+			s->close_after_flush = 1;
+			ctl_buf_consume(&s->in, ctl_buf_size(&s->in));
+			resp_parser_reset(&s->rp);
+			return CTL_STEP_STOP;
+		}
+		/* Malformed or over-limit: the connection goes on after the
+		 * offending line or request (SPEC 5). */
+		ctl_buf_consume(&s->in, used);
+		if (!s->rp.discard && !s->rp.skipline)
+			resp_parser_reset(&s->rp);
+		return CTL_STEP_DONE;
 	}
 	if (ac > 0) {
 		rc = exec(s, av, ac);

@@ -10,6 +10,8 @@
 
 void resp_parser_reset(struct resp_parser *p)
 {
+	p->discard = p->skipline = 0;
+	p->skip = p->left = 0;
 	p->pos = 0;
 	p->argc = -1;
 	p->nargs = 0;
@@ -224,6 +226,8 @@ static int parse_inline(struct resp_parser *p, const char *buf, size_t len,
 	if (!nl) {
 		if (len >= RESP_INLINE_MAX) {
 			p->err = "Protocol error: too big inline request";
+			p->skipline = 1;
+			*used = len;
 			return -E2BIG;
 		}
 		return 0;
@@ -242,6 +246,79 @@ static int parse_inline(struct resp_parser *p, const char *buf, size_t len,
 	return 1;
 }
 
+/* A framing error at buf[at]: drop through the end of that line. */
+static int proto_error(struct resp_parser *p, const char *buf, size_t len, size_t at,
+		       size_t *used)
+{
+	const char *nl = at < len ? memchr(buf + at, '\n', len - at) : NULL;
+
+	*used = nl ? (size_t)(nl - buf) + 1 : len;
+	p->skipline = !nl;
+	p->pos = 0;
+	p->argc = -1;
+	p->nargs = 0;
+	return -EPROTO;
+}
+
+/* An over-limit request: skip `skip` payload bytes, then `left` arguments. */
+static int too_big(struct resp_parser *p, size_t end, unsigned long long skip,
+		   unsigned long long left, size_t *used)
+{
+	p->err = "Protocol error: request too large";
+	if (skip > RESP_SKIP_MAX || left > RESP_SKIP_MAX)
+		return -EMSGSIZE;
+	p->discard = 1;
+	p->skip = skip;
+	p->left = left;
+	p->pos = 0;
+	p->argc = -1;
+	p->nargs = 0;
+	*used = end;
+	return -E2BIG;
+}
+
+int resp_discard(struct resp_parser *p, const char *buf, size_t len, size_t *used)
+{
+	long long v;
+	size_t end;
+	int rc;
+
+	*used = 0;
+	for (;;) {
+		if (p->skipline) {
+			const char *nl = memchr(buf + *used, '\n', len - *used);
+
+			if (!nl) {
+				*used = len;
+				return 0;
+			}
+			*used = (size_t)(nl - buf) + 1;
+			return 1;
+		}
+		if (p->skip) {
+			size_t n = len - *used < p->skip ? len - *used : (size_t)p->skip;
+
+			*used += n;
+			p->skip -= n;
+			if (p->skip)
+				return 0;
+		}
+		if (!p->left)
+			return 1;
+		rc = read_len(buf, *used, len, '$', &v, &end);
+		if (rc == 0 && len - *used <= 40)
+			return 0; /* keep the partial header; *used < len */
+		if (rc <= 0 || v < 0 || (unsigned long long)v > RESP_SKIP_MAX) {
+			/* Not a bulk header after all: resynchronise at the next line. */
+			p->skipline = 1;
+			continue;
+		}
+		p->skip = (unsigned long long)v + 2;
+		p->left--;
+		*used = end;
+	}
+}
+
 int resp_parse(struct resp_parser *p, const char *buf, size_t len,
 	       size_t max_bulk, size_t max_req,
 	       struct resp_arg **argv, size_t *argc, size_t *used, size_t *need)
@@ -251,6 +328,7 @@ int resp_parse(struct resp_parser *p, const char *buf, size_t len,
 	int rc;
 
 	*need = 0;
+	*used = 0;
 	if (len == 0)
 		return 0;
 	if (p->pos == 0 && p->argc < 0 && buf[0] != '*')
@@ -259,14 +337,14 @@ int resp_parse(struct resp_parser *p, const char *buf, size_t len,
 	if (p->argc < 0) {
 		rc = read_len(buf, 0, len, '*', &v, &end);
 		if (rc <= 0) {
-			if (rc < 0)
+			if (rc < 0) {
 				p->err = "Protocol error: invalid multibulk length";
+				return proto_error(p, buf, len, 0, used);
+			}
 			return rc;
 		}
-		if (v > (long long)RESP_ARGS_MAX) {
-			p->err = "Protocol error: invalid multibulk length";
-			return -E2BIG;
-		}
+		if (v > (long long)RESP_ARGS_MAX)
+			return too_big(p, end, 0, (unsigned long long)v, used);
 		p->argc = v < 0 ? 0 : (long)v;
 		p->pos = end;
 		p->nargs = 0;
@@ -281,30 +359,29 @@ int resp_parse(struct resp_parser *p, const char *buf, size_t len,
 		if (rc < 0) {
 			p->err = p->pos < len && buf[p->pos] != '$' ?
 				 "Protocol error: expected '$'" : "Protocol error: invalid bulk length";
-			return rc;
+			return proto_error(p, buf, len, p->pos, used);
 		}
 		if (rc == 0) {
 			if (len - p->pos > 40) {
 				p->err = "Protocol error: invalid bulk length";
-				return -EPROTO;
+				return proto_error(p, buf, len, p->pos, used);
 			}
 			return 0;
 		}
 		if (v < 0) {
 			p->err = "Protocol error: invalid bulk length";
-			return -EPROTO;
+			return proto_error(p, buf, len, p->pos, used);
 		}
-		if ((unsigned long long)v > max_bulk || end + (size_t)v + 2 > max_req) {
-			p->err = "Protocol error: request too large";
-			return -E2BIG;
-		}
+		if ((unsigned long long)v > max_bulk || end + (size_t)v + 2 > max_req)
+			return too_big(p, end, (unsigned long long)v + 2,
+				       (unsigned long long)p->argc - p->nargs - 1, used);
 		if (len < end + (size_t)v + 2) {
 			*need = end + (size_t)v + 2;
 			return 0;
 		}
 		if (buf[end + v] != '\r' || buf[end + v + 1] != '\n') {
 			p->err = "Protocol error: bulk not terminated by CRLF";
-			return -EPROTO;
+			return proto_error(p, buf, len, end + (size_t)v, used);
 		}
 		rc = grow_args(p, p->nargs + 1);
 		if (rc)

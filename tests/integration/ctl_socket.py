@@ -349,18 +349,36 @@ def test_malformed_input(n):
         check(r["ok"] is False and r["error"]["code"] == "bad_request", "bad request %r: %r" % (b, r))
     check(j.call(op="ping")["ok"], "JSON connection survives")
     j.close()
-    for payload, what in [(b"*1\r\n$999999999999\r\n", "huge bulk"), (b"*99999999\r\n", "huge count"),
-                          (b"*1\r\n$-7\r\n", "negative bulk"), (b"*2\r\n$3\r\nGET\r\n:1\r\n", "bad type")]:
+    # Bad framing: an error, then the connection goes on at the next line.
+    for payload, what in [(b"*1\r\n$-7\r\n", "negative bulk"), (b"*2\r\n$3\r\nGET\r\n:1\r\n", "bad type"),
+                          (b"*x\r\n", "bad count")]:
         c = Resp(n)
-        c.s.sendall(payload)
+        c.s.sendall(payload + b"PING\r\n")
         r = c.read()
         check(isinstance(r, Exception) and "Protocol error" in str(r), "%s: %r" % (what, r))
-        check(c.f.read() == b"", what + ": connection closed after the error")
+        check(c.read() == "PONG", what + ": connection still served")
         c.close()
-    # A too-large value over RESP is refused before it is buffered.
+    # Over the limits: an error; the request is skipped, or for absurd
+    # lengths the connection is closed.
     c = Resp(n)
-    c.s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (64 << 20))
-    check(isinstance(c.read(), Exception), "oversized value refused")
+    c.s.sendall(b"*1\r\n$999999999999\r\n")
+    check("Protocol error" in str(c.read()), "absurd bulk length refused")
+    check(c.f.read() == b"", "absurd bulk length: connection closed after the error")
+    c.close()
+    c = Resp(n)
+    c.s.sendall(b"*99999999\r\n")
+    check("Protocol error" in str(c.read()), "huge argument count refused")
+    c.close()
+    # A too-large value over RESP is refused and skipped, not buffered.
+    c = Resp(n)
+    size = (32 << 20) + 1
+    c.s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % size)
+    check("too large" in str(c.read()), "oversized value refused")
+    chunk = b"y" * (1 << 20)
+    for _ in range(size // len(chunk)):
+        c.s.sendall(chunk)
+    c.s.sendall(b"y" * (size % len(chunk)) + b"\r\nPING\r\n")
+    check(c.read() == "PONG", "connection served after the skipped value")
     c.close()
     # Fuzz: random bytes and mutated requests on many connections.
     rng = random.Random(1234)

@@ -391,7 +391,8 @@ static char *take(struct fx *x)
 	size_t n = ctl_buf_size(&x->s.out);
 	char *r = malloc(n + 1);
 
-	memcpy(r, ctl_buf_head(&x->s.out), n);
+	if (n)
+		memcpy(r, ctl_buf_head(&x->s.out), n);
 	r[n] = 0;
 	ctl_buf_consume(&x->s.out, n);
 	return r;
@@ -840,6 +841,35 @@ static void oversized_json_line_is_skipped_with_error(void **state)
 	assert_int_equal(x->f.writes, 0);
 }
 
+static void resp_errors_leave_the_connection_usable(void **state)
+{
+	struct fx *x = *state;
+	size_t chunk = 1 << 20, i;
+	char *big = malloc(chunk), hdr[64];
+
+	feed(x, "*x\r\nPING\r\n*1\r\n$-7\r\nPING\r\n*2\r\n$3\r\nGET\r\n:1\r\nPING\r\n");
+	expect(x, "-ERR Protocol error: invalid multibulk length\r\n+PONG\r\n"
+		  "-ERR Protocol error: invalid bulk length\r\n+PONG\r\n"
+		  "-ERR Protocol error: expected '$'\r\n+PONG\r\n");
+	/* A value over CTL_VALUE_MAX is skipped as it streams in, not stored. */
+	memset(big, 'x', chunk);
+	snprintf(hdr, sizeof hdr, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%u\r\n", CTL_VALUE_MAX + 1);
+	feed(x, hdr);
+	expect(x, "-ERR Protocol error: request too large\r\n");
+	for (i = 0; i < CTL_VALUE_MAX / chunk; i++)
+		ctl_sess_feed(&x->s, big, chunk);
+	assert_true(x->s.in.cap < 4 * chunk);
+	feed(x, "x\r\nPING\r\n");
+	expect(x, "+PONG\r\n");
+	assert_int_equal(x->f.writes, 0);
+	assert_false(x->s.close_after_flush);
+	/* An absurd length ends the connection after the error. */
+	feed(x, "*1\r\n$99999999999999\r\nPING\r\n");
+	expect(x, "-ERR Protocol error: request too large\r\n");
+	assert_true(x->s.close_after_flush);
+	free(big);
+}
+
 static void random_bytes_never_crash_the_engine(void **state)
 {
 	struct fx *x = *state;
@@ -918,6 +948,7 @@ int main(void)
 		T(json_pipelined_replies_keep_request_order),
 		T(reads_wait_for_a_barrier_in_raft_mode),
 		T(oversized_json_line_is_skipped_with_error),
+		T(resp_errors_leave_the_connection_usable),
 		T(random_bytes_never_crash_the_engine),
 		T(killed_session_is_released_after_pending_writes),
 	};

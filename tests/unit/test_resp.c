@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -90,14 +91,84 @@ static void malformed_headers_are_refused(void **state)
 
 	(void)state;
 	/* A bulk length beyond the limit: refused before any allocation. */
-	assert_int_equal(parse_split("*1\r\n$99999999999\r\n", 19, 19, out, &used), -E2BIG);
-	assert_int_equal(parse_split("*99999999999\r\n", 14, 14, out, &used), -E2BIG);
+	assert_int_equal(parse_split("*1\r\n$99999999999\r\n", 19, 19, out, &used), -EMSGSIZE);
+	assert_int_equal(parse_split("*99999999999\r\n", 14, 14, out, &used), -EMSGSIZE);
 	assert_int_equal(parse_split("*5000000\r\n", 10, 10, out, &used), -E2BIG);
 	assert_int_equal(parse_split("*1\r\n$-5\r\n", 9, 9, out, &used), -EPROTO);
 	assert_int_equal(parse_split("*1\r\n+x\r\n", 8, 8, out, &used), -EPROTO);
 	assert_int_equal(parse_split("*x\r\n", 4, 4, out, &used), -EPROTO);
 	assert_int_equal(parse_split("*1\r\n$1\r\nab\r\n", 12, 12, out, &used), -EPROTO);
 	assert_int_equal(parse_split("*1\r\n$1\r\na\r\n", 11, 11, out, &used), 1);
+}
+
+static void over_limit_request_is_skipped_then_parsing_goes_on(void **state)
+{
+	static const char in[] = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20\r\n01234567890123456789\r\n"
+				 "*1\r\n$4\r\nPING\r\n";
+	size_t len = sizeof in - 1, off, used, ac, need, cut;
+
+	struct resp_parser p;
+	struct resp_arg *av;
+
+	(void)state;
+	/* The skipped part may arrive one byte at a time or all at once. */
+	for (cut = 1; cut <= 2; cut++) {
+		memset(&p, 0, sizeof p);
+		resp_parser_reset(&p);
+		assert_int_equal(resp_parse(&p, in, len, 10, BIG, &av, &ac, &used, &need), -E2BIG);
+		assert_true(p.discard);
+		off = used;
+		for (;;) {
+			size_t n = cut == 1 ? 1 : len - off;
+			int rc = resp_discard(&p, in + off, n, &used);
+
+			off += used;
+			if (rc == 1)
+				break;
+			assert_int_equal(used, n);
+		}
+		assert_memory_equal(in + off, "*1\r\n", 4);
+		resp_parser_reset(&p);
+		assert_int_equal(resp_parse(&p, in + off, len - off, 10, BIG, &av, &ac, &used, &need), 1);
+		assert_int_equal(ac, 1);
+		assert_memory_equal(av[0].p, "PING", 4);
+		resp_parser_free(&p);
+	}
+}
+
+static void malformed_line_is_dropped_then_parsing_goes_on(void **state)
+{
+	static const char *cases[] = { "*x\r\n", "*1\r\n$-7\r\n", "*2\r\n$3\r\nGET\r\n:1\r\n",
+				       "*1\r\n$1\r\nab\r\n" };
+	struct resp_parser p;
+	struct resp_arg *av;
+	size_t i, used, ac, need, off;
+	char buf[128];
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len = (size_t)snprintf(buf, sizeof buf, "%sPING\r\n", cases[i]);
+
+		memset(&p, 0, sizeof p);
+		resp_parser_reset(&p);
+		assert_int_equal(resp_parse(&p, buf, len, BIG, BIG, &av, &ac, &used, &need), -EPROTO);
+		off = used;
+		if (p.skipline) {
+			assert_int_equal(resp_discard(&p, buf + off, len - off, &used), 1);
+			off += used;
+			resp_parser_reset(&p);
+		}
+		assert_int_equal(resp_parse(&p, buf + off, len - off, BIG, BIG, &av, &ac, &used, &need), 1);
+		assert_int_equal(ac, 1);
+		assert_memory_equal(av[0].p, "PING", 4);
+		resp_parser_free(&p);
+	}
+	/* Absurd sizes are not worth skipping. */
+	memset(&p, 0, sizeof p);
+	resp_parser_reset(&p);
+	assert_int_equal(resp_parse(&p, "*1\r\n$999999999999\r\n", 21, BIG, BIG, &av, &ac, &used, &need),
+			 -EMSGSIZE);
+	resp_parser_free(&p);
 }
 
 static void announced_args_are_not_preallocated(void **state)
@@ -165,6 +236,8 @@ int main(void)
 		cmocka_unit_test(inline_commands_split_like_redis),
 		cmocka_unit_test(malformed_headers_are_refused),
 		cmocka_unit_test(announced_args_are_not_preallocated),
+		cmocka_unit_test(over_limit_request_is_skipped_then_parsing_goes_on),
+		cmocka_unit_test(malformed_line_is_dropped_then_parsing_goes_on),
 		cmocka_unit_test(encoders_produce_resp2),
 		cmocka_unit_test(base64_round_trips),
 	};
