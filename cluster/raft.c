@@ -263,6 +263,9 @@ void raft__send_append(raft *r, uint32_t to, int allow_empty)
 	m.log_term = term_at(r, prev);
 	m.commit = r->commit;
 	m.nentries = (uint32_t)n;
+	/* The follower takes min(leaderCommit, last new entry). */
+	if (prev + n > p->commit_sent)
+		p->commit_sent = prev + n < r->commit ? prev + n : r->commit;
 	m.entries = n ? entry_at(r, prev + 1) : NULL;
 	raft__send(r, &m, to);
 	if (p->state == PROG_REPLICATE)
@@ -294,6 +297,8 @@ void raft__broadcast_heartbeat(raft *r)
 		/* Only what the follower is known to hold can be declared committed
 		 * to it without a log check (etcd's heartbeat rule). */
 		m.commit = p->match < r->commit ? p->match : r->commit;
+		if (m.commit > p->commit_sent)
+			p->commit_sent = m.commit;
 		raft__send(r, &m, i);
 		/* A lost snapshot is sent again after an election timeout. */
 		if (p->state == PROG_SNAPSHOT &&
@@ -303,6 +308,55 @@ void raft__broadcast_heartbeat(raft *r)
 			raft__send_append(r, i, 1);
 		}
 	}
+}
+
+/* Tells a follower the commit index it can use (what it is known to hold),
+ * unless it already knows. Without this, followers would learn of a commit
+ * only with the next AppendEntries or heartbeat, and a write acknowledged on a
+ * follower (forwarded, or a ReadIndex wait there) would wait that long. */
+static void notify_commit(raft *r, uint32_t to)
+{
+	struct progress *p = &r->prog[to];
+	struct raft_msg m = { .type = RAFT_MSG_COMMIT };
+
+	m.commit = p->match < r->commit ? p->match : r->commit;
+	if (m.commit <= p->commit_sent || p->state == PROG_SNAPSHOT)
+		return;
+	p->commit_sent = m.commit;
+	raft__send(r, &m, to);
+}
+
+void raft_flush(raft *r)
+{
+	uint32_t i;
+
+	if (r->failed || r->role != RAFT_LEADER) {
+		r->flush_append = r->flush_commit = 0;
+		return;
+	}
+	for (i = 1; i <= r->cfg.n; i++) {
+		if (i == r->cfg.id)
+			continue;
+		if (r->flush_append)
+			raft__send_append(r, i, 0);
+		if (r->flush_commit)
+			notify_commit(r, i);
+	}
+	r->flush_append = r->flush_commit = 0;
+}
+
+/* Commit notices to every follower, now or at the next raft_flush(). */
+static void commit_changed(raft *r)
+{
+	uint32_t i;
+
+	if (r->cfg.defer_sends) {
+		r->flush_commit = 1;
+		return;
+	}
+	for (i = 1; i <= r->cfg.n; i++)
+		if (i != r->cfg.id)
+			notify_commit(r, i);
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -335,6 +389,7 @@ void raft__maybe_commit(raft *r)
 	if (n > r->commit && term_at(r, n) == r->term) {
 		r->commit = n;
 		apply_committed(r);
+		commit_changed(r);
 	}
 }
 
@@ -388,8 +443,16 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 		p->next = p->match + 1;
 	}
 	raft__maybe_commit(r);
-	if (r->role == RAFT_LEADER)
-		raft__send_append(r, m->from, 0);
+	if (r->role != RAFT_LEADER)
+		return;
+	/* This follower may now be known to hold more of what is committed. */
+	if (r->cfg.defer_sends) {
+		r->flush_commit = 1;
+		r->flush_append = 1;
+		return;
+	}
+	raft__send_append(r, m->from, 0);
+	notify_commit(r, m->from);
 }
 
 /* ---- Follower: AppendEntries, heartbeats, snapshots ----------------------- */
@@ -500,16 +563,15 @@ static void handle_append(raft *r, const struct raft_msg *m)
 	reply_append(r, m->from, 0, ack_index(r), 0);
 }
 
-static void handle_heartbeat(raft *r, const struct raft_msg *m)
+/* HEARTBEAT and COMMIT: m->commit <= the leader's matchIndex for us, so we
+ * hold those entries, equal to the leader's. */
+static void learn_commit(raft *r, const struct raft_msg *m)
 {
-	struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP, .seq = m->seq };
 	uint64_t c;
 
 	heard_from_leader(r, m->from);
 	if (r->failed)
 		return;
-	/* m->commit <= the leader's matchIndex for us: we hold those entries,
-	 * equal to the leader's. */
 	c = m->commit < last_index(r) ? m->commit : last_index(r);
 	if (c > r->lmatch)
 		r->lmatch = c;
@@ -517,6 +579,15 @@ static void handle_heartbeat(raft *r, const struct raft_msg *m)
 		r->commit = c;
 		apply_committed(r);
 	}
+}
+
+static void handle_heartbeat(raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP, .seq = m->seq };
+
+	learn_commit(r, m);
+	if (r->failed)
+		return;
 	raft__send(r, &resp, m->from);
 	/* Re-ask for reads whose request or answer may have been lost. */
 	if (r->nreads) {
@@ -615,6 +686,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		} else {
 			int from_leader = m->type == RAFT_MSG_APPEND ||
 					  m->type == RAFT_MSG_HEARTBEAT ||
+					  m->type == RAFT_MSG_COMMIT ||
 					  m->type == RAFT_MSG_SNAPSHOT;
 
 			raft__become_follower(r, m->term, from_leader ? m->from : 0);
@@ -626,7 +698,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		 * our term, so a deposed leader or a stale pre-candidate learns
 		 * it and steps down. */
 		if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
-		    m->type == RAFT_MSG_SNAPSHOT) {
+		    m->type == RAFT_MSG_COMMIT || m->type == RAFT_MSG_SNAPSHOT) {
 			reply_append(r, m->from, 1, m->index, 0);
 		} else if (m->type == RAFT_MSG_PREVOTE) {
 			struct raft_msg resp = { .type = RAFT_MSG_PREVOTE_RESP, .reject = 1 };
@@ -639,6 +711,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 	switch (m->type) {
 	case RAFT_MSG_APPEND:
 	case RAFT_MSG_HEARTBEAT:
+	case RAFT_MSG_COMMIT:
 	case RAFT_MSG_SNAPSHOT:
 		if (r->role == RAFT_LEADER)
 			return -EPROTO; /* two leaders in one term: impossible */
@@ -648,6 +721,8 @@ int raft_recv(raft *r, const struct raft_msg *m)
 			handle_append(r, m);
 		else if (m->type == RAFT_MSG_HEARTBEAT)
 			handle_heartbeat(r, m);
+		else if (m->type == RAFT_MSG_COMMIT)
+			learn_commit(r, m);
 		else
 			handle_snapshot(r, m);
 		break;
@@ -788,7 +863,10 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 	}
 	*index = last_index(r);
 	*term = r->term;
-	broadcast_append(r);
+	if (r->cfg.defer_sends)
+		r->flush_append = 1;
+	else
+		broadcast_append(r);
 	return 0;
 }
 

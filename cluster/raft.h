@@ -74,7 +74,9 @@ enum raft_msg_type {
 	RAFT_MSG_SNAPSHOT       = 9,  /* InstallSnapshot, in one message */
 	RAFT_MSG_READ           = 10, /* follower asks the leader for a read index */
 	RAFT_MSG_READ_RESP      = 11,
-	RAFT_MSG_TYPE_MAX       = 11,
+	RAFT_MSG_COMMIT         = 12, /* leader's commit index for a follower known to hold it;
+	                                 not answered */
+	RAFT_MSG_TYPE_MAX       = 12,
 };
 
 /*
@@ -84,7 +86,7 @@ enum raft_msg_type {
  *             SNAPSHOT: lastIncludedIndex; READ, READ_RESP: the read's id
  *   log_term  APPEND: prevLogTerm; (PRE)VOTE: lastLogTerm; SNAPSHOT: lastIncludedTerm;
  *             APPEND_RESP on reject: the follower's term at `hint`
- *   commit    APPEND, HEARTBEAT: leaderCommit; READ_RESP: the read index
+ *   commit    APPEND, HEARTBEAT, COMMIT: leaderCommit; READ_RESP: the read index
  *   hint      APPEND_RESP on reject: the follower's guess of the last index
  *             that may match
  *   seq       HEARTBEAT and its response: the leader's round (ReadIndex)
@@ -175,6 +177,12 @@ struct raft_config {
 	size_t   max_append_bytes;    /* payload bytes per AppendEntries; 0 = 1 MiB */
 	unsigned max_inflight;        /* entries sent but unacknowledged per follower; 0 = 4096 */
 	unsigned snapshot_trailing;   /* entries kept in the log below a snapshot */
+	/* 0: proposals and commit notices are sent at once (one AppendEntries
+	 * per proposal and follower). 1: they wait for raft_flush(), which the
+	 * runtime calls once per event-loop iteration, so that every proposal
+	 * of the iteration shares one AppendEntries per follower and every
+	 * commit one notice. */
+	int      defer_sends;
 	int      disable_prevote;     /* tests only */
 	int      disable_check_quorum;/* tests only */
 };
@@ -204,6 +212,11 @@ int  raft_recv(raft *r, const struct raft_msg *m);
 
 /* The oldest outstanding io->append() finished: status 0 = durable. */
 int  raft_append_done(raft *r, int status);
+
+/* With cfg.defer_sends: sends the AppendEntries and commit notices that
+ * proposals, acknowledgements and commits of the current iteration asked
+ * for. Harmless otherwise and on followers. */
+void raft_flush(raft *r);
 
 /* Leader only: appends a DATA entry; *index and *term identify it. It is
  * committed when io->apply() is called for *index with term *term; if apply

@@ -27,6 +27,7 @@ struct progress {
 	uint64_t acked_seq;    /* highest heartbeat round acknowledged */
 	uint64_t snap_index;   /* SNAPSHOT: index being sent */
 	uint64_t snap_sent_ms;
+	uint64_t commit_sent;  /* highest commit index this follower was told */
 };
 
 enum read_state {
@@ -85,6 +86,9 @@ struct raft {
 	struct progress prog[RAFT_MAX_NODES + 1];
 	uint64_t seq;        /* heartbeat round */
 	uint64_t term_start; /* index of this term's no-op */
+
+	int      flush_append; /* defer_sends: new entries wait for raft_flush() */
+	int      flush_commit; /* defer_sends: commit notices wait for raft_flush() */
 
 	struct read_req *reads;
 	size_t   nreads, rcap;

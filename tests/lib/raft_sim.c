@@ -433,6 +433,7 @@ static int node_boot(rsim *s, struct snode *nd)
 		.heartbeat_ms = s->o.heartbeat_ms,
 		.max_append_entries = s->o.max_append_entries,
 		.snapshot_trailing = s->o.trailing,
+		.defer_sends = s->o.defer_sends,
 		.disable_prevote = s->o.disable_prevote,
 		.disable_check_quorum = s->o.disable_check_quorum,
 	};
@@ -672,6 +673,16 @@ static void trace_msg(rsim *s, const struct raft_msg *m)
 		m->hint, m->nentries, m->reject ? " reject" : "");
 }
 
+/* The end of an event-loop iteration on every node: deferred sends go out. */
+static void flush_all(rsim *s)
+{
+	uint32_t i;
+
+	for (i = 1; i <= s->o.n; i++)
+		if (s->nodes[i].up)
+			raft_flush(s->nodes[i].r);
+}
+
 int rsim_step(rsim *s)
 {
 	uint64_t best = UINT64_MAX;
@@ -680,6 +691,9 @@ int rsim_step(rsim *s)
 
 	if (s->failed)
 		return -1;
+	/* Whatever the driver did since the last step (proposals, reads)
+	 * belongs to the iteration that ends now. */
+	flush_all(s);
 	for (i = 1; i <= s->o.n; i++) {
 		uint64_t d;
 
@@ -705,6 +719,7 @@ int rsim_step(rsim *s)
 				raft_term(nd->r));
 		if (raft_deadline(nd->r) <= s->now && !raft_failed(nd->r))
 			rsim__violation(s, "node %u: timer does not advance", tick);
+		flush_all(s);
 		rsim__check_step(s);
 		return s->failed ? -1 : 0;
 	}
@@ -748,6 +763,7 @@ int rsim_step(rsim *s)
 		break;
 	}
 	free(e.frame);
+	flush_all(s);
 	rsim__check_step(s);
 	return s->failed ? -1 : 0;
 }

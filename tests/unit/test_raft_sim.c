@@ -64,6 +64,7 @@ static int run_schedule(unsigned n, uint64_t seed, struct totals *tot, char *why
 	o.snapshot_every = drv(&x) % 3 == 0 ? 0 : 3 + (unsigned)(drv(&x) % 30);
 	o.trailing = (unsigned)(drv(&x) % 5);
 	o.max_append_entries = 1 + (unsigned)(drv(&x) % 16);
+	o.defer_sends = (int)(drv(&x) % 2);
 	if (rsim_new(&o, &s)) {
 		snprintf(why, whylen, "rsim_new failed");
 		return -1;
