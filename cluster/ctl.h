@@ -39,9 +39,12 @@
  * Limits. Exceeding one gives an error reply or a clean close, never a crash:
  *   CTL_VALUE_MAX    32 MiB  largest value accepted or returned over the socket
  *                            (larger values, up to KV_VALUE_MAX, via the mount)
- *   CTL_REQ_MAX      64 MiB  largest request (JSON line: skipped with an
- *                            error; RESP: error, then close, as Redis does
- *                            for protocol errors)
+ *   CTL_REQ_MAX      64 MiB  largest request; an over-limit request gets an
+ *                            error and is skipped as it streams in (not
+ *                            buffered); the connection goes on. A RESP
+ *                            length above 1 GiB (RESP_SKIP_MAX) is not worth
+ *                            skipping: error, then close.
+ *   bad RESP framing         error, then parsing resumes at the next line
  *   RESP_INLINE_MAX  64 KiB  inline command line
  *   connections      1024    (env KVFS_CTL_MAX_CONNS): the next ones get an
  *                            error reply in their protocol and are closed

@@ -29,9 +29,9 @@
 #include "store/store.h"
 
 /* Control-socket limits. A value above CTL_VALUE_MAX (or a request above
- * CTL_REQ_MAX) is refused with a "too_large" error; a JSON line above
- * CTL_REQ_MAX is skipped up to its newline, a RESP request above it ends the
- * connection after the error (its framing cannot be trusted any more). */
+ * CTL_REQ_MAX) is refused with a "too_large" error and skipped without being
+ * buffered (a JSON line up to its newline, a RESP request by its lengths);
+ * the connection goes on. */
 #define CTL_VALUE_MAX     (32u * 1024 * 1024)
 #define CTL_REQ_MAX       (64u * 1024 * 1024)
 #define CTL_PIPELINE_MAX  1024u            /* writes in flight per connection */
