@@ -57,7 +57,7 @@
 
 /* Peer frame types of this layer. */
 #define RN_T_RAFT     0x5201u /* a raft_msg (raft_msg_encode) */
-#define RN_T_FWD      0x5202u /* u64 id, encoded batch */
+#define RN_T_FWD      0x5202u /* u64 id, u64 term, encoded batch */
 #define RN_T_FWD_RESP 0x5203u /* u64 id, u32 status (int32), u64 index, u64 term */
 
 /* A client request in one of the queues. */
@@ -763,13 +763,14 @@ static void rn_state_change(void *arg, enum raft_role role, uint64_t term, uint3
 
 static void send_fwd(struct rn *rn, struct rn_wait *w, unsigned to)
 {
-	unsigned char hdr[8];
+	unsigned char hdr[16];
 	uv_buf_t iov[2];
 	int rc;
 
 	w->id = ++rn->next_id;
 	w->to = to;
 	le_put64(hdr, w->id);
+	le_put64(hdr + 8, raft_term(rn->r));
 	iov[0] = uv_buf_init((char *)hdr, sizeof hdr);
 	iov[1] = uv_buf_init(w->req->enc, (unsigned)w->req->enclen);
 	if (!w->deadline)
@@ -864,16 +865,21 @@ static void on_fwd(struct rn *rn, unsigned from, const unsigned char *p, size_t 
 	uint32_t n;
 	int rc;
 
-	if (len < 8)
+	if (len < 16)
 		return;
 	id = le_get64(p);
 	rn->nfwd_in++;
 	/* A batch that does not decode would fail to apply on every node. */
-	rc = kv_batch_decode(p + 8, len - 8, &ops, &n);
+	rc = kv_batch_decode(p + 16, len - 16, &ops, &n);
 	free(ops);
-	if (rc == 0) {
-		rc = rn->failed ? -EIO : raft_propose(rn->r, p + 8, len - 8, &index, &term);
-	}
+	/* Only the leader of the term the follower saw proposes it. A frame that
+	 * arrives late (queued while this node was down, or sent before an
+	 * election) is refused unproposed, so the follower may safely send it
+	 * again instead of the write happening long after its caller gave up. */
+	if (rc == 0 && le_get64(p + 8) != raft_term(rn->r))
+		rc = RAFT_ENOTLEADER;
+	if (rc == 0)
+		rc = rn->failed ? -EIO : raft_propose(rn->r, p + 16, len - 16, &index, &term);
 	le_put64(resp, id);
 	le_put32(resp + 8, (uint32_t)(int32_t)rc);
 	le_put64(resp + 12, index);
