@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cluster/ctl_sess.h"
@@ -433,6 +434,12 @@ static int listen_on(struct ctl_server *srv, const char *addr)
 		srv->path = strdup(addr + 5);
 		if (!srv->path || !*srv->path)
 			return srv->path ? UV_EINVAL : UV_ENOMEM;
+		/* libuv would silently truncate a path longer than sun_path. */
+		if (strlen(srv->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			free(srv->path);
+			srv->path = NULL;
+			return UV_ENAMETOOLONG;
+		}
 		rc = uv_pipe_init(srv->loop, &srv->lis.pipe, 0);
 		if (rc)
 			return rc;
