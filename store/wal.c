@@ -316,12 +316,14 @@ static size_t rec_valid(const unsigned char *buf, size_t size, size_t off,
 	return WAL_REC_HDR + (size_t)len;
 }
 
+/* Reads a whole segment into *buf, which is reused (and grown) from one
+ * segment to the next: fresh 64 MiB buffers would cost a page fault per 4 KiB
+ * every time. */
 static int read_file(const struct kvio *io, const char *path, unsigned char **buf,
-		     size_t *size, kvio_file **fout)
+		     size_t *cap, size_t *size, kvio_file **fout)
 {
 	kvio_file *f;
 	uint64_t sz;
-	unsigned char *b;
 	int rc;
 
 	rc = io->open(io, path, KVIO_RDWR, &f);
@@ -330,17 +332,19 @@ static int read_file(const struct kvio *io, const char *path, unsigned char **bu
 	rc = kvio_size(f, &sz);
 	if (rc)
 		goto err;
-	b = malloc(sz ? sz : 1);
-	if (!b) {
-		rc = -ENOMEM;
-		goto err;
+	if (sz > *cap || !*buf) {
+		unsigned char *b = realloc(*buf, sz ? sz : 1);
+
+		if (!b) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		*buf = b;
+		*cap = sz;
 	}
-	rc = kvio_read_all(f, b, sz, 0);
-	if (rc) {
-		free(b);
+	rc = kvio_read_all(f, *buf, sz, 0);
+	if (rc)
 		goto err;
-	}
-	*buf = b;
 	*size = sz;
 	*fout = f;
 	return 0;
@@ -363,7 +367,7 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 	unsigned char *buf = NULL;
 	kvio_file *f = NULL;
 	char *path = NULL;
-	size_t size, off;
+	size_t size, off, cap = 0;
 	int rc = 0;
 
 	for (size_t i = 0; i < w->nsegs; i++) {
@@ -384,7 +388,7 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 			path = NULL;
 			continue;
 		}
-		rc = read_file(w->io, path, &buf, &size, &f);
+		rc = read_file(w->io, path, &buf, &cap, &size, &f);
 		if (rc) {
 			LOG(LOG_ERROR, "wal: cannot read %s: %s", path, strerror(-rc));
 			goto err;
@@ -452,8 +456,6 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 			off += n;
 		}
 done_segment:
-		free(buf);
-		buf = NULL;
 		if (last) {
 			w->cur = f;
 			w->cur_size = size;
@@ -465,6 +467,8 @@ done_segment:
 		free(path);
 		path = NULL;
 	}
+	free(buf);
+	buf = NULL;
 	if (!w->nsegs) {
 		rc = add_segment(w, expect);
 		if (rc)
