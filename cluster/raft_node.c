@@ -60,90 +60,6 @@
 #define RN_T_FWD      0x5202u /* u64 id, u64 term, encoded batch */
 #define RN_T_FWD_RESP 0x5203u /* u64 id, u32 status (int32), u64 index, u64 term */
 
-/* A client request in one of the queues. */
-struct rn_wait {
-	TAILQ_ENTRY(rn_wait) link;
-	struct node_req *req;
-	uint64_t id;        /* forward or read id */
-	uint64_t index;     /* commitq: the entry to wait for */
-	uint64_t term;
-	uint64_t deadline;  /* ms (rn_now) */
-	unsigned to;        /* fwdq: the peer it was sent to */
-	int      local;     /* commitq: proposed on this node */
-};
-TAILQ_HEAD(rn_list, rn_wait);
-
-/* One io->append() call on its way to disk. */
-struct rn_append {
-	struct rn        *rn;
-	uint64_t          first;
-	size_t            n;
-	int               done;
-	int               status;
-	uint64_t          lsn;
-	struct rn_append *next;
-};
-
-struct rn {
-	node            *n;
-	store           *st;
-	raft            *r;
-	peer_net        *net;
-	struct peer_members mem;
-	char            *dir;
-	unsigned         self;     /* peer id; the Raft id is self + 1 */
-	unsigned         election_ms, heartbeat_ms, timeout_ms;
-	uint64_t         snap_every;
-	unsigned         trailing;
-
-	uv_timer_t       timer;    /* raft_deadline() */
-	uv_timer_t       house;    /* deadlines, retries, snapshots: every 50 ms */
-	uv_async_t       async;    /* append completions from the committer thread */
-	uv_check_t       check;    /* once per loop iteration: commit notices */
-	uint64_t         told[RAFT_MAX_NODES + 1]; /* leader: commit index last pushed, per Raft id */
-	uint64_t         next_nudge;
-	int              handles;  /* open uv handles */
-	int              started, stopping;
-	int              in_after, kick;
-	uint32_t         last_leader;
-
-	struct rn_replay replay;
-
-	/* Appends in call order; `mu` (a leaf lock) protects the done/status/lsn
-	 * fields, which the committer thread sets. */
-	pthread_mutex_t   mu;
-	struct rn_append *ahead, *atail;
-	size_t            ainflight;
-
-	/* Index -> lsn of the WAL record holding each entry, from elsn_base; the
-	 * log pin (store_pin_log) is the lsn of the first entry still held. */
-	uint64_t *elsn;
-	uint64_t  elsn_base;
-	size_t    elsn_len, elsn_cap;
-
-	/* Published for snap_state (store thread): `smu` is a leaf lock. */
-	pthread_mutex_t smu;
-	uint64_t        applied_index, applied_term;
-
-	uint64_t snap_applied;   /* applied index at the last log compaction */
-	int      snap_running;
-	uv_work_t snap_work;
-	uint64_t  snap_target;
-	uint64_t  snap_count0;
-	int       snap_rc;
-
-	/* snapshot_get cache */
-	void     *sbuf;
-	size_t    slen;
-	uint64_t  sindex, sterm;
-
-	int       failed;        /* a fatal apply/store error */
-
-	uint64_t next_id;
-	struct rn_list waitq, fwdq, commitq, readq;
-	uint64_t nfwd_in, nfwd_out, nlost;
-};
-
 static uint64_t rn_now(void *arg)
 {
 	(void)arg;
@@ -183,7 +99,7 @@ static struct rn_wait *wait_new(struct rn *rn, struct node_req *req)
 	return w;
 }
 
-static void wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status)
+void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status)
 {
 	TAILQ_REMOVE(q, w, link);
 	node_req_done(rn->n, w->req, status);
@@ -195,7 +111,7 @@ static void fail_list(struct rn *rn, struct rn_list *q, int status)
 	struct rn_wait *w;
 
 	while ((w = TAILQ_FIRST(q)))
-		wait_finish(rn, q, w, status);
+		rn__wait_finish(rn, q, w, status);
 }
 
 /* Waits for a leader; the request keeps its original deadline. */
@@ -388,7 +304,7 @@ static void rn_append(void *arg, uint64_t first, const struct raft_entry *e, siz
 		rn_append_cb(a, rc, 0);
 }
 
-static void rn_notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n)
+void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n)
 {
 	uint32_t i;
 
@@ -396,7 +312,7 @@ static void rn_notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n)
 		node_notify_change(rn->n, ops[i].key, ops[i].klen);
 }
 
-static void rn_publish_applied(struct rn *rn, uint64_t index, uint64_t term)
+void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term)
 {
 	pthread_mutex_lock(&rn->smu);
 	rn->applied_index = index;
@@ -428,7 +344,7 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 			/* The writer's own mount knows what it wrote; every other
 			 * change must reach the kernel caches. */
 			if (!rc && !(mine && mine->local && mine->term == e->term))
-				rn_notify_batch(rn, ops, nops);
+				rn__notify_batch(rn, ops, nops);
 		}
 		free(ops);
 		if (rc) {
@@ -439,290 +355,18 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 			rn->failed = rc;
 		}
 	}
-	rn_publish_applied(rn, index, e->term);
+	rn__publish_applied(rn, index, e->term);
 	for (w = TAILQ_FIRST(&rn->commitq); w; w = next) {
 		next = TAILQ_NEXT(w, link);
 		if (w->index > index)
 			continue;
 		if (w->index == index && w->term == e->term && !rn->failed)
-			wait_finish(rn, &rn->commitq, w, 0);
+			rn__wait_finish(rn, &rn->commitq, w, 0);
 		else {
 			rn->nlost++;
-			wait_finish(rn, &rn->commitq, w, rn->failed ? -EIO : -EIO);
+			rn__wait_finish(rn, &rn->commitq, w, rn->failed ? -EIO : -EIO);
 		}
 	}
-}
-
-struct snap_collect {
-	struct kv_op *ops;
-	kv_rec      **recs;
-	char        **keys;
-	size_t        n, cap;
-};
-
-static void snap_collect_free(struct snap_collect *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++) {
-		kv_rec_unref(c->recs[i]);
-		free(c->keys[i]);
-	}
-	free(c->ops);
-	free(c->recs);
-	free(c->keys);
-}
-
-/* Collects every live key of the map. The map only changes on this thread
- * (store_apply in rn_apply), so the walk sees one consistent state. */
-static int snap_collect(store *st, struct snap_collect *c)
-{
-	char *kb = malloc(KV_KEY_MAX + 2);
-	size_t klen = 0;
-	int first = 1, rc;
-
-	if (!kb)
-		return -ENOMEM;
-	for (;;) {
-		kv_rec *r;
-
-		rc = store_next(st, "", 0, first ? NULL : kb, first ? 0 : klen, 0, kb, &klen, &r);
-		if (rc == -ENOENT) {
-			rc = 0;
-			break;
-		}
-		if (rc)
-			break;
-		first = 0;
-		if (c->n == c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 1024;
-			void *a = realloc(c->ops, cap * sizeof *c->ops);
-
-			if (a)
-				c->ops = a;
-			a = a ? realloc(c->recs, cap * sizeof *c->recs) : NULL;
-			if (a)
-				c->recs = a;
-			a = a ? realloc(c->keys, cap * sizeof *c->keys) : NULL;
-			if (!a) {
-				kv_rec_unref(r);
-				rc = -ENOMEM;
-				break;
-			}
-			c->keys = a;
-			c->cap = cap;
-		}
-		c->keys[c->n] = malloc(klen + 1);
-		if (!c->keys[c->n]) {
-			kv_rec_unref(r);
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(c->keys[c->n], kb, klen + 1);
-		c->recs[c->n] = r;
-		memset(&c->ops[c->n], 0, sizeof c->ops[c->n]);
-		c->ops[c->n].kind = KV_PUT;
-		c->ops[c->n].flags = kv_rec_flags(r);
-		c->ops[c->n].key = c->keys[c->n];
-		c->ops[c->n].klen = (uint32_t)klen;
-		c->ops[c->n].val = kv_rec_value(r);
-		c->ops[c->n].vlen = (uint32_t)kv_rec_size(r);
-		c->ops[c->n].meta = *kv_rec_meta(r);
-		{
-			size_t el;
-			const void *ext = kv_rec_ext(r, &el);
-
-			c->ops[c->n].ext = ext;
-			c->ops[c->n].ext_len = (uint32_t)el;
-		}
-		c->n++;
-	}
-	free(kb);
-	return rc;
-}
-
-/* The state at the applied index, encoded as one batch of puts. Any applied
- * (hence committed) state is a valid snapshot for a follower. */
-static int rn_snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
-			   size_t *len)
-{
-	struct rn *rn = arg;
-	struct snap_collect c = { 0 };
-	uint64_t ai, at;
-	int rc;
-
-	pthread_mutex_lock(&rn->smu);
-	ai = rn->applied_index;
-	at = rn->applied_term;
-	pthread_mutex_unlock(&rn->smu);
-	if (ai == 0)
-		return -ENOENT;
-	if (!rn->sbuf || rn->sindex != ai) {
-		struct kv_batch b;
-		void *buf;
-		size_t blen;
-
-		rc = snap_collect(rn->st, &c);
-		if (!rc) {
-			b.ops = c.ops;
-			b.n = (uint32_t)c.n;
-			rc = kv_batch_encode(&b, &buf, &blen);
-		}
-		snap_collect_free(&c);
-		if (rc) {
-			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
-			return rc;
-		}
-		free(rn->sbuf);
-		rn->sbuf = buf;
-		rn->slen = blen;
-		rn->sindex = ai;
-		rn->sterm = at;
-		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
-		    "%zu bytes", ai, c.n, blen);
-	}
-	*index = rn->sindex;
-	*term = rn->sterm;
-	*data = rn->sbuf;
-	*len = rn->slen;
-	return 0;
-}
-
-struct sync_wait {
-	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	int             done, status;
-};
-
-static void sync_wait_cb(void *arg, int status, uint64_t lsn)
-{
-	struct sync_wait *w = arg;
-
-	(void)lsn;
-	pthread_mutex_lock(&w->mu);
-	w->status = status;
-	w->done = 1;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-static int cmp_key(const void *k, size_t kl, const struct kv_op *op)
-{
-	size_t m = kl < op->klen ? kl : op->klen;
-	int c = memcmp(k, op->key, m);
-
-	return c ? c : (kl > op->klen) - (kl < op->klen);
-}
-
-/* True when key is among ops (sorted by key, as snap_collect makes them). */
-static int ops_has(const struct kv_op *ops, uint32_t n, const char *key, size_t kl)
-{
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		int c = cmp_key(key, kl, &ops[mid]);
-
-		if (c == 0)
-			return 1;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return 0;
-}
-
-/* InstallSnapshot (thesis §5): the map becomes the leader's state in one
- * atomic batch (deletes of keys it lacks + puts of all its keys), then a
- * RESET record and a store snapshot make it durable (raft_node.h, 3.). */
-static int rn_snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
-			       size_t len)
-{
-	struct rn *rn = arg;
-	struct snap_collect cur = { 0 };
-	struct kv_op *sops = NULL, *all = NULL;
-	uint32_t ns = 0, nall = 0;
-	struct store_stats before, after;
-	struct sync_wait w = { .done = 0 };
-	unsigned char rec[16];
-	struct rn_wait *q, *next;
-	size_t i;
-	int rc;
-
-	rc = kv_batch_decode(data, len, &sops, &ns);
-	if (rc)
-		goto out;
-	rc = snap_collect(rn->st, &cur);
-	if (rc)
-		goto out;
-	all = malloc(((size_t)ns + cur.n + 1) * sizeof *all);
-	if (!all) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < cur.n; i++)
-		if (!ops_has(sops, ns, cur.keys[i], cur.ops[i].klen)) {
-			memset(&all[nall], 0, sizeof all[nall]);
-			all[nall].kind = KV_DEL;
-			all[nall].key = cur.keys[i];
-			all[nall].klen = cur.ops[i].klen;
-			nall++;
-		}
-	memcpy(all + nall, sops, (size_t)ns * sizeof *all);
-	nall += ns;
-	{
-		struct kv_batch b = { .ops = all, .n = nall };
-
-		rc = store_apply(rn->st, &b, index);
-		if (rc)
-			goto out;
-		rn_notify_batch(rn, all, nall);
-	}
-	rn_publish_applied(rn, index, term);
-
-	pthread_mutex_init(&w.mu, NULL);
-	pthread_cond_init(&w.cv, NULL);
-	rn_reset_encode(index, term, rec);
-	rc = store_submit_raw(rn->st, RN_REC_RESET, rec, sizeof rec, sync_wait_cb, &w);
-	if (!rc) {
-		pthread_mutex_lock(&w.mu);
-		while (!w.done)
-			pthread_cond_wait(&w.cv, &w.mu);
-		rc = w.status;
-		pthread_mutex_unlock(&w.mu);
-	}
-	pthread_cond_destroy(&w.cv);
-	pthread_mutex_destroy(&w.mu);
-	if (rc)
-		goto out;
-	store_get_stats(rn->st, &before);
-	rc = store_snapshot(rn->st);
-	store_get_stats(rn->st, &after);
-	if (!rc && after.snapshots == before.snapshots)
-		rc = -EIO; /* cannot happen: the reset record is newer than any snapshot */
-	if (rc)
-		goto out;
-	rn->elsn_base = index + 1;
-	rn->elsn_len = 0;
-	rn->snap_applied = index;
-	/* Requests waiting for entries inside the snapshot will never see them
-	 * applied one by one: their outcome is unknown here. */
-	for (q = TAILQ_FIRST(&rn->commitq); q; q = next) {
-		next = TAILQ_NEXT(q, link);
-		if (q->index <= index)
-			wait_finish(rn, &rn->commitq, q, -EIO);
-	}
-	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%" PRIu32
-	    " keys)", index, term, ns);
-out:
-	if (rc)
-		LOG(LOG_ERROR, "raft: cannot install the snapshot at %" PRIu64 ": %s", index,
-		    strerror(-rc));
-	snap_collect_free(&cur);
-	free(sops);
-	free(all);
-	return rc;
 }
 
 static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
@@ -739,7 +383,7 @@ static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
 	if (!w)
 		return; /* timed out already */
 	if (status == 0) {
-		wait_finish(rn, &rn->readq, w, 0);
+		rn__wait_finish(rn, &rn->readq, w, 0);
 		return;
 	}
 	/* Leadership moved under the read: ask again once a leader is known. */
@@ -1044,7 +688,7 @@ static void expire(struct rn *rn, struct rn_list *q, uint64_t now, int status)
 	for (w = TAILQ_FIRST(q); w; w = next) {
 		next = TAILQ_NEXT(w, link);
 		if (w->deadline && now >= w->deadline)
-			wait_finish(rn, q, w, status);
+			rn__wait_finish(rn, q, w, status);
 	}
 }
 
@@ -1131,7 +775,7 @@ static void rn_after(struct rn *rn)
 			for (w = TAILQ_FIRST(&rn->fwdq); w; w = next) {
 				next = TAILQ_NEXT(w, link);
 				if (w->to + 1 != leader)
-					wait_finish(rn, &rn->fwdq, w, -EIO);
+					rn__wait_finish(rn, &rn->fwdq, w, -EIO);
 			}
 			rn->last_leader = leader;
 		}
@@ -1214,15 +858,15 @@ static int rn_start(void *self)
 	io.persist_vote = rn_persist_vote;
 	io.append = rn_append;
 	io.apply = rn_apply;
-	io.snapshot_get = rn_snapshot_get;
-	io.snapshot_install = rn_snapshot_install;
+	io.snapshot_get = rn__snapshot_get;
+	io.snapshot_install = rn__snapshot_install;
 	io.read_done = rn_read_done;
 	io.state_change = rn_state_change;
 	rc = raft_new(&cfg, &io, &boot, &rn->r);
 	if (rc)
 		goto out;
 	rn->snap_applied = boot.snap_index;
-	rn_publish_applied(rn, boot.snap_index, boot.snap_term);
+	rn__publish_applied(rn, boot.snap_index, boot.snap_term);
 	rn->elsn_base = boot.snap_index + 1;
 	if (nents) {
 		rc = elsn_extend(rn, boot.snap_index + 1, nents, 0);

@@ -96,4 +96,107 @@ int  rn_replay_build(struct rn_replay *rp, uint64_t snap_index, struct raft_entr
 		     uint64_t **lsns, size_t *n);
 void rn_replay_free(struct rn_replay *rp);
 
+/* ---- the runtime (raft_node.c), shared with raft_node_snap.c ---------------- */
+
+#include <pthread.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+#include "cluster/peer.h"
+#include "cluster/repl.h"
+
+/* A client request in one of the queues. */
+struct rn_wait {
+	TAILQ_ENTRY(rn_wait) link;
+	struct node_req *req;
+	uint64_t id;        /* forward or read id */
+	uint64_t index;     /* commitq: the entry to wait for */
+	uint64_t term;
+	uint64_t deadline;  /* ms (rn_now) */
+	unsigned to;        /* fwdq: the peer it was sent to */
+	int      local;     /* commitq: proposed on this node */
+};
+TAILQ_HEAD(rn_list, rn_wait);
+
+/* One io->append() call on its way to disk. */
+struct rn_append {
+	struct rn        *rn;
+	uint64_t          first;
+	size_t            n;
+	int               done;
+	int               status;
+	uint64_t          lsn;
+	struct rn_append *next;
+};
+
+struct rn {
+	node            *n;
+	store           *st;
+	raft            *r;
+	peer_net        *net;
+	struct peer_members mem;
+	char            *dir;
+	unsigned         self;     /* peer id; the Raft id is self + 1 */
+	unsigned         election_ms, heartbeat_ms, timeout_ms;
+	uint64_t         snap_every;
+	unsigned         trailing;
+
+	uv_timer_t       timer;    /* raft_deadline() */
+	uv_timer_t       house;    /* deadlines, retries, snapshots: every 50 ms */
+	uv_async_t       async;    /* append completions from the committer thread */
+	uv_check_t       check;    /* once per loop iteration: commit notices */
+	uint64_t         told[RAFT_MAX_NODES + 1]; /* leader: commit index last pushed, per Raft id */
+	uint64_t         next_nudge;
+	int              handles;  /* open uv handles */
+	int              started, stopping;
+	int              in_after, kick;
+	uint32_t         last_leader;
+
+	struct rn_replay replay;
+
+	/* Appends in call order; `mu` (a leaf lock) protects the done/status/lsn
+	 * fields, which the committer thread sets. */
+	pthread_mutex_t   mu;
+	struct rn_append *ahead, *atail;
+	size_t            ainflight;
+
+	/* Index -> lsn of the WAL record holding each entry, from elsn_base; the
+	 * log pin (store_pin_log) is the lsn of the first entry still held. */
+	uint64_t *elsn;
+	uint64_t  elsn_base;
+	size_t    elsn_len, elsn_cap;
+
+	/* Published for snap_state (store thread): `smu` is a leaf lock. */
+	pthread_mutex_t smu;
+	uint64_t        applied_index, applied_term;
+
+	uint64_t snap_applied;   /* applied index at the last log compaction */
+	int      snap_running;
+	uv_work_t snap_work;
+	uint64_t  snap_target;
+	uint64_t  snap_count0;
+	int       snap_rc;
+
+	/* snapshot_get cache */
+	void     *sbuf;
+	size_t    slen;
+	uint64_t  sindex, sterm;
+
+	int       failed;        /* a fatal apply/store error */
+
+	uint64_t next_id;
+	struct rn_list waitq, fwdq, commitq, readq;
+	uint64_t nfwd_in, nfwd_out, nlost;
+};
+
+void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status);
+void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n);
+/* Publishes the applied position for snap_state (after store_apply). */
+void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term);
+/* raft_io callbacks (raft_node_snap.c). */
+int  rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
+		      size_t *len);
+int  rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
+			  size_t len);
+
 #endif

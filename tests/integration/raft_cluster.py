@@ -325,6 +325,27 @@ def test_isolated_minority(c):
         ctl.close()
 
 
+def test_kill_all_and_restart(c):
+    """SIGKILL of every node at once under load (a power loss of the whole
+    cluster): after a restart every acknowledged write is there, from each
+    node's own WAL, snapshot and Raft log."""
+    w = Writers(c, [0, 1, 2], nthreads=6, prefix="all")
+    w.start()
+    time.sleep(1.5)
+    for nd in c.nodes:
+        nd.proc.send_signal(9)
+    w.stop()
+    for nd in c.nodes:
+        nd.kill()
+    check(len(w.acked) > 0, "writes before the crash")
+    c.start_all()
+    c.leader(timeout=15)
+    for i in range(3):
+        check(wait_caught_up(c, i), f"node {i} catches up after the restart")
+    verify_all(c, w.acked, [0, 1, 2], "after killing every node")
+    print(f"kill all: {len(w.acked)} acknowledged writes all present", flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -336,7 +357,8 @@ def main():
            "KVFS_RAFT_TIMEOUT_MS": "2000"}
     t0 = time.time()
     tests = [test_replicates_through_mounts, test_status, test_leader_kill_under_load,
-             test_snapshot_catch_up, test_sigstop_leader, test_isolated_minority]
+             test_snapshot_catch_up, test_sigstop_leader, test_kill_all_and_restart,
+             test_isolated_minority]
     only = os.environ.get("RAFT_TEST")
     with Cluster(kvfs, scratch, n=3, env=env) as c:
         try:

@@ -1,0 +1,286 @@
+/*
+ * raft_node_snap.c — snapshots of the Raft layer's state machine (the store's
+ * map): building one for a lagging follower (io->snapshot_get) and installing
+ * one from the leader (io->snapshot_install, thesis §5). Durable formats:
+ * cluster/raft_node.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/raft_node.h"
+#include "store/log.h"
+
+struct snap_collect {
+	struct kv_op *ops;
+	kv_rec      **recs;
+	char        **keys;
+	size_t        n, cap;
+};
+
+static void snap_collect_free(struct snap_collect *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		kv_rec_unref(c->recs[i]);
+		free(c->keys[i]);
+	}
+	free(c->ops);
+	free(c->recs);
+	free(c->keys);
+}
+
+/* Collects every live key of the map. The map only changes on this thread
+ * (store_apply in rn_apply), so the walk sees one consistent state. */
+static int snap_collect(store *st, struct snap_collect *c)
+{
+	char *kb = malloc(KV_KEY_MAX + 2);
+	size_t klen = 0;
+	int first = 1, rc;
+
+	if (!kb)
+		return -ENOMEM;
+	for (;;) {
+		kv_rec *r;
+
+		rc = store_next(st, "", 0, first ? NULL : kb, first ? 0 : klen, 0, kb, &klen, &r);
+		if (rc == -ENOENT) {
+			rc = 0;
+			break;
+		}
+		if (rc)
+			break;
+		first = 0;
+		if (c->n == c->cap) {
+			size_t cap = c->cap ? c->cap * 2 : 1024;
+			void *a = realloc(c->ops, cap * sizeof *c->ops);
+
+			if (a)
+				c->ops = a;
+			a = a ? realloc(c->recs, cap * sizeof *c->recs) : NULL;
+			if (a)
+				c->recs = a;
+			a = a ? realloc(c->keys, cap * sizeof *c->keys) : NULL;
+			if (!a) {
+				kv_rec_unref(r);
+				rc = -ENOMEM;
+				break;
+			}
+			c->keys = a;
+			c->cap = cap;
+		}
+		c->keys[c->n] = malloc(klen + 1);
+		if (!c->keys[c->n]) {
+			kv_rec_unref(r);
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(c->keys[c->n], kb, klen + 1);
+		c->recs[c->n] = r;
+		memset(&c->ops[c->n], 0, sizeof c->ops[c->n]);
+		c->ops[c->n].kind = KV_PUT;
+		c->ops[c->n].flags = kv_rec_flags(r);
+		c->ops[c->n].key = c->keys[c->n];
+		c->ops[c->n].klen = (uint32_t)klen;
+		c->ops[c->n].val = kv_rec_value(r);
+		c->ops[c->n].vlen = (uint32_t)kv_rec_size(r);
+		c->ops[c->n].meta = *kv_rec_meta(r);
+		{
+			size_t el;
+			const void *ext = kv_rec_ext(r, &el);
+
+			c->ops[c->n].ext = ext;
+			c->ops[c->n].ext_len = (uint32_t)el;
+		}
+		c->n++;
+	}
+	free(kb);
+	return rc;
+}
+
+/* The state at the applied index, encoded as one batch of puts. Any applied
+ * (hence committed) state is a valid snapshot for a follower. */
+int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
+			   size_t *len)
+{
+	struct rn *rn = arg;
+	struct snap_collect c = { 0 };
+	uint64_t ai, at;
+	int rc;
+
+	pthread_mutex_lock(&rn->smu);
+	ai = rn->applied_index;
+	at = rn->applied_term;
+	pthread_mutex_unlock(&rn->smu);
+	if (ai == 0)
+		return -ENOENT;
+	if (!rn->sbuf || rn->sindex != ai) {
+		struct kv_batch b;
+		void *buf;
+		size_t blen;
+
+		rc = snap_collect(rn->st, &c);
+		if (!rc) {
+			b.ops = c.ops;
+			b.n = (uint32_t)c.n;
+			rc = kv_batch_encode(&b, &buf, &blen);
+		}
+		snap_collect_free(&c);
+		if (rc) {
+			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
+			return rc;
+		}
+		free(rn->sbuf);
+		rn->sbuf = buf;
+		rn->slen = blen;
+		rn->sindex = ai;
+		rn->sterm = at;
+		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
+		    "%zu bytes", ai, c.n, blen);
+	}
+	*index = rn->sindex;
+	*term = rn->sterm;
+	*data = rn->sbuf;
+	*len = rn->slen;
+	return 0;
+}
+
+struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             done, status;
+};
+
+static void sync_wait_cb(void *arg, int status, uint64_t lsn)
+{
+	struct sync_wait *w = arg;
+
+	(void)lsn;
+	pthread_mutex_lock(&w->mu);
+	w->status = status;
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static int cmp_key(const void *k, size_t kl, const struct kv_op *op)
+{
+	size_t m = kl < op->klen ? kl : op->klen;
+	int c = memcmp(k, op->key, m);
+
+	return c ? c : (kl > op->klen) - (kl < op->klen);
+}
+
+/* True when key is among ops (sorted by key, as snap_collect makes them). */
+static int ops_has(const struct kv_op *ops, uint32_t n, const char *key, size_t kl)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = cmp_key(key, kl, &ops[mid]);
+
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
+
+/* InstallSnapshot (thesis §5): the map becomes the leader's state in one
+ * atomic batch (deletes of keys it lacks + puts of all its keys), then a
+ * RESET record and a store snapshot make it durable (raft_node.h, 3.). */
+int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
+			       size_t len)
+{
+	struct rn *rn = arg;
+	struct snap_collect cur = { 0 };
+	struct kv_op *sops = NULL, *all = NULL;
+	uint32_t ns = 0, nall = 0;
+	struct store_stats before, after;
+	struct sync_wait w = { .done = 0 };
+	unsigned char rec[16];
+	struct rn_wait *q, *next;
+	size_t i;
+	int rc;
+
+	rc = kv_batch_decode(data, len, &sops, &ns);
+	if (rc)
+		goto out;
+	rc = snap_collect(rn->st, &cur);
+	if (rc)
+		goto out;
+	all = malloc(((size_t)ns + cur.n + 1) * sizeof *all);
+	if (!all) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < cur.n; i++)
+		if (!ops_has(sops, ns, cur.keys[i], cur.ops[i].klen)) {
+			memset(&all[nall], 0, sizeof all[nall]);
+			all[nall].kind = KV_DEL;
+			all[nall].key = cur.keys[i];
+			all[nall].klen = cur.ops[i].klen;
+			nall++;
+		}
+	memcpy(all + nall, sops, (size_t)ns * sizeof *all);
+	nall += ns;
+	{
+		struct kv_batch b = { .ops = all, .n = nall };
+
+		rc = store_apply(rn->st, &b, index);
+		if (rc)
+			goto out;
+		rn__notify_batch(rn, all, nall);
+	}
+	rn__publish_applied(rn, index, term);
+
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	rn_reset_encode(index, term, rec);
+	rc = store_submit_raw(rn->st, RN_REC_RESET, rec, sizeof rec, sync_wait_cb, &w);
+	if (!rc) {
+		pthread_mutex_lock(&w.mu);
+		while (!w.done)
+			pthread_cond_wait(&w.cv, &w.mu);
+		rc = w.status;
+		pthread_mutex_unlock(&w.mu);
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	if (rc)
+		goto out;
+	store_get_stats(rn->st, &before);
+	rc = store_snapshot(rn->st);
+	store_get_stats(rn->st, &after);
+	if (!rc && after.snapshots == before.snapshots)
+		rc = -EIO; /* cannot happen: the reset record is newer than any snapshot */
+	if (rc)
+		goto out;
+	rn->elsn_base = index + 1;
+	rn->elsn_len = 0;
+	rn->snap_applied = index;
+	/* Requests waiting for entries inside the snapshot will never see them
+	 * applied one by one: their outcome is unknown here. */
+	for (q = TAILQ_FIRST(&rn->commitq); q; q = next) {
+		next = TAILQ_NEXT(q, link);
+		if (q->index <= index)
+			rn__wait_finish(rn, &rn->commitq, q, -EIO);
+	}
+	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%" PRIu32
+	    " keys)", index, term, ns);
+out:
+	if (rc)
+		LOG(LOG_ERROR, "raft: cannot install the snapshot at %" PRIu64 ": %s", index,
+		    strerror(-rc));
+	snap_collect_free(&cur);
+	free(sops);
+	free(all);
+	return rc;
+}
