@@ -589,23 +589,26 @@ static int c_info(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	const struct ctl_backend *be = s->be;
 	struct ctl_buf t = { 0 };
+	int all = ac < 2 || arg_is(&av[1], "all") || arg_is(&av[1], "default") ||
+		  arg_is(&av[1], "everything");
 
-	(void)av;
-	(void)ac;
 	/* redis_version is what clients look at to pick features; 7.0 matches
 	 * the RESP2 behaviour implemented here. */
-	ctl_buf_printf(&t, "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"
-		       "kvfs_version:%s\r\nkvfs_role:%s\r\n\r\n",
+	if (all || arg_is(&av[1], "server"))
+		ctl_buf_printf(&t, "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"
+			       "kvfs_version:%s\r\nkvfs_role:%s\r\n\r\n",
 #ifdef KVFS_VERSION
-		       KVFS_VERSION,
+			       KVFS_VERSION,
 #else
-		       "dev",
+			       "dev",
 #endif
-		       be->role ? be->role(be->self) : "standalone");
-	ctl_buf_printf(&t, "# Persistence\r\naof_enabled:1\r\nkvfs_durable_writes:1\r\n\r\n");
-	ctl_buf_printf(&t, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
-		       (unsigned long long)be->count(be->self));
-	resp_bulk(&s->out, t.data, t.len);
+			       be->role ? be->role(be->self) : "standalone");
+	if (all || arg_is(&av[1], "persistence"))
+		ctl_buf_printf(&t, "# Persistence\r\naof_enabled:1\r\nkvfs_durable_writes:1\r\n\r\n");
+	if (all || arg_is(&av[1], "keyspace"))
+		ctl_buf_printf(&t, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
+			       (unsigned long long)be->count(be->self));
+	resp_bulk(&s->out, t.data ? t.data : "", t.len);
 	ctl_buf_free(&t);
 	return CTL_STEP_DONE;
 }

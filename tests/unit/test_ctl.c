@@ -510,6 +510,8 @@ static void resp_every_command_round_trips(void **state)
 	assert_non_null(strstr(got, "redis_version:"));
 	assert_non_null(strstr(got, "db0:keys=2"));
 	free(got);
+	feed(x, "INFO keyspace\r\nINFO nosuch\r\n");
+	expect(x, "$44\r\n# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n\r\n$0\r\n\r\n");
 	feed(x, "HELLO 3\r\nHELLO 2\r\n");
 	got = take(x);
 	assert_memory_equal(got, "-NOPROTO", 8);
