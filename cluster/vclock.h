@@ -17,7 +17,8 @@
  * One twist makes entries safe across tombstone collection and restarts: an
  * entry is not a per-key counter but the writer's hybrid logical timestamp of
  * its latest write to the key (cluster/hlc.h). Timestamps of one node only
- * grow, across all keys and restarts, so a write made after the key's history
+ * grow, across all keys and restarts (the core restarts its clock above every
+ * stored timestamp and the floor it saved, see ml_io.save_floor), so a write made after the key's history
  * was garbage-collected can never carry an entry equal to or below one of an
  * older write (a per-key counter would restart at 1 and the new write could
  * look dominated by, or equal to, a stale one). Entries are compared only
