@@ -7,17 +7,20 @@
  *
  * Documents get small dense ids (freed ids are reused) so per-document
  * arrays (lengths, semantic vectors, query accumulators) stay compact.
- * Each term's postings are one byte buffer of entries sorted by document id:
+ * Each term's postings are a sorted array of blocks of at most 128 entries
+ * (first and last doc id kept per block), each block one byte buffer of
+ * entries sorted by document id:
  *
- *   varint(doc - previous doc, or doc for the first entry)
+ *   varint(doc - previous doc, or doc for the block's first entry)
  *   varint(tf)
  *   tf x varint(position - previous position, first from 0)
  *
  * (varint: LEB128, 7 bits per byte, low groups first.) A put appends when the
- * id is the largest in the list and otherwise splices the entry in place; a
- * delete splices it out and re-encodes the following delta, so no stale
- * posting survives an overwrite or a delete. Each document keeps its sorted
- * term ids (delta varints) to find the lists to edit.
+ * id is the largest in the list and otherwise splices the entry into the
+ * block found by binary search (splitting it when full); a delete splices it
+ * out and re-encodes the following delta, so no stale posting survives an
+ * overwrite or a delete. Each document keeps its sorted term ids (delta
+ * varints) to find the lists to edit.
  */
 #ifndef KVFS_SEARCH_IDX_H
 #define KVFS_SEARCH_IDX_H
@@ -29,6 +32,7 @@
 #define IDX_NONE UINT32_MAX
 
 struct idx;
+struct blk;
 
 /* One distinct term of a document being put. */
 struct idx_tin {
@@ -56,6 +60,7 @@ uint32_t idx_term_df(const struct idx *ix, uint32_t term);
 
 /* Postings cursor. */
 struct idx_cur {
+	const struct blk *blk, *blk_end;   /* next block to read, end */
 	const uint8_t *p, *end;
 	uint32_t       doc, tf;
 	const uint8_t *pos;   /* tf position varints of the current entry */

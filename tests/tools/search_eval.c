@@ -326,6 +326,32 @@ static int speed(size_t ndocs, size_t words, const char *vocab_src, const char *
 	printf("index_bytes_per_doc %.0f\n", (double)search_memory_bytes(ix) / (double)ndocs);
 	printf("rss_bytes_per_doc %.0f\n", (double)(rss1 - rss0) * 1024.0 / (double)ndocs);
 
+	/* Overwrites: a file rewritten in place re-indexes an existing key,
+	 * which must first take its old postings out. */
+	{
+		size_t nov = 2000;
+		t0 = now();
+		c0 = cpu_now();
+		for (i = 0; i < nov; i++) {
+			size_t nw = words / 2 + rnd() % (words + 1);
+			tl = 0;
+			for (j = 0; j < nw; j++) {
+				const char *s = w[zipf(cdf, VOCAB)];
+				size_t sl = strlen(s);
+				memcpy(text + tl, s, sl);
+				tl += sl;
+				text[tl++] = ' ';
+			}
+			snprintf(key, sizeof(key), "doc/%zu", (size_t)(rnd() % ndocs));
+			if (search_index_put(ix, key, strlen(key), text, tl)) {
+				fprintf(stderr, "search_eval: overwrite failed\n");
+				return 1;
+			}
+		}
+		printf("overwrite_docs_per_s %.0f\n", (double)nov / (now() - t0));
+		printf("overwrite_docs_per_cpu_s %.0f\n", (double)nov / (cpu_now() - c0));
+	}
+
 	lat = malloc(nq * sizeof(*lat));
 	clat = malloc(nq * sizeof(*clat));
 	for (m = 0; m < NMODES; m++) {

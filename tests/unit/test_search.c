@@ -217,29 +217,29 @@ static void overwrite_and_delete_leave_no_stale_postings(void **state)
 /* Random puts, overwrites and deletes against a model: after each round,
  * every word's BM25 hits are exactly the keys whose current text has it, and
  * a two-word phrase finds exactly the texts with that adjacent pair. This
- * exercises splicing entries into and out of the middle of posting lists. */
-#define MKEYS 60
+ * exercises splicing entries into and out of the middle of posting lists;
+ * with many keys and few words the lists span many blocks, which split and
+ * empty. */
+#define MKEYS_MAX 1500
 #define MWORDS 12
 static const char *const mwords[MWORDS] = {
 	"red", "green", "blue", "cyan", "magenta", "yellow",
 	"black", "white", "orange", "purple", "brown", "pink",
 };
 
-static void random_updates_agree_with_a_model(void **state)
+static void run_model(int nkeys, int nwords, int rounds, int ops, unsigned seed)
 {
+	static int text[MKEYS_MAX][8], len[MKEYS_MAX];
 	struct search_index *ix = new_index(NULL);
-	int text[MKEYS][8], len[MKEYS];
-	unsigned seed = 12345;
 	char key[16], buf[256];
 	int round, op, k, i, w, w2, n;
 	struct res r;
 
-	(void)state;
 	memset(len, 0, sizeof(len));
-	for (round = 0; round < 40; round++) {
-		for (op = 0; op < 50; op++) {
-			k = (int)(rand_r(&seed) % MKEYS);
-			snprintf(key, sizeof(key), "k%02d", k);
+	for (round = 0; round < rounds; round++) {
+		for (op = 0; op < ops; op++) {
+			k = (int)(rand_r(&seed) % (unsigned)nkeys);
+			snprintf(key, sizeof(key), "k%04d", k);
 			if (rand_r(&seed) % 4 == 0) {
 				del(ix, key);
 				len[k] = 0;
@@ -248,31 +248,32 @@ static void random_updates_agree_with_a_model(void **state)
 			len[k] = 1 + (int)(rand_r(&seed) % 8);
 			n = 0;
 			for (i = 0; i < len[k]; i++) {
-				text[k][i] = (int)(rand_r(&seed) % MWORDS);
+				text[k][i] = (int)(rand_r(&seed) % (unsigned)nwords);
 				n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s ", mwords[text[k][i]]);
 			}
 			put(ix, key, buf);
 		}
-		for (w = 0; w < MWORDS; w++) {
-			int want = 0, got = 0;
-			r = query(ix, mwords[w], SEARCH_TEXT);
-			for (k = 0; k < MKEYS; k++) {
+		for (w = 0; w < nwords; w++) {
+			int want = 0;
+			assert_int_equal(search_query(ix, mwords[w], strlen(mwords[w]), SEARCH_TEXT,
+						      MKEYS_MAX, &r.h, &r.n), 0);
+			for (k = 0; k < nkeys; k++) {
 				int has = 0;
 				for (i = 0; i < len[k]; i++)
 					has |= text[k][i] == w;
-				snprintf(key, sizeof(key), "k%02d", k);
+				snprintf(key, sizeof(key), "k%04d", k);
 				want += has;
 				if (has)
 					assert_true(score_of(&r, key) > 0);
 			}
-			got = (int)r.n;
-			assert_int_equal(got, want);
+			assert_int_equal((int)r.n, want);
 			done(&r);
-			w2 = (w + round) % MWORDS;
+			w2 = (w + round) % nwords;
 			snprintf(buf, sizeof(buf), "\"%s %s\"", mwords[w], mwords[w2]);
-			r = query(ix, buf, SEARCH_TEXT);
+			assert_int_equal(search_query(ix, buf, strlen(buf), SEARCH_TEXT, MKEYS_MAX,
+						      &r.h, &r.n), 0);
 			want = 0;
-			for (k = 0; k < MKEYS; k++) {
+			for (k = 0; k < nkeys; k++) {
 				int has = 0;
 				for (i = 0; i + 1 < len[k]; i++)
 					has |= text[k][i] == w && text[k][i + 1] == w2;
@@ -283,6 +284,18 @@ static void random_updates_agree_with_a_model(void **state)
 		}
 	}
 	search_index_free(ix);
+}
+
+static void random_updates_agree_with_a_model(void **state)
+{
+	(void)state;
+	run_model(60, MWORDS, 40, 50, 12345);
+}
+
+static void random_updates_on_long_posting_lists_agree_with_a_model(void **state)
+{
+	(void)state;
+	run_model(MKEYS_MAX, 3, 12, 1500, 777);
 }
 
 /* Readers query in every mode while a writer rewrites documents: queries
@@ -606,6 +619,7 @@ int main(void)
 		cmocka_unit_test(phrase_matches_word_sequence_not_substring),
 		cmocka_unit_test(overwrite_and_delete_leave_no_stale_postings),
 		cmocka_unit_test(random_updates_agree_with_a_model),
+		cmocka_unit_test(random_updates_on_long_posting_lists_agree_with_a_model),
 		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
 		cmocka_unit_test(limit_and_tie_order_are_respected),
 		cmocka_unit_test(mode_names_round_trip),
