@@ -608,8 +608,12 @@ static void snapshot_captures_changes_made_with_store_apply(void **state)
 	struct store_stats ss;
 	kv_rec *r;
 
+	struct async_done d = { .calls = 0 };
+
 	(void)state;
-	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "e1", 2, NULL, NULL), 0);
+	assert_int_equal(store_submit_raw(st, STORE_REC_USER + 1, "e1", 2, on_done, &d), 0);
+	while (atomic_load(&d.calls) == 0)
+		usleep(1000); /* Raft waits for its entry to be durable */
 	assert_int_equal(store_apply(st, &b, 1), 0);
 	assert_int_equal(store_snapshot(st), 0);
 	assert_int_equal(store_snapshot(st), 0); /* nothing new: no second file */
