@@ -93,6 +93,20 @@ static uint64_t propose_acked(rsim *s, uint32_t l)
 	return idx;
 }
 
+/* Proposes on l and waits until l and `on` applied it. */
+static void propose_acked_on(rsim *s, uint32_t l, uint32_t on)
+{
+	uint64_t pid, idx;
+	int i;
+
+	SIM(s, rsim_propose(s, l, &pid));
+	for (i = 0; i < 100000 && rsim_proposal(s, pid, &idx) == 0; i++)
+		SIM(s, rsim_step(s));
+	assert_int_equal(rsim_proposal(s, pid, &idx), 1);
+	SIM(s, rsim_run_for(s, 2 * T));
+	assert_true(raft_applied(rsim_raft(s, on)) >= idx);
+}
+
 static uint32_t other(rsim *s, uint32_t not1, uint32_t not2)
 {
 	uint32_t i;
@@ -184,6 +198,32 @@ static void prevote_keeps_a_partitioned_node_from_inflating_terms(void **state)
 	rsim_heal(s);
 	SIM(s, rsim_run_for(s, 10 * T));
 	assert_true(TERM(s, l) > t0);
+	rsim_free(s);
+}
+
+static void a_node_cut_from_the_leader_alone_cannot_depose_it(void **state)
+{
+	rsim *s = sim_new(3, NULL);
+	uint32_t l, f1, f2;
+	uint64_t t0;
+
+	(void)state;
+	l = elect(s);
+	t0 = TERM(s, l);
+	f1 = other(s, l, 0);
+	f2 = other(s, l, f1);
+	/* A partial partition: f1 cannot reach the leader but reaches f2,
+	 * which still hears from the leader. f1's pre-votes reach f2; its log
+	 * is as good as f2's, but f2 has a leader (thesis §4.2.3 lease) and
+	 * ignores them, so f1 never raises the term. */
+	rsim_link(s, f1, l, 0);
+	SIM(s, rsim_run_for(s, 30 * T));
+	assert_int_equal(rsim_leader(s), l);
+	assert_int_equal(TERM(s, l), t0);
+	assert_int_equal(TERM(s, f1), t0);
+	assert_int_equal(raft_leader(rsim_raft(s, f2)), l);
+	/* The leader keeps committing through f2. */
+	propose_acked_on(s, l, f2);
 	rsim_free(s);
 }
 
@@ -718,6 +758,7 @@ int main(void)
 		cmocka_unit_test(single_node_cluster_elects_itself_and_commits),
 		cmocka_unit_test(prevote_keeps_a_partitioned_node_from_inflating_terms),
 		cmocka_unit_test(check_quorum_makes_an_isolated_leader_step_down),
+		cmocka_unit_test(a_node_cut_from_the_leader_alone_cannot_depose_it),
 		cmocka_unit_test(conflicting_uncommitted_entries_are_truncated),
 		cmocka_unit_test(figure8_older_term_entry_is_not_committed_by_counting),
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),
