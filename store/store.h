@@ -244,8 +244,9 @@ int  store_failed(store *st);
  * valid until store_close(). */
 void store_snapshot_state(store *st, const void **ptr, size_t *len, uint64_t *lsn);
 
-/* The lsn of the last record applied to the map (after open: the last batch
- * recovered), i.e. the version the map reflects. */
+/* The lsn up to which every log record has been processed: batches applied
+ * to the map, opaque and STORE_NO_APPLY records completed. After open: the
+ * last record recovered. A snapshot taken now would carry this lsn. */
 uint64_t store_applied_lsn(store *st);
 
 #endif
