@@ -289,6 +289,69 @@ static void restarted_node_catches_up(void **state)
 	cl_free(c);
 }
 
+static char faults_path[128];
+
+static void set_partition(const char *ids)
+{
+	FILE *f = fopen(faults_path, "w");
+
+	assert_non_null(f);
+	fputs(ids, f);
+	fclose(f);
+	usleep(400 * 1000); /* the transport re-reads the file every 100 ms */
+}
+
+static int tombstones(node *n)
+{
+	struct store_stats st;
+
+	store_get_stats(node_store(n), &st);
+	return (int)st.tombstones;
+}
+
+/* A partitioned node keeps accepting writes; both sides converge after the
+ * partition heals, and a key deleted on the majority side while the
+ * partitioned replica still held (and even updated) it stays deleted. */
+static void partitioned_node_keeps_writing_and_a_delete_survives_its_return(void **state)
+{
+	struct cl *c = cl_new();
+	char buf[64];
+	double t0;
+	int i, left;
+
+	(void)state;
+	assert_int_equal(put(c->n[0], "doc", "v1", 0), 0);
+	assert_true(wait_all(c, "doc", "v1") >= 0);
+	set_partition(c->addr[2]); /* ids follow sorted addresses: name it */
+	assert_int_equal(put(c->n[2], "doc", "stale", 0), 0);
+	assert_int_equal(put(c->n[2], "only-on-2", "x", 0), 0);
+	usleep(20 * 1000);
+	assert_int_equal(put(c->n[0], "doc", NULL, 1), 0);
+	assert_int_equal(put(c->n[1], "only-on-1", "y", 0), 0);
+	usleep(1500 * 1000);
+	assert_string_equal(value(c->n[2], "doc", buf, sizeof(buf)), "stale");
+	assert_string_equal(value(c->n[0], "doc", buf, sizeof(buf)), "");
+	assert_string_equal(value(c->n[2], "only-on-1", buf, sizeof(buf)), "");
+	/* Not collected while node 2 has not acknowledged it. */
+	assert_true(tombstones(c->n[0]) >= 1);
+	assert_true(tombstones(c->n[1]) >= 1);
+
+	set_partition("");
+	assert_true(wait_all(c, "only-on-2", "x") >= 0);
+	assert_true(wait_all(c, "only-on-1", "y") >= 0);
+	assert_true(wait_all(c, "doc", "") >= 0);
+	t0 = now_s();
+	do {
+		for (i = 0, left = 0; i < NN; i++)
+			left += tombstones(c->n[i]);
+		usleep(10000);
+	} while (left && now_s() - t0 < 15);
+	assert_int_equal(left, 0);
+	usleep(500 * 1000);
+	assert_true(wait_all(c, "doc", "") >= 0);
+	cl_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,7 +359,23 @@ int main(void)
 		cmocka_unit_test(concurrent_writes_to_one_key_converge),
 		cmocka_unit_test(deleted_key_stays_deleted_and_tombstone_is_collected),
 		cmocka_unit_test(restarted_node_catches_up),
+		cmocka_unit_test(partitioned_node_keeps_writing_and_a_delete_survives_its_return),
 	};
+	char env[160];
+	FILE *f;
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	/* Every node of this process reads the same fault file; an address in
+	 * it cuts that member off from the others (cluster/peer.h, KVFS_FAULTS). */
+	snprintf(faults_path, sizeof(faults_path), "/tmp/kvfs-test-ml-node-%d.faults", (int)getpid());
+	f = fopen(faults_path, "w");
+	if (f)
+		fclose(f);
+	snprintf(env, sizeof(env), "file=%s", faults_path);
+	setenv("KVFS_FAULTS", env, 1);
+
+	{
+		int rc = cmocka_run_group_tests(tests, NULL, NULL);
+		unlink(faults_path);
+		return rc;
+	}
 }
