@@ -409,7 +409,7 @@ static size_t fuse(const struct idx *ix, const struct rank_params *p, const floa
 		   size_t ns, uint8_t *seen, size_t limit, struct cand *all, struct cand *out)
 {
 	float bmin = INFINITY, bmax = -INFINITY, smin = INFINITY, smax = -INFINITY;
-	size_t i, n = 0;
+	size_t i, j, n = 0;
 
 	for (i = 0; i < nb + ns; i++) {
 		const struct cand *c = i < nb ? &bc[i] : &sc[i - nb];
@@ -432,6 +432,12 @@ static size_t fuse(const struct idx *ix, const struct rank_params *p, const floa
 		seen[all[i].doc] = 0;
 		all[i].score = (float)(p->alpha * nbm + (1.0 - p->alpha) * nsm);
 	}
+	/* Documents beyond the candidate set can fall below its minimum; and a
+	 * document at the bottom of both lists scores 0: neither is a match. */
+	for (i = j = 0; i < n; i++)
+		if (all[i].score > 0)
+			all[j++] = all[i];
+	n = j;
 	qsort_r(all, n, sizeof(*all), cand_cmp, (void *)ix);
 	if (n > limit)
 		n = limit;

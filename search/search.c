@@ -20,7 +20,7 @@
 #endif
 
 /* Hybrid defaults, measured on CISI with scripts/bench-search (MAP):
- * alpha 0.7 0.2390, 0.75 0.2384, 0.8 0.2367, 0.85 0.2358, 0.9 0.2326, BM25
+ * alpha 0.7 0.2390, 0.75 0.2383, 0.8 0.2367, 0.85 0.2358, 0.9 0.2326, BM25
  * alone 0.2273; 0.75 keeps nDCG@10 above BM25 too. Normalising over 20-1000
  * candidates per side moved MAP by less than 0.003. */
 #define HYBRID_ALPHA     0.75

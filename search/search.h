@@ -6,6 +6,16 @@
  * Thread-safety: every function is thread-safe. Updates (put/del) are
  * serialised against queries by an internal reader-writer lock; queries run
  * concurrently with each other.
+ *
+ * Text handling (search/tok.h): UTF-8, split on anything but letters and
+ * digits, case-folded (Latin diacritics removed), English stop words
+ * dropped, Snowball English stems. A phrase matches the same stems at the
+ * same relative positions; stop words keep their slot but match any stop
+ * word ("state of the art" also matches "state of an art"). Scores: BM25 as
+ * is; TF-IDF and semantic are cosines in [0, 1] (semantic may be below 0
+ * but only positive scores are returned); hybrid is in [0, 1]; phrase is
+ * BM25 of the phrase as one term. The index lives in memory only: the owner
+ * rebuilds it from the store at start-up.
  */
 #ifndef KVFS_SEARCH_H
 #define KVFS_SEARCH_H

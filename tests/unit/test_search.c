@@ -370,6 +370,41 @@ static void concurrent_queries_and_updates_are_consistent(void **state)
 	search_index_free(c.ix);
 }
 
+static void hybrid_scores_do_not_depend_on_the_limit(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	struct search_hit *a, *b;
+	size_t na, nb, i;
+	unsigned seed = 99;
+	char key[16], text[256];
+	int k, j, n;
+
+	(void)state;
+	for (k = 0; k < 300; k++) {
+		n = 0;
+		for (j = 0; j < 10; j++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s ", mwords[rand_r(&seed) % MWORDS]);
+		snprintf(key, sizeof(key), "h%03d", k);
+		put(ix, key, text);
+	}
+	assert_int_equal(search_query(ix, "purple pink", 11, SEARCH_HYBRID, 5, &a, &na), 0);
+	assert_int_equal(search_query(ix, "purple pink", 11, SEARCH_HYBRID, 300, &b, &nb), 0);
+	assert_int_equal(na, 5);
+	assert_true(nb > 5);
+	for (i = 0; i < na; i++) {
+		assert_string_equal(a[i].key, b[i].key);
+		assert_float_equal(a[i].score, b[i].score, 1e-6);
+	}
+	for (i = 0; i < nb; i++) {
+		assert_true(b[i].score > 0 && b[i].score <= 1.0);
+		if (i)
+			assert_true(b[i].score <= b[i - 1].score);
+	}
+	search_hits_free(a, na);
+	search_hits_free(b, nb);
+	search_index_free(ix);
+}
+
 static void limit_and_tie_order_are_respected(void **state)
 {
 	struct search_index *ix = new_index(NULL);
@@ -621,6 +656,7 @@ int main(void)
 		cmocka_unit_test(random_updates_agree_with_a_model),
 		cmocka_unit_test(random_updates_on_long_posting_lists_agree_with_a_model),
 		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
+		cmocka_unit_test(hybrid_scores_do_not_depend_on_the_limit),
 		cmocka_unit_test(limit_and_tie_order_are_respected),
 		cmocka_unit_test(mode_names_round_trip),
 		cmocka_unit_test(ngram_vectors_match_similar_spellings),
