@@ -57,7 +57,7 @@ int raft__persist_vote(raft *r)
 }
 /* ---- Log storage ---------------------------------------------------------- */
 
-static void free_entries(struct raft_entry *e, size_t n)
+void raft__free_entries(struct raft_entry *e, size_t n)
 {
 	size_t i;
 
@@ -98,7 +98,7 @@ static int log_push(raft *r, const struct raft_entry *e, size_t n)
 		if (e[i].len) {
 			d->data = malloc(e[i].len);
 			if (!d->data) {
-				free_entries(&r->ents[r->nents], i);
+				raft__free_entries(&r->ents[r->nents], i);
 				return -ENOMEM;
 			}
 			memcpy(d->data, e[i].data, e[i].len);
@@ -109,16 +109,16 @@ static int log_push(raft *r, const struct raft_entry *e, size_t n)
 }
 
 /* Drops entries with index >= from from memory. */
-static void log_truncate(raft *r, uint64_t from)
+void raft__log_truncate(raft *r, uint64_t from)
 {
 	size_t keep = (size_t)(from - r->base_index - 1);
 
-	free_entries(&r->ents[keep], r->nents - keep);
+	raft__free_entries(&r->ents[keep], r->nents - keep);
 	r->nents = keep;
 }
 
 /* Drops entries with index <= upto (covered by a snapshot). */
-static void log_compact(raft *r, uint64_t upto)
+void raft__log_compact(raft *r, uint64_t upto)
 {
 	size_t drop;
 
@@ -128,7 +128,7 @@ static void log_compact(raft *r, uint64_t upto)
 		upto = last_index(r);
 	drop = (size_t)(upto - r->base_index);
 	r->base_term = term_at(r, upto);
-	free_entries(r->ents, drop);
+	raft__free_entries(r->ents, drop);
 	memmove(r->ents, r->ents + drop, (r->nents - drop) * sizeof(*r->ents));
 	r->nents -= drop;
 	r->base_index = upto;
@@ -186,7 +186,7 @@ int raft__leader_append(raft *r, uint8_t type, const void *data, size_t len)
 
 /* ---- Applying ------------------------------------------------------------ */
 
-static void apply_committed(raft *r)
+void raft__apply_committed(raft *r)
 {
 	uint64_t upto = r->commit < r->durable ? r->commit : r->durable;
 
@@ -209,26 +209,6 @@ static void apply_committed(raft *r)
 
 /* ---- Leader: replication -------------------------------------------------- */
 
-static void send_snapshot(raft *r, uint32_t to)
-{
-	struct progress *p = &r->prog[to];
-	struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT };
-	uint64_t si, st;
-	const void *data;
-	size_t len;
-
-	if (r->io.snapshot_get(r->io.arg, &si, &st, &data, &len))
-		return; /* nothing to send yet: retried at the next heartbeat */
-	m.index = si;
-	m.log_term = st;
-	m.data = data;
-	m.len = len;
-	p->state = PROG_SNAPSHOT;
-	p->snap_index = si;
-	p->snap_sent_ms = now_ms(r);
-	raft__send(r, &m, to);
-}
-
 /* Sends the entries from `next` on, or a snapshot when they were compacted
  * away. allow_empty: send even with nothing new (a probe for a gap). */
 void raft__send_append(raft *r, uint32_t to, int allow_empty)
@@ -246,7 +226,7 @@ void raft__send_append(raft *r, uint32_t to, int allow_empty)
 		return; /* flow control: wait for acknowledgements */
 	prev = p->next - 1;
 	if (prev < r->base_index) {
-		send_snapshot(r, to);
+		raft__send_snapshot(r, to, 1);
 		return;
 	}
 	while (prev + n < last && n < maxn) {
@@ -300,13 +280,11 @@ void raft__broadcast_heartbeat(raft *r)
 		if (m.commit > p->commit_sent)
 			p->commit_sent = m.commit;
 		raft__send(r, &m, i);
-		/* A lost snapshot is sent again after an election timeout. */
+		/* A lost snapshot chunk (or its answer) is sent again after an
+		 * election timeout, from what the follower acknowledged. */
 		if (p->state == PROG_SNAPSHOT &&
-		    now_ms(r) - p->snap_sent_ms >= r->cfg.election_timeout_ms) {
-			p->state = PROG_PROBE;
-			p->paused = 0;
-			raft__send_append(r, i, 1);
-		}
+		    now_ms(r) - p->snap_sent_ms >= r->cfg.election_timeout_ms)
+			raft__send_snapshot(r, i, 0);
 	}
 }
 
@@ -388,7 +366,7 @@ void raft__maybe_commit(raft *r)
 	 * Figure 8). */
 	if (n > r->commit && term_at(r, n) == r->term) {
 		r->commit = n;
-		apply_committed(r);
+		raft__apply_committed(r);
 		commit_changed(r);
 	}
 }
@@ -436,9 +414,13 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 	if (m->index > p->match)
 		p->match = m->index;
 	if (p->state == PROG_PROBE || p->state == PROG_SNAPSHOT) {
+		int was_snap = p->state == PROG_SNAPSHOT;
+
 		p->state = PROG_REPLICATE;
 		p->paused = 0;
 		p->next = p->match + 1;
+		if (was_snap)
+			raft__snapshot_idle(r);
 	} else if (p->next < p->match + 1) {
 		p->next = p->match + 1;
 	}
@@ -457,7 +439,7 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 
 /* ---- Follower: AppendEntries, heartbeats, snapshots ----------------------- */
 
-static void reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint64_t hint)
+void raft__reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint64_t hint)
 {
 	struct raft_msg m = { .type = RAFT_MSG_APPEND_RESP, .reject = (uint8_t)reject,
 			      .index = index, .hint = hint,
@@ -467,12 +449,12 @@ static void reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint6
 }
 
 /* What we can acknowledge to the leader: matching AND durable. */
-static uint64_t ack_index(const raft *r)
+uint64_t raft__ack_index(const raft *r)
 {
 	return r->durable < r->lmatch ? r->durable : r->lmatch;
 }
 
-static void heard_from_leader(raft *r, uint32_t from)
+void raft__heard_from_leader(raft *r, uint32_t from)
 {
 	if (r->role != RAFT_FOLLOWER || r->leader != from)
 		raft__become_follower(r, r->term, from);
@@ -488,7 +470,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 	uint64_t n = m->nentries, k, conflict = 0;
 	int rc;
 
-	heard_from_leader(r, m->from);
+	raft__heard_from_leader(r, m->from);
 	if (r->failed)
 		return;
 	/* Entries at or below base_index are covered by our snapshot, hence
@@ -497,7 +479,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 		uint64_t skip = r->base_index - prev;
 
 		if (skip >= n) {
-			reply_append(r, m->from, 0, ack_index(r), 0);
+			raft__reply_append(r, m->from, 0, raft__ack_index(r), 0);
 			return;
 		}
 		ents += skip;
@@ -513,7 +495,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 		/* Hint: the last index whose term is not above prevLogTerm. */
 		while (hint > r->base_index && term_at(r, hint) > prev_term)
 			hint--;
-		reply_append(r, m->from, 1, m->index, hint);
+		raft__reply_append(r, m->from, 1, m->index, hint);
 		return;
 	}
 	/* "3. If an existing entry conflicts with a new one (same index but
@@ -531,7 +513,7 @@ static void handle_append(raft *r, const struct raft_msg *m)
 				raft__fail(r, -EUCLEAN); /* a committed entry differs: a bug */
 				return;
 			}
-			log_truncate(r, i);
+			raft__log_truncate(r, i);
 			conflict = i;
 			break;
 		}
@@ -555,12 +537,12 @@ static void handle_append(raft *r, const struct raft_msg *m)
 
 		if (c > r->commit) {
 			r->commit = c;
-			apply_committed(r);
+			raft__apply_committed(r);
 		}
 	}
 	/* Acknowledge only what is durable; the rest is acknowledged from
 	 * raft_append_done(). */
-	reply_append(r, m->from, 0, ack_index(r), 0);
+	raft__reply_append(r, m->from, 0, raft__ack_index(r), 0);
 }
 
 /* HEARTBEAT and COMMIT: m->commit <= the leader's matchIndex for us, so we
@@ -569,7 +551,7 @@ static void learn_commit(raft *r, const struct raft_msg *m)
 {
 	uint64_t c;
 
-	heard_from_leader(r, m->from);
+	raft__heard_from_leader(r, m->from);
 	if (r->failed)
 		return;
 	c = m->commit < last_index(r) ? m->commit : last_index(r);
@@ -577,7 +559,7 @@ static void learn_commit(raft *r, const struct raft_msg *m)
 		r->lmatch = c;
 	if (c > r->commit) {
 		r->commit = c;
-		apply_committed(r);
+		raft__apply_committed(r);
 	}
 }
 
@@ -606,61 +588,6 @@ static void handle_heartbeat(raft *r, const struct raft_msg *m)
 	}
 }
 
-static void handle_snapshot(raft *r, const struct raft_msg *m)
-{
-	size_t i;
-	int rc;
-
-	heard_from_leader(r, m->from);
-	if (r->failed)
-		return;
-	/* Thesis §5.3 (InstallSnapshot receiver): a snapshot that does not go
-	 * beyond what we have committed brings nothing. */
-	if (m->index <= r->commit) {
-		uint64_t c = r->commit < last_index(r) ? r->commit : last_index(r);
-
-		if (c > r->lmatch)
-			r->lmatch = c; /* committed entries equal the leader's */
-		reply_append(r, m->from, 0, ack_index(r), 0);
-		return;
-	}
-	/* Thesis §5.3, InstallSnapshot receiver: "6. If existing log entry has
-	 * same index and term as snapshot's last included entry, retain log
-	 * entries following it and reply." Our log then holds every entry the
-	 * snapshot covers: commit them like an AppendEntries would, and apply
-	 * them from the log. (Discarding them could drop entries we already
-	 * acknowledged as durable.) */
-	if (term_at(r, m->index) == m->log_term && m->index <= last_index(r)) {
-		if (m->index > r->lmatch)
-			r->lmatch = m->index;
-		r->commit = m->index;
-		apply_committed(r);
-		reply_append(r, m->from, 0, ack_index(r), 0);
-		return;
-	}
-	/* "7. Discard the entire log. 8. Reset state machine using snapshot
-	 * contents (and load snapshot's cluster configuration)." Whatever we
-	 * acknowledged is at most our durable index, below m->index: covered. */
-	rc = r->io.snapshot_install(r->io.arg, m->index, m->log_term, m->data, m->len);
-	if (rc) {
-		raft__fail(r, rc);
-		return;
-	}
-	log_truncate(r, r->base_index + 1);
-	r->base_index = r->snap_index = m->index;
-	r->base_term = r->snap_term = m->log_term;
-	r->commit = r->applied = m->index;
-	for (i = 0; i < r->pend_n; i++) {
-		uint64_t *l = &r->pend[(r->pend_head + i) % r->pend_cap];
-
-		if (*l > m->index)
-			*l = m->index;
-	}
-	r->durable = m->index;
-	r->lmatch = m->index;
-	reply_append(r, m->from, 0, m->index, 0);
-	raft__reads_progress(r);
-}
 /* ---- Entry points ----------------------------------------------------------- */
 
 int raft_recv(raft *r, const struct raft_msg *m)
@@ -699,7 +626,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		 * it and steps down. */
 		if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
 		    m->type == RAFT_MSG_COMMIT || m->type == RAFT_MSG_SNAPSHOT) {
-			reply_append(r, m->from, 1, m->index, 0);
+			raft__reply_append(r, m->from, 1, m->index, 0);
 		} else if (m->type == RAFT_MSG_PREVOTE) {
 			struct raft_msg resp = { .type = RAFT_MSG_PREVOTE_RESP, .reject = 1 };
 
@@ -724,11 +651,15 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		else if (m->type == RAFT_MSG_COMMIT)
 			learn_commit(r, m);
 		else
-			handle_snapshot(r, m);
+			raft__handle_snapshot(r, m);
 		break;
 	case RAFT_MSG_APPEND_RESP:
 		if (r->role == RAFT_LEADER)
 			handle_append_resp(r, m);
+		break;
+	case RAFT_MSG_SNAPSHOT_RESP:
+		if (r->role == RAFT_LEADER)
+			raft__handle_snapshot_resp(r, m);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
 		if (r->role == RAFT_LEADER) {
@@ -835,11 +766,11 @@ int raft_append_done(raft *r, int status)
 	r->durable = last > r->snap_index ? last : r->snap_index;
 	if (r->durable < r->base_index)
 		r->durable = r->base_index;
-	apply_committed(r);
+	raft__apply_committed(r);
 	if (r->role == RAFT_LEADER) {
 		raft__maybe_commit(r);
-	} else if (r->role == RAFT_FOLLOWER && r->leader && ack_index(r)) {
-		reply_append(r, r->leader, 0, ack_index(r), 0);
+	} else if (r->role == RAFT_FOLLOWER && r->leader && raft__ack_index(r)) {
+		raft__reply_append(r, r->leader, 0, raft__ack_index(r), 0);
 	}
 	return r->failed;
 }
@@ -867,24 +798,6 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 		r->flush_append = 1;
 	else
 		broadcast_append(r);
-	return 0;
-}
-
-int raft_snapshot_taken(raft *r, uint64_t index)
-{
-	uint64_t trail = r->cfg.snapshot_trailing;
-
-	if (index > r->applied)
-		return -EINVAL;
-	if (index <= r->snap_index)
-		return 0;
-	r->snap_term = term_at(r, index);
-	r->snap_index = index;
-	/* Thesis §5.1: "the log entries up through the last included index are
-	 * discarded" — we keep a few so that slightly lagging followers can still
-	 * be served from the log. */
-	if (index > trail)
-		log_compact(r, index - trail);
 	return 0;
 }
 
@@ -929,7 +842,8 @@ void raft_free(raft *r)
 {
 	if (!r)
 		return;
-	free_entries(r->ents, r->nents);
+	raft__free_entries(r->ents, r->nents);
+	raft__snapshot_free(r);
 	free(r->ents);
 	free(r->pend);
 	free(r->reads);

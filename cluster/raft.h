@@ -16,8 +16,11 @@
  * with the leader counting its own entries only once durable (thesis §10.2.1),
  * snapshots, log compaction and InstallSnapshot (thesis §5), ReadIndex for
  * linearizable reads on the leader and through followers (thesis §6.4).
+ * Snapshots travel in chunks of cfg.max_snapshot_chunk bytes, one in flight
+ * per follower; the leader sends from its own copy, so the io may move on to
+ * newer snapshots meanwhile.
  * Not implemented: membership changes (members are ids 1..n, fixed), leader
- * transfer, chunked snapshot transfer (a snapshot travels in one message).
+ * transfer.
  *
  * Threads: none. Every function must be called from one thread, and the io
  * callbacks are called from inside the core's functions: a callback must NOT
@@ -71,25 +74,29 @@ enum raft_msg_type {
 	RAFT_MSG_VOTE_RESP      = 6,
 	RAFT_MSG_PREVOTE        = 7,  /* term = candidate's term + 1, nobody changes term */
 	RAFT_MSG_PREVOTE_RESP   = 8,
-	RAFT_MSG_SNAPSHOT       = 9,  /* InstallSnapshot, in one message */
+	RAFT_MSG_SNAPSHOT       = 9,  /* InstallSnapshot, one chunk */
 	RAFT_MSG_READ           = 10, /* follower asks the leader for a read index */
 	RAFT_MSG_READ_RESP      = 11,
 	RAFT_MSG_COMMIT         = 12, /* leader's commit index for a follower known to hold it;
 	                                 not answered */
-	RAFT_MSG_TYPE_MAX       = 12,
+	RAFT_MSG_SNAPSHOT_RESP  = 13, /* a chunk of a snapshot arrived; the last one is
+	                                 answered with APPEND_RESP */
+	RAFT_MSG_TYPE_MAX       = 13,
 };
 
 /*
  * One message. Field use by type:
  *   index     APPEND: prevLogIndex; APPEND_RESP: matched index on success, the
  *             rejected prevLogIndex on reject; (PRE)VOTE: lastLogIndex;
- *             SNAPSHOT: lastIncludedIndex; READ, READ_RESP: the read's id
+ *             SNAPSHOT, SNAPSHOT_RESP: lastIncludedIndex; READ, READ_RESP: the
+ *             read's id
  *   log_term  APPEND: prevLogTerm; (PRE)VOTE: lastLogTerm; SNAPSHOT: lastIncludedTerm;
  *             APPEND_RESP on reject: the follower's term at `hint`
  *   commit    APPEND, HEARTBEAT, COMMIT: leaderCommit; READ_RESP: the read index
  *   hint      APPEND_RESP on reject: the follower's guess of the last index
- *             that may match
- *   seq       HEARTBEAT and its response: the leader's round (ReadIndex)
+ *             that may match; SNAPSHOT: the snapshot's total size in bytes
+ *   seq       HEARTBEAT and its response: the leader's round (ReadIndex);
+ *             SNAPSHOT: offset of this chunk; SNAPSHOT_RESP: bytes received
  *   reject    responses: 1 = rejected / not granted
  */
 struct raft_msg {
@@ -104,7 +111,7 @@ struct raft_msg {
 	uint64_t seq;
 	uint32_t nentries;
 	const struct raft_entry *entries; /* APPEND */
-	const void *data;                 /* SNAPSHOT */
+	const void *data;                 /* SNAPSHOT: this chunk */
 	size_t   len;
 };
 
@@ -150,8 +157,9 @@ struct raft_io {
 	/* Applies committed entry `index` (NOOPs included), in index order, once. */
 	void (*apply)(void *arg, uint64_t index, const struct raft_entry *e);
 	/* Returns the newest durable snapshot of the state machine (index, term and
-	 * bytes, borrowed until the next call into the core), or -ENOENT. Used to
-	 * bring a follower up whose next entry was compacted away. */
+	 * bytes, borrowed for the call: the core copies them), or -ENOENT. Any
+	 * applied state will do. Used to bring a follower up whose next entry was
+	 * compacted away; called once per transfer, not per chunk. */
 	int  (*snapshot_get)(void *arg, uint64_t *index, uint64_t *term,
 			     const void **data, size_t *len);
 	/* Replaces the state machine with a snapshot received from the leader and
@@ -176,6 +184,7 @@ struct raft_config {
 	unsigned max_append_entries;  /* entries per AppendEntries; 0 = 64 */
 	size_t   max_append_bytes;    /* payload bytes per AppendEntries; 0 = 1 MiB */
 	unsigned max_inflight;        /* entries sent but unacknowledged per follower; 0 = 4096 */
+	size_t   max_snapshot_chunk;  /* snapshot bytes per message; 0 = 4 MiB */
 	unsigned snapshot_trailing;   /* entries kept in the log below a snapshot */
 	/* 0: proposals and commit notices are sent at once (one AppendEntries
 	 * per proposal and follower). 1: they wait for raft_flush(), which the

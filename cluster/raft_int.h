@@ -26,7 +26,8 @@ struct progress {
 	int      active;       /* heard from since the last check-quorum round */
 	uint64_t acked_seq;    /* highest heartbeat round acknowledged */
 	uint64_t snap_index;   /* SNAPSHOT: index being sent */
-	uint64_t snap_sent_ms;
+	uint64_t snap_off;     /* SNAPSHOT: bytes the follower acknowledged */
+	uint64_t snap_sent_ms; /* SNAPSHOT: last chunk sent */
 	uint64_t commit_sent;  /* highest commit index this follower was told */
 };
 
@@ -86,6 +87,19 @@ struct raft {
 	struct progress prog[RAFT_MAX_NODES + 1];
 	uint64_t seq;        /* heartbeat round */
 	uint64_t term_start; /* index of this term's no-op */
+
+	/* Leader: the snapshot being sent (a copy of io->snapshot_get()). */
+	struct {
+		uint64_t index, term;
+		void    *data;
+		size_t   len;
+	} out_snap;
+	/* Follower: the snapshot being received. */
+	struct {
+		uint64_t index, term;
+		uint8_t *buf;
+		size_t   len, got;
+	} in_snap;
 
 	int      flush_append; /* defer_sends: new entries wait for raft_flush() */
 	int      flush_commit; /* defer_sends: commit notices wait for raft_flush() */
@@ -151,6 +165,20 @@ int  raft__leader_append(raft *r, uint8_t type, const void *data, size_t len);
 void raft__send_append(raft *r, uint32_t to, int allow_empty);
 void raft__maybe_commit(raft *r);
 void raft__broadcast_heartbeat(raft *r);
+void raft__free_entries(struct raft_entry *e, size_t n);
+void raft__log_truncate(raft *r, uint64_t from);
+void raft__log_compact(raft *r, uint64_t upto);
+void raft__apply_committed(raft *r);
+void raft__reply_append(raft *r, uint32_t to, int reject, uint64_t index, uint64_t hint);
+uint64_t raft__ack_index(const raft *r);
+void raft__heard_from_leader(raft *r, uint32_t from);
+
+/* raft_snap.c */
+void raft__send_snapshot(raft *r, uint32_t to, int restart);
+void raft__handle_snapshot(raft *r, const struct raft_msg *m);
+void raft__handle_snapshot_resp(raft *r, const struct raft_msg *m);
+void raft__snapshot_free(raft *r);
+void raft__snapshot_idle(raft *r);
 
 /* raft_elect.c */
 void raft__become_follower(raft *r, uint64_t term, uint32_t leader);

@@ -432,6 +432,7 @@ static int node_boot(rsim *s, struct snode *nd)
 		.election_timeout_ms = s->o.election_ms,
 		.heartbeat_ms = s->o.heartbeat_ms,
 		.max_append_entries = s->o.max_append_entries,
+		.max_snapshot_chunk = s->o.max_snapshot_chunk,
 		.snapshot_trailing = s->o.trailing,
 		.defer_sends = s->o.defer_sends,
 		.disable_prevote = s->o.disable_prevote,

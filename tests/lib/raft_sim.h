@@ -49,6 +49,7 @@ struct rsim_opts {
 	unsigned snapshot_every;    /* take a snapshot every N applied entries; 0 = never */
 	unsigned trailing;          /* raft_config.snapshot_trailing */
 	unsigned max_append_entries;
+	size_t   max_snapshot_chunk;  /* raft_config.max_snapshot_chunk (snapshots are 24 bytes) */
 	int      defer_sends;       /* raft_config.defer_sends; flushed around every step */
 	int      disable_prevote;
 	int      disable_check_quorum;

@@ -440,6 +440,7 @@ static void snapshots(struct rsim_opts *o)
 {
 	o->snapshot_every = 10;
 	o->trailing = 2;
+	o->max_snapshot_chunk = 7; /* the sim's 24-byte snapshots go in 4 chunks */
 }
 
 static void far_behind_follower_is_caught_up_by_snapshot(void **state)
@@ -466,7 +467,9 @@ static void far_behind_follower_is_caught_up_by_snapshot(void **state)
 	SIM(s, rsim_restart(s, f));
 	SIM(s, rsim_run_until_applied(s, last, 10 * T));
 	rf = rsim_raft(s, f);
-	assert_true(rsim_delivered(s, RAFT_MSG_SNAPSHOT) >= 1);
+	/* In chunks of 7 bytes: at least 4 messages. */
+	assert_true(rsim_delivered(s, RAFT_MSG_SNAPSHOT) >= 4);
+	assert_true(rsim_delivered(s, RAFT_MSG_SNAPSHOT_RESP) >= 3);
 	assert_true(raft_snapshot_index(rf) > 1);
 	assert_int_equal(raft_applied(rf), last);
 	/* It keeps up through the log afterwards. */
@@ -478,6 +481,42 @@ static void far_behind_follower_is_caught_up_by_snapshot(void **state)
 	SIM(s, rsim_restart(s, f));
 	propose_acked(s, l);
 	assert_int_equal(raft_applied(rsim_raft(s, f)), raft_applied(rl));
+	rsim_free(s);
+}
+
+static void chunked_snapshot_survives_lost_chunks_and_a_restart(void **state)
+{
+	rsim *s = sim_new(3, snapshots);
+	uint32_t l, f, i;
+	uint64_t pid, last;
+	int restarted = 0;
+
+	(void)state;
+	l = elect(s);
+	f = other(s, l, 0);
+	rsim_crash(s, f);
+	for (i = 0; i < 40; i++) {
+		SIM(s, rsim_propose(s, l, &pid));
+		SIM(s, rsim_run_for(s, 2));
+	}
+	last = raft_last_index(rsim_raft(s, l));
+	SIM(s, rsim_run_until_applied(s, last, 10 * T));
+	/* A lossy, duplicating network; the follower restarts in the middle
+	 * of the transfer, losing the chunks it buffered. */
+	rsim_set_net(s, 30, 20);
+	SIM(s, rsim_restart(s, f));
+	while (raft_applied(rsim_raft(s, f)) < last && rsim_now(s) < 100 * T) {
+		SIM(s, rsim_step(s));
+		if (!restarted && rsim_delivered(s, RAFT_MSG_SNAPSHOT_RESP) >= 2) {
+			rsim_crash(s, f);
+			SIM(s, rsim_restart(s, f));
+			restarted = 1;
+		}
+	}
+	assert_true(restarted);
+	assert_true(raft_applied(rsim_raft(s, f)) >= last);
+	rsim_set_net(s, 0, 0);
+	propose_acked(s, l);
 	rsim_free(s);
 }
 
@@ -762,6 +801,7 @@ int main(void)
 		cmocka_unit_test(conflicting_uncommitted_entries_are_truncated),
 		cmocka_unit_test(figure8_older_term_entry_is_not_committed_by_counting),
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),
+		cmocka_unit_test(chunked_snapshot_survives_lost_chunks_and_a_restart),
 		cmocka_unit_test(acknowledged_write_survives_leader_crash),
 		cmocka_unit_test(followers_acknowledge_only_durable_entries),
 		cmocka_unit_test(crash_loses_unsynced_entries_but_not_acknowledged_ones),

@@ -65,6 +65,7 @@ static int run_schedule(unsigned n, uint64_t seed, struct totals *tot, char *why
 	o.trailing = (unsigned)(drv(&x) % 5);
 	o.max_append_entries = 1 + (unsigned)(drv(&x) % 16);
 	o.defer_sends = (int)(drv(&x) % 2);
+	o.max_snapshot_chunk = drv(&x) % 2 ? 0 : 1 + (size_t)(drv(&x) % 12);
 	if (rsim_new(&o, &s)) {
 		snprintf(why, whylen, "rsim_new failed");
 		return -1;
