@@ -32,7 +32,8 @@
  * Tuning by environment (tests and benchmarks): KVFS_RAFT_ELECTION_MS (300),
  * KVFS_RAFT_HEARTBEAT_MS (50), KVFS_RAFT_TIMEOUT_MS (3000, the bound for a
  * write's commit), KVFS_RAFT_SNAPSHOT_ENTRIES (20000 applied entries between
- * snapshots that compact the Raft log), KVFS_RAFT_TRAILING (1000 entries kept
+ * snapshots that compact the Raft log), KVFS_RAFT_SNAPSHOT_MB (64, the same
+ * by applied entry bytes), KVFS_RAFT_TRAILING (1000 entries kept
  * below a snapshot for slow followers). The transport's fault switch
  * (KVFS_FAULTS, cluster/peer.h) isolates a node in tests.
  */
@@ -50,10 +51,6 @@
 #include "cluster/repl.h"
 #include "store/le.h"
 #include "store/log.h"
-
-/* Ids of the read-index requests that only push the commit index out
- * (on_check); never the ids of client reads. */
-#define RN_NUDGE_ID (1ull << 63)
 
 /* Peer frame types of this layer. */
 #define RN_T_RAFT     0x5201u /* a raft_msg (raft_msg_encode) */
@@ -356,6 +353,7 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 		}
 	}
 	rn__publish_applied(rn, index, e->term);
+	rn->applied_bytes += e->len;
 	for (w = TAILQ_FIRST(&rn->commitq); w; w = next) {
 		next = TAILQ_NEXT(w, link);
 		if (w->index > index)
@@ -375,8 +373,6 @@ static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
 	struct rn_wait *w;
 
 	(void)index;
-	if (id & RN_NUDGE_ID)
-		return;
 	TAILQ_FOREACH(w, &rn->readq, link)
 		if (w->id == id)
 			break;
@@ -398,8 +394,6 @@ static void rn_state_change(void *arg, enum raft_role role, uint64_t term, uint3
 
 	LOG(LOG_INFO, "raft: %s, term %" PRIu64 ", leader %s", raft_role_name(role), term,
 	    leader ? rn->mem.addrs[leader - 1] : "unknown");
-	if (role != RAFT_LEADER)
-		memset(rn->told, 0, sizeof rn->told);
 	rn->kick = 1;
 }
 
@@ -703,12 +697,17 @@ static void on_house(uv_timer_t *t)
 	expire(rn, &rn->commitq, now, -EIO);
 	if (!TAILQ_EMPTY(&rn->waitq))
 		rn->kick = 1;
-	if (!rn->snap_running && raft_applied(rn->r) >= rn->snap_applied + rn->snap_every) {
+	/* The core holds every entry since the last compaction in memory, so
+	 * snapshots are taken by entry count and by bytes. */
+	if (!rn->snap_running && raft_applied(rn->r) > rn->snap_applied &&
+	    (raft_applied(rn->r) >= rn->snap_applied + rn->snap_every ||
+	     rn->applied_bytes >= rn->snap_bytes)) {
 		struct store_stats ss;
 
 		store_get_stats(rn->st, &ss);
 		rn->snap_count0 = ss.snapshots;
 		rn->snap_target = raft_applied(rn->r);
+		rn->applied_bytes = 0;
 		rn->snap_running = 1;
 		rn->snap_work.data = rn;
 		if (uv_queue_work(node_loop(rn->n), &rn->snap_work, snap_work, snap_after))
@@ -717,40 +716,22 @@ static void on_house(uv_timer_t *t)
 	rn_after(rn);
 }
 
-/* Once per loop iteration, after the events of the iteration: when the
- * leader's commit index moved, push it to the followers now. The core tells
- * followers the commit index only with the next AppendEntries or heartbeat
- * (up to heartbeat_ms later), and a write forwarded by a follower, or a read
- * on a follower, completes only once that follower has applied the entry, so
- * waiting for the heartbeat would add up to heartbeat_ms to each of them. A
- * ReadIndex round is the public way to make the core send a heartbeat (with
- * the commit index) at once; its answer is ignored. Many commits in one
- * iteration share one round. */
+/* Once per loop iteration, after every I/O callback of the iteration (libuv
+ * runs check handles right after polling): the core was created with
+ * cfg.defer_sends, so the proposals, acknowledgements and commits of the
+ * whole iteration leave here as one AppendEntries / commit notice per
+ * follower (batching like etcd's Ready loop). Every call into the core
+ * happens before this point in an iteration (timers run before the poll,
+ * work completions and messages during it), except the re-routing below,
+ * which therefore runs before the flush. */
 static void on_check(uv_check_t *h)
 {
 	struct rn *rn = h->data;
-	uint64_t commit;
-	uint32_t i;
-	int nudge = 0;
 
-	if (rn->stopping || !rn->r || raft_role(rn->r) != RAFT_LEADER)
+	if (rn->stopping || !rn->r)
 		return;
-	/* A heartbeat declares committed to a follower only what it is known
-	 * to hold (min(match, commit)), so a follower whose acknowledgement
-	 * arrived after the commit needs its own push. */
-	commit = raft_commit(rn->r);
-	for (i = 1; i <= rn->mem.n; i++) {
-		uint64_t m = raft_match_index(rn->r, i);
-		uint64_t c = m < commit ? m : commit;
-
-		if (i == rn->self + 1 || c <= rn->told[i])
-			continue;
-		rn->told[i] = c;
-		nudge = 1;
-	}
-	if (!nudge)
-		return;
-	raft_read_index(rn->r, RN_NUDGE_ID | ++rn->next_nudge);
+	rn_after(rn);
+	raft_flush(rn->r);
 	rn_after(rn);
 }
 
@@ -851,6 +832,7 @@ static int rn_start(void *self)
 	cfg.election_timeout_ms = rn->election_ms;
 	cfg.heartbeat_ms = rn->heartbeat_ms;
 	cfg.snapshot_trailing = rn->trailing;
+	cfg.defer_sends = 1; /* raft_flush() in on_check */
 	io.arg = rn;
 	io.now = rn_now;
 	io.random = rn_random;
@@ -1071,6 +1053,7 @@ int repl_raft_new(node *n, const struct node_config *cfg, void **self, const str
 	rn->timeout_ms = env_uint("KVFS_RAFT_TIMEOUT_MS", 3000);
 	rn->snap_every = env_uint("KVFS_RAFT_SNAPSHOT_ENTRIES", 20000);
 	rn->trailing = env_uint("KVFS_RAFT_TRAILING", 1000);
+	rn->snap_bytes = (uint64_t)env_uint("KVFS_RAFT_SNAPSHOT_MB", 64) << 20;
 	if (rn->heartbeat_ms * 3 > rn->election_ms)
 		rn->heartbeat_ms = rn->election_ms / 3 ? rn->election_ms / 3 : 1;
 	*self = rn;

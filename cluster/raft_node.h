@@ -144,9 +144,7 @@ struct rn {
 	uv_timer_t       timer;    /* raft_deadline() */
 	uv_timer_t       house;    /* deadlines, retries, snapshots: every 50 ms */
 	uv_async_t       async;    /* append completions from the committer thread */
-	uv_check_t       check;    /* once per loop iteration: commit notices */
-	uint64_t         told[RAFT_MAX_NODES + 1]; /* leader: commit index last pushed, per Raft id */
-	uint64_t         next_nudge;
+	uv_check_t       check;    /* once per loop iteration: raft_flush() */
 	int              handles;  /* open uv handles */
 	int              started, stopping;
 	int              in_after, kick;
@@ -171,6 +169,8 @@ struct rn {
 	uint64_t        applied_index, applied_term;
 
 	uint64_t snap_applied;   /* applied index at the last log compaction */
+	uint64_t snap_bytes;     /* KVFS_RAFT_SNAPSHOT_BYTES */
+	uint64_t applied_bytes;  /* entry bytes applied since the last snapshot started */
 	int      snap_running;
 	uv_work_t snap_work;
 	uint64_t  snap_target;
