@@ -180,8 +180,10 @@ static void *kv_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* Short timeouts: replicated changes also reach the kernel through
 	 * fuse_invalidate_path(), but writes made over the control socket of
 	 * this very node do not, so cached attributes must expire soon. */
-	cfg->entry_timeout = K->timeout;
-	cfg->attr_timeout = K->timeout;
+	if (K->timeout >= 0) {
+		cfg->entry_timeout = K->timeout;
+		cfg->attr_timeout = K->timeout;
+	}
 	cfg->negative_timeout = 0;
 	/* No ".fuse_hiddenXXX" files: they would become keys. Open files of an
 	 * unlinked key live on in the ofile table instead. */

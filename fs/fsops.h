@@ -23,7 +23,8 @@ struct kvfs_ctx {
 	uid_t       uid;        /* owner of the root and of implicit directories */
 	gid_t       gid;
 	int64_t     start_ns;   /* times of the root and of implicit directories */
-	double      timeout;    /* entry and attribute timeout, seconds */
+	double      timeout;    /* entry and attribute timeout, seconds; < 0: keep
+	                           what -o entry_timeout=/attr_timeout= set */
 };
 
 /* Sets the context used by every callback; ctx must outlive the FUSE loop. */

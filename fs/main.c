@@ -327,6 +327,8 @@ int main(int argc, char **argv)
 	/* Raft reads are linearizable only if the kernel asks every time; the
 	 * other modes accept a second of staleness for cached stat/lookup. */
 	ctx.timeout = o.mode == NODE_RAFT ? 0.0 : 1.0;
+	if (o.fuse_opts && (strstr(o.fuse_opts, "entry_timeout=") || strstr(o.fuse_opts, "attr_timeout=")))
+		ctx.timeout = -1; /* the user's choice wins */
 	if ((rc = fsops_init(&ctx))) {
 		fprintf(stderr, "kvfs: init: %s\n", strerror(-rc));
 		goto out_node;
@@ -352,6 +354,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvfs: cannot mount on %s\n", mnt);
 		goto out_fuse;
 	}
+	/* A shell starts background jobs with SIGINT ignored, and libfuse only
+	 * takes over signals left at their default; SPEC §2 wants SIGINT and
+	 * SIGTERM to unmount cleanly whoever started us. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0) {
 		fprintf(stderr, "kvfs: cannot install signal handlers\n");
 		goto out_unmount;

@@ -184,6 +184,13 @@ rc=0; wait "$KV_PID" || rc=$?
 [ "$rc" = 0 ] || fail "status $rc after SIGTERM"
 is_mounted "$M" && fail "still mounted after SIGTERM"
 
+step "SIGINT too"
+kv_mount "$M" "$D"
+kill -INT "$KV_PID"
+rc=0; wait "$KV_PID" || rc=$?
+[ "$rc" = 0 ] || fail "status $rc after SIGINT"
+is_mounted "$M" && fail "still mounted after SIGINT"
+
 step "daemon mode: returns once mounted, fusermount3 -u ends it"
 "$KVFS" "$M" --data "$D" || fail "daemon start"
 KV_MOUNTS="$KV_MOUNTS $M"
