@@ -427,6 +427,8 @@ static void handle_append_resp(raft *r, const struct raft_msg *m)
 	raft__maybe_commit(r);
 	if (r->role != RAFT_LEADER)
 		return;
+	if (m->from == r->transfer_to)
+		raft__transfer_progress(r);
 	/* This follower may now be known to hold more of what is committed. */
 	if (r->cfg.defer_sends) {
 		r->flush_commit = 1;
@@ -603,6 +605,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 		 * within the minimum election timeout of hearing from a current
 		 * leader, it does not update its term or grant its vote." */
 		if (vote_req && !r->cfg.disable_check_quorum &&
+		    !(m->type == RAFT_MSG_VOTE && m->seq == 1) &&
 		    (r->role == RAFT_LEADER ||
 		     (r->leader && r->have_contact &&
 		      now_ms(r) - r->leader_contact < r->cfg.election_timeout_ms)))
@@ -614,6 +617,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 			int from_leader = m->type == RAFT_MSG_APPEND ||
 					  m->type == RAFT_MSG_HEARTBEAT ||
 					  m->type == RAFT_MSG_COMMIT ||
+					  m->type == RAFT_MSG_TIMEOUT_NOW ||
 					  m->type == RAFT_MSG_SNAPSHOT;
 
 			raft__become_follower(r, m->term, from_leader ? m->from : 0);
@@ -656,6 +660,12 @@ int raft_recv(raft *r, const struct raft_msg *m)
 	case RAFT_MSG_APPEND_RESP:
 		if (r->role == RAFT_LEADER)
 			handle_append_resp(r, m);
+		break;
+	case RAFT_MSG_TIMEOUT_NOW:
+		/* Only the leader of our term asks, and only a follower obeys;
+		 * pre-vote is skipped: the leader vouches for this node. */
+		if (r->role == RAFT_FOLLOWER && r->leader == m->from)
+			raft__become_candidate(r, 1);
 		break;
 	case RAFT_MSG_SNAPSHOT_RESP:
 		if (r->role == RAFT_LEADER)
@@ -729,6 +739,11 @@ int raft_tick(raft *r)
 			return r->failed;
 		}
 	}
+	/* Thesis §3.10: "If the transfer does not complete within about one
+	 * election timeout, the prior leader aborts the transfer and resumes
+	 * accepting client requests." */
+	if (r->transfer_to && now >= r->transfer_deadline)
+		r->transfer_to = 0;
 	if (now >= r->heartbeat_deadline) {
 		/* Figure 2, leaders: "repeat during idle periods to prevent
 		 * election timeouts (§5.2)." */
@@ -783,6 +798,8 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 		return -EIO;
 	if (r->role != RAFT_LEADER)
 		return RAFT_ENOTLEADER;
+	if (r->transfer_to)
+		return -EBUSY;
 	if (len > UINT32_MAX)
 		return -EFBIG;
 	/* Figure 2, leaders: "If command received from client: append entry to

@@ -19,8 +19,8 @@
  * Snapshots travel in chunks of cfg.max_snapshot_chunk bytes, one in flight
  * per follower; the leader sends from its own copy, so the io may move on to
  * newer snapshots meanwhile.
- * Not implemented: membership changes (members are ids 1..n, fixed), leader
- * transfer.
+ * Leadership transfer (thesis §3.10) with raft_transfer().
+ * Not implemented: membership changes (members are ids 1..n, fixed).
  *
  * Threads: none. Every function must be called from one thread, and the io
  * callbacks are called from inside the core's functions: a callback must NOT
@@ -81,7 +81,8 @@ enum raft_msg_type {
 	                                 not answered */
 	RAFT_MSG_SNAPSHOT_RESP  = 13, /* a chunk of a snapshot arrived; the last one is
 	                                 answered with APPEND_RESP */
-	RAFT_MSG_TYPE_MAX       = 13,
+	RAFT_MSG_TIMEOUT_NOW    = 14, /* leader transfer: start an election now */
+	RAFT_MSG_TYPE_MAX       = 14,
 };
 
 /*
@@ -96,6 +97,8 @@ enum raft_msg_type {
  *   hint      APPEND_RESP on reject: the follower's guess of the last index
  *             that may match; SNAPSHOT: the snapshot's total size in bytes
  *   seq       HEARTBEAT and its response: the leader's round (ReadIndex);
+ *             VOTE: 1 = the election was asked for by the leader (transfer),
+ *             so voters disregard their leader lease;
  *             SNAPSHOT: offset of this chunk; SNAPSHOT_RESP: bytes received
  *   reject    responses: 1 = rejected / not granted
  */
@@ -232,6 +235,13 @@ void raft_flush(raft *r);
  * shows another term at *index, the proposal was lost (leader changed).
  * RAFT_ENOTLEADER elsewhere. */
 int  raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term);
+
+/* Leader only: hands leadership to `to` (thesis §3.10): proposals fail with
+ * -EBUSY meanwhile; `to` is brought up to date, then told to start an
+ * election at once (its vote requests override the other nodes' leader
+ * lease). Abandoned after an election timeout. -EINVAL for a bad id or self,
+ * RAFT_ENOTLEADER on a follower. Useful before a planned shutdown. */
+int  raft_transfer(raft *r, uint32_t to);
 
 /* Starts a linearizable read (ReadIndex, thesis §6.4); io->read_done(id) is
  * called exactly once, unless this returns an error. Ids are the caller's. */

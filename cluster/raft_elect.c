@@ -23,6 +23,7 @@ void raft__become_follower(raft *r, uint64_t term, uint32_t leader)
 		raft__reads_fail_all(r, -ECANCELED);
 	r->role = RAFT_FOLLOWER;
 	r->leader = leader;
+	r->transfer_to = 0;
 	r->granted = 0;
 	raft__reset_election_timer(r);
 	if (changed)
@@ -43,9 +44,9 @@ static void broadcast(raft *r, struct raft_msg *m)
 
 static void become_leader(raft *r);
 
-static void become_candidate(raft *r)
+void raft__become_candidate(raft *r, int transfer)
 {
-	struct raft_msg m = { .type = RAFT_MSG_VOTE };
+	struct raft_msg m = { .type = RAFT_MSG_VOTE, .seq = transfer ? 1 : 0 };
 
 	/* Figure 2, candidates: "On conversion to candidate, start election:
 	 * increment currentTerm, vote for self, reset election timer, send
@@ -79,7 +80,7 @@ void raft__become_precandidate(raft *r)
 	 * it could get votes from a majority of the cluster would it increment its
 	 * term and start a normal election." Nobody changes its term for it. */
 	if (r->cfg.disable_prevote) {
-		become_candidate(r);
+		raft__become_candidate(r, 0);
 		return;
 	}
 	raft__reads_fail_all(r, -ECANCELED);
@@ -89,7 +90,7 @@ void raft__become_precandidate(raft *r)
 	raft__reset_election_timer(r);
 	raft__notify(r);
 	if (popcount32(r->granted) >= quorum(r)) {
-		become_candidate(r);
+		raft__become_candidate(r, 0);
 		return;
 	}
 	m.term = r->term + 1;
@@ -105,6 +106,7 @@ static void become_leader(raft *r)
 
 	r->role = RAFT_LEADER;
 	r->leader = r->cfg.id;
+	r->transfer_to = 0;
 	/* Figure 2, leaders: "Reinitialized after election: nextIndex[] to leader
 	 * last log index + 1, matchIndex[] to 0." */
 	for (i = 1; i <= r->cfg.n; i++) {
@@ -184,7 +186,39 @@ void raft__handle_vote_resp(raft *r, const struct raft_msg *m)
 	if (popcount32(r->granted) < quorum(r))
 		return;
 	if (pre)
-		become_candidate(r);
+		raft__become_candidate(r, 0);
 	else
 		become_leader(r);
+}
+
+/* ---- Leadership transfer ------------------------------------------------------- */
+
+/* Thesis §3.10: "1. The prior leader stops accepting new client requests.
+ * 2. The prior leader fully updates the target server's log to match its
+ * own [...] 3. The prior leader sends a TimeoutNow request to the target
+ * server. This request has the same effect as the target server's election
+ * timer firing." Called whenever the target's match index may have moved. */
+void raft__transfer_progress(raft *r)
+{
+	struct raft_msg m = { .type = RAFT_MSG_TIMEOUT_NOW };
+	uint32_t to = r->transfer_to;
+
+	if (r->role != RAFT_LEADER || !to || r->prog[to].match < last_index(r))
+		return;
+	raft__send(r, &m, to);
+}
+
+int raft_transfer(raft *r, uint32_t to)
+{
+	if (r->failed)
+		return -EIO;
+	if (r->role != RAFT_LEADER)
+		return RAFT_ENOTLEADER;
+	if (!to || to > r->cfg.n || to == r->cfg.id)
+		return -EINVAL;
+	r->transfer_to = to;
+	r->transfer_deadline = now_ms(r) + r->cfg.election_timeout_ms;
+	raft__send_append(r, to, 1);
+	raft__transfer_progress(r);
+	return 0;
 }

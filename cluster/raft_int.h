@@ -101,6 +101,9 @@ struct raft {
 		size_t   len, got;
 	} in_snap;
 
+	uint32_t transfer_to;  /* leader: transferring leadership to this node */
+	uint64_t transfer_deadline;
+
 	int      flush_append; /* defer_sends: new entries wait for raft_flush() */
 	int      flush_commit; /* defer_sends: commit notices wait for raft_flush() */
 
@@ -183,6 +186,8 @@ void raft__snapshot_idle(raft *r);
 /* raft_elect.c */
 void raft__become_follower(raft *r, uint64_t term, uint32_t leader);
 void raft__become_precandidate(raft *r);
+void raft__become_candidate(raft *r, int transfer);
+void raft__transfer_progress(raft *r);
 void raft__handle_vote(raft *r, const struct raft_msg *m);
 void raft__handle_vote_resp(raft *r, const struct raft_msg *m);
 

@@ -198,7 +198,7 @@ const char *raft_msg_type_name(uint8_t type)
 		[RAFT_MSG_PREVOTE] = "prevote", [RAFT_MSG_PREVOTE_RESP] = "prevote_resp",
 		[RAFT_MSG_SNAPSHOT] = "snapshot", [RAFT_MSG_READ] = "read",
 		[RAFT_MSG_READ_RESP] = "read_resp", [RAFT_MSG_COMMIT] = "commit",
-		[RAFT_MSG_SNAPSHOT_RESP] = "snapshot_resp",
+		[RAFT_MSG_SNAPSHOT_RESP] = "snapshot_resp", [RAFT_MSG_TIMEOUT_NOW] = "timeout_now",
 	};
 
 	if (type == 0 || type > RAFT_MSG_TYPE_MAX)

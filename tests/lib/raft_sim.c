@@ -876,6 +876,17 @@ int rsim_propose(rsim *s, uint32_t id, uint64_t *pid)
 	return s->failed ? -1 : 0;
 }
 
+int rsim_transfer(rsim *s, uint32_t id, uint32_t to)
+{
+	int rc;
+
+	if (!s->nodes[id].up)
+		return -ENOENT;
+	rc = raft_transfer(s->nodes[id].r, to);
+	rsim__check_step(s);
+	return s->failed ? -1 : rc;
+}
+
 int rsim_proposal(const rsim *s, uint64_t pid, uint64_t *index)
 {
 	if (pid >= s->np)

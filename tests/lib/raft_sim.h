@@ -108,6 +108,9 @@ int  rsim_read(rsim *s, uint32_t id, uint64_t *rid);
 /* 0 pending, 1 done (*status, *index filled). */
 int  rsim_read_result(const rsim *s, uint64_t rid, int *status, uint64_t *index);
 
+/* raft_transfer() on `id` (its result). */
+int  rsim_transfer(rsim *s, uint32_t id, uint32_t to);
+
 /* Snapshot now on `id` (at its applied index). */
 int  rsim_snapshot(rsim *s, uint32_t id);
 

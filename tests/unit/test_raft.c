@@ -227,6 +227,47 @@ static void a_node_cut_from_the_leader_alone_cannot_depose_it(void **state)
 	rsim_free(s);
 }
 
+static void leadership_transfer_hands_over_at_once(void **state)
+{
+	rsim *s = sim_new(3, NULL);
+	uint32_t l, f, dead;
+	uint64_t t0, start, x;
+
+	(void)state;
+	l = elect(s);
+	t0 = TERM(s, l);
+	f = other(s, l, 0);
+	propose_acked(s, l);
+	assert_int_equal(rsim_transfer(s, l, f), 0);
+	/* The old leader stops taking proposals meanwhile. */
+	assert_int_equal(raft_propose(rsim_raft(s, l), "x", 1, &x, &x), -EBUSY);
+	start = rsim_now(s);
+	while (rsim_leader(s) != f && rsim_now(s) - start < 5 * T)
+		SIM(s, rsim_step(s));
+	/* No election timeout was waited for, and nobody's lease stood in the
+	 * way: a couple of round trips. */
+	assert_int_equal(rsim_leader(s), f);
+	assert_true(rsim_now(s) - start < T);
+	assert_int_equal(TERM(s, f), t0 + 1);
+	SIM(s, rsim_run_for(s, 2 * T));
+	assert_int_equal(ROLE(s, l), RAFT_FOLLOWER);
+	assert_int_equal(raft_leader(rsim_raft(s, l)), f);
+	propose_acked(s, f);
+
+	/* A transfer to a node that cannot answer is abandoned after an
+	 * election timeout, and the leader carries on. */
+	dead = other(s, f, 0);
+	rsim_crash(s, dead);
+	assert_int_equal(rsim_transfer(s, f, dead), 0);
+	assert_int_equal(raft_propose(rsim_raft(s, f), "x", 1, &x, &x), -EBUSY);
+	SIM(s, rsim_run_for(s, 2 * T));
+	assert_int_equal(rsim_leader(s), f);
+	propose_acked_on(s, f, other(s, f, dead));
+	assert_int_equal(rsim_transfer(s, f, f), -EINVAL);
+	assert_int_equal(rsim_transfer(s, other(s, f, dead), f), RAFT_ENOTLEADER);
+	rsim_free(s);
+}
+
 static void no_check_quorum(struct rsim_opts *o)
 {
 	o->disable_check_quorum = 1;
@@ -798,6 +839,7 @@ int main(void)
 		cmocka_unit_test(prevote_keeps_a_partitioned_node_from_inflating_terms),
 		cmocka_unit_test(check_quorum_makes_an_isolated_leader_step_down),
 		cmocka_unit_test(a_node_cut_from_the_leader_alone_cannot_depose_it),
+		cmocka_unit_test(leadership_transfer_hands_over_at_once),
 		cmocka_unit_test(conflicting_uncommitted_entries_are_truncated),
 		cmocka_unit_test(figure8_older_term_entry_is_not_committed_by_counting),
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),

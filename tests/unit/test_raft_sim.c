@@ -109,6 +109,11 @@ static int run_schedule(unsigned n, uint64_t seed, struct totals *tot, char *why
 		} else if (a < 740) {
 			if (rsim_snapshot(s, id) == -1)
 				rc = -1;
+		} else if (a < 745) {
+			uint32_t l = rsim_leader(s);
+
+			if (l && rsim_transfer(s, l, id) == -1 && strcmp(rsim_error(s), "no error"))
+				rc = -1;
 		} else if (a < 750) {
 			/* Power failure: several nodes at once (possibly all)
 			 * lose their unsynced writes, and come back together. */
