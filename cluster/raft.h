@@ -19,8 +19,17 @@
  * Snapshots travel in chunks of cfg.max_snapshot_chunk bytes, one in flight
  * per follower; the leader sends from its own copy, so the io may move on to
  * newer snapshots meanwhile.
- * Leadership transfer (thesis §3.10) with raft_transfer().
+ * Leadership transfer (thesis §3.10) with raft_transfer(). A leader pushes
+ * each commit to followers at once (COMMIT notices); with cfg.defer_sends
+ * the proposals and notices of one event-loop iteration go out together at
+ * raft_flush().
  * Not implemented: membership changes (members are ids 1..n, fixed).
+ *
+ * Durability contract: an entry is acknowledged to a leader, or counted by a
+ * leader for itself, only once io->append() reported it durable; it is
+ * applied only once it is committed AND durable locally (applied <= durable
+ * index always), so a snapshot of the applied state never runs ahead of the
+ * stored log.
  *
  * Threads: none. Every function must be called from one thread, and the io
  * callbacks are called from inside the core's functions: a callback must NOT
@@ -157,7 +166,8 @@ struct raft_io {
 	 * call, in call order, after the entries are durable (or failed). The
 	 * entries are borrowed for the call: copy them. */
 	void (*append)(void *arg, uint64_t first, const struct raft_entry *e, size_t n);
-	/* Applies committed entry `index` (NOOPs included), in index order, once. */
+	/* Applies committed entry `index` (NOOPs included), in index order, once,
+	 * and only once the entry is durable on this node too. */
 	void (*apply)(void *arg, uint64_t index, const struct raft_entry *e);
 	/* Returns the newest durable snapshot of the state machine (index, term and
 	 * bytes, borrowed for the call: the core copies them), or -ENOENT. Any
