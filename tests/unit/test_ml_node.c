@@ -3,9 +3,6 @@
  * nodes (node runtime, store, peer transport on loopback, cluster/ml_node.c)
  * replicate writes, resolve concurrent writes, collect tombstones and catch
  * a restarted node up.
- *
- * Links cluster/ml_node.c ahead of the cluster library, so it runs even while
- * the library still carries the "not available" stub (repl_pending.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
