@@ -472,32 +472,68 @@ static float score_one(const struct emb *e, const float *qw, const float *idf2,
 	return cos_ngram(qw, idf2, d, e->dim);
 }
 
+void emb_ngram_norms(const struct emb *e, const uint8_t *docs, const uint8_t *live,
+		     size_t n, const uint32_t *df, size_t ndocs, float *norms)
+{
+	float idf2[EMB_DIM_MAX];
+	size_t i;
+	uint32_t j;
+
+	for (j = 0; j < e->dim; j++) {
+		float idf = df[j] ? logf(1.0f + (float)ndocs / (float)df[j]) : 0.0f;
+		idf2[j] = idf * idf;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *d = docs + i * e->dim;
+		float nrm = 0;
+
+		if (!live[i]) {
+			norms[i] = 0;
+			continue;
+		}
+#pragma omp simd reduction(+ : nrm)
+		for (j = 0; j < e->dim; j++)
+			nrm += idf2[j] * (float)d[j] * (float)d[j];
+		norms[i] = sqrtf(nrm);
+	}
+}
+
 void emb_score(const struct emb *e, const float *qacc, const uint8_t *docs,
 	       const uint8_t *live, size_t n, const uint32_t *df, size_t ndocs,
-	       float *scores)
+	       const float *norms, float *scores)
 {
-	float qw[EMB_DIM_MAX], idf2[EMB_DIM_MAX];
-	size_t i;
+	float qw[EMB_DIM_MAX], idf2[EMB_DIM_MAX], qv[EMB_DIM_MAX];
+	uint16_t qi[EMB_DIM_MAX];
+	size_t i, k, nq = 0;
+	uint32_t j;
 
 	if (!query_prep(e, qacc, df, ndocs, qw, idf2)) {
 		memset(scores, 0, n * sizeof(*scores));
 		return;
 	}
-	for (i = 0; i < n; i++)
-		scores[i] = live[i] ? score_one(e, qw, idf2, docs + i * e->dim) : 0.0f;
-}
-
-void emb_score_ids(const struct emb *e, const float *qacc, const uint8_t *docs,
-		   const uint32_t *ids, size_t nids, const uint32_t *df,
-		   size_t ndocs, float *scores)
-{
-	float qw[EMB_DIM_MAX], idf2[EMB_DIM_MAX];
-	size_t i;
-
-	if (!query_prep(e, qacc, df, ndocs, qw, idf2)) {
-		memset(scores, 0, nids * sizeof(*scores));
+	if (e->src == EMB_GLOVE || !norms) {
+		for (i = 0; i < n; i++)
+			scores[i] = live[i] ? score_one(e, qw, idf2, docs + i * e->dim) : 0.0f;
 		return;
 	}
-	for (i = 0; i < nids; i++)
-		scores[i] = score_one(e, qw, idf2, docs + (size_t)ids[i] * e->dim);
+	/* With the document norms known, only the query's non-zero buckets
+	 * (a few dozen of the 1024) take part in the dot product. */
+	for (j = 0; j < e->dim; j++) {
+		if (qw[j] != 0) {
+			qi[nq] = (uint16_t)j;
+			qv[nq++] = qw[j];
+		}
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *d = docs + i * e->dim;
+		float dot = 0;
+
+		if (!live[i] || norms[i] <= 0) {
+			scores[i] = 0;
+			continue;
+		}
+		for (k = 0; k < nq; k++)
+			dot += qv[k] * (float)d[qi[k]];
+		scores[i] = dot / norms[i];
+	}
 }

@@ -83,15 +83,15 @@ int  emb_doc_finish(const struct emb *e, const float *acc, uint8_t *out);
  * Scores documents against a query accumulator: scores[i] = cosine of the
  * query and docs[i * emb_doc_bytes]. Only documents with live[i] != 0 are
  * scored (others get 0). df (n-gram source only): documents per bucket, and
- * ndocs the live count, for the IDF weights.
+ * ndocs the live count, for the IDF weights; norms (n-gram source, may be
+ * NULL): the documents' norms from emb_ngram_norms under the same df, which
+ * lets scoring touch only the query's buckets.
  */
 void emb_score(const struct emb *e, const float *qacc, const uint8_t *docs,
 	       const uint8_t *live, size_t n, const uint32_t *df, size_t ndocs,
-	       float *scores);
-/* The same for a list of document ids only. */
-void emb_score_ids(const struct emb *e, const float *qacc, const uint8_t *docs,
-		   const uint32_t *ids, size_t nids, const uint32_t *df,
-		   size_t ndocs, float *scores);
+	       const float *norms, float *scores);
+void emb_ngram_norms(const struct emb *e, const uint8_t *docs, const uint8_t *live,
+		     size_t n, const uint32_t *df, size_t ndocs, float *norms);
 
 /* Frequency rank and vector of a word (GloVe source); -ENOENT if unknown. */
 int emb_lookup(const struct emb *e, const char *w, size_t wlen, float *vec,

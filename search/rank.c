@@ -383,12 +383,12 @@ static void semantic_query_vec(const struct emb *e, const struct query *q, float
 		emb_acc_word(e, qv, q->tok[i].word, q->tok[i].wlen);
 }
 
-static void semantic_all(const struct idx *ix, const struct emb *e, const struct query *q,
-			 float *qv, float *acc)
+static void semantic_all(const struct idx *ix, const struct emb *e, const struct rank_params *p,
+			 const struct query *q, float *qv, float *acc)
 {
 	semantic_query_vec(e, q, qv);
 	emb_score(e, qv, idx_vecs(ix), idx_live(ix), idx_doc_cap(ix),
-		  idx_bucket_df(ix), idx_ndocs(ix), acc);
+		  idx_bucket_df(ix), idx_ndocs(ix), p->ngram_norms, acc);
 }
 
 /*
@@ -496,7 +496,7 @@ int rank_query(const struct idx *ix, const struct emb *e, const struct rank_para
 		qv = malloc(emb_acc_dim(e) * sizeof(*qv));
 		if (!qv)
 			goto out;
-		semantic_all(ix, e, q, qv, acc);
+		semantic_all(ix, e, p, q, qv, acc);
 		n = top_k(ix, acc, idx_live(ix), cap, limit, out);
 		break;
 	case SEARCH_HYBRID:
@@ -510,7 +510,7 @@ int rank_query(const struct idx *ix, const struct emb *e, const struct rank_para
 		if (!qv || !sem || !cs || !seen)
 			goto out;
 		score_bm25(ix, q, acc);
-		semantic_all(ix, e, q, qv, sem);
+		semantic_all(ix, e, p, q, qv, sem);
 		nb = top_k(ix, acc, idx_live(ix), cap, nb, cs);
 		ns = top_k(ix, sem, idx_live(ix), cap, ns, cs + nb);
 		n = fuse(ix, p, acc, sem, cs, nb, cs + nb, ns, seen, limit, cs + nb + ns, out);

@@ -13,6 +13,7 @@ struct rank_params {
 	double alpha;      /* hybrid weight on normalised BM25, (1 - alpha) on semantic */
 	size_t text_cand;  /* hybrid candidates: BM25 top text_cand ... */
 	size_t sem_cand;   /* ... united with semantic top sem_cand */
+	const float *ngram_norms;  /* emb_ngram_norms for the current index, or NULL */
 };
 
 /* Runs q (not quote-stripped: rank decides phrase mode from the quotes). */

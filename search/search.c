@@ -34,6 +34,14 @@ struct search_index {
 	struct idx        *idx;
 	struct emb        *emb;
 	struct rank_params params;
+	/* n-gram source: per-document norms under the current bucket IDFs,
+	 * recomputed by the first query after an update (epoch != norm_epoch).
+	 * norm_lock (taken inside the read lock) serialises that; updates hold
+	 * the write lock, so no query reads the norms while they are stale. */
+	pthread_mutex_t    norm_lock;
+	uint64_t           epoch, norm_epoch;
+	float             *norms;
+	size_t             norms_cap;
 };
 
 const char *search_default_vectors_path(void)
@@ -72,6 +80,12 @@ int search_index_new(const struct search_config *cfg, struct search_index **out)
 	pthread_rwlockattr_destroy(&attr);
 	if (rc)
 		goto err;
+	rc = -pthread_mutex_init(&ix->norm_lock, NULL);
+	if (rc) {
+		pthread_rwlock_destroy(&ix->lock);
+		goto err;
+	}
+	ix->epoch = 1;
 	ix->params.alpha = HYBRID_ALPHA;
 	ix->params.text_cand = HYBRID_TEXT_CAND;
 	ix->params.sem_cand = HYBRID_SEM_CAND;
@@ -100,8 +114,10 @@ void search_index_free(struct search_index *ix)
 	if (!ix)
 		return;
 	pthread_rwlock_destroy(&ix->lock);
+	pthread_mutex_destroy(&ix->norm_lock);
 	idx_free(ix->idx);
 	emb_close(ix->emb);
+	free(ix->norms);
 	free(ix);
 }
 
@@ -209,6 +225,7 @@ int search_index_put(struct search_index *ix, const char *key, size_t klen,
 	}
 	pthread_rwlock_wrlock(&ix->lock);
 	rc = idx_put(ix->idx, key, klen, tin, nt, (uint32_t)p.ntok, vec);
+	ix->epoch++;
 	pthread_rwlock_unlock(&ix->lock);
 out:
 	free(tin);
@@ -226,18 +243,51 @@ int search_index_del(struct search_index *ix, const char *key, size_t klen)
 
 	pthread_rwlock_wrlock(&ix->lock);
 	rc = idx_del(ix->idx, key, klen);
+	ix->epoch++;
 	pthread_rwlock_unlock(&ix->lock);
 	return rc == -ENOENT ? 0 : rc;
+}
+
+/* The n-gram document norms for the current index, recomputed when an
+ * update happened since; NULL when memory is short (scoring then computes
+ * each norm itself). Called with the read lock held. */
+static const float *ngram_norms(struct search_index *ix)
+{
+	uint32_t cap = idx_doc_cap(ix->idx);
+	const float *r = NULL;
+
+	pthread_mutex_lock(&ix->norm_lock);
+	if (ix->norm_epoch != ix->epoch || ix->norms_cap < cap) {
+		if (ix->norms_cap < cap) {
+			float *n = realloc(ix->norms, (cap ? cap : 1) * sizeof(*n));
+			if (!n)
+				goto out;
+			ix->norms = n;
+			ix->norms_cap = cap;
+		}
+		emb_ngram_norms(ix->emb, idx_vecs(ix->idx), idx_live(ix->idx), cap,
+				idx_bucket_df(ix->idx), idx_ndocs(ix->idx), ix->norms);
+		ix->norm_epoch = ix->epoch;
+	}
+	r = ix->norms;
+out:
+	pthread_mutex_unlock(&ix->norm_lock);
+	return r;
 }
 
 int search_query(struct search_index *ix, const char *q, size_t qlen,
 		 enum search_mode mode, size_t limit,
 		 struct search_hit **hits, size_t *nhits)
 {
+	struct rank_params p;
 	int rc;
 
 	pthread_rwlock_rdlock(&ix->lock);
-	rc = rank_query(ix->idx, ix->emb, &ix->params, q, qlen, mode, limit, hits, nhits);
+	p = ix->params;
+	p.ngram_norms = NULL;
+	if (emb_is_ngram(ix->emb) && (mode == SEARCH_SEMANTIC || mode == SEARCH_HYBRID))
+		p.ngram_norms = ngram_norms(ix);
+	rc = rank_query(ix->idx, ix->emb, &p, q, qlen, mode, limit, hits, nhits);
 	pthread_rwlock_unlock(&ix->lock);
 	return rc;
 }
