@@ -374,8 +374,10 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 		int last = i + 1 == w->nsegs;
 
 		path = seg_path(w, w->segs[i].first_lsn);
-		if (!path)
-			return -ENOMEM;
+		if (!path) {
+			rc = -ENOMEM;
+			goto err;
+		}
 		if (w->segs[i].first_lsn != expect) {
 			LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %" PRIu64
 			    " (a segment is missing)", path, w->segs[i].first_lsn, expect);
