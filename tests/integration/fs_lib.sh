@@ -16,7 +16,11 @@ KV_PIDS=""
 KV_MOUNTS=""
 
 kv_cleanup() {
-	local m p
+	local rc=$? m p
+	if [ "$rc" != 0 ] && [ -s "$T/kvfs.log" ]; then
+		echo "--- last lines of the kvfs log:" >&2
+		tail -25 "$T/kvfs.log" >&2
+	fi
 	for m in $KV_MOUNTS; do
 		if grep -q " $m fuse" /proc/mounts 2>/dev/null; then
 			fusermount3 -u -z "$m" 2>/dev/null || true
