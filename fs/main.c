@@ -114,6 +114,11 @@ static void inval_stop(void)
 	inval.running = 0;
 }
 
+/* Where start-up errors go: stderr, or in daemon mode the caller's stderr
+ * saved before the daemon's own stderr was pointed at DATA/kvfs.log (so that
+ * the node's log lines land in the log and the caller sees one line). */
+static FILE *errf;
+
 /* ---- start-up checks ---------------------------------------------------- */
 
 static int check_mountpoint(const char *arg, char *abs)
@@ -225,25 +230,46 @@ static void report(int fd, char status)
 	}
 }
 
-/* After a successful start the daemon's stdout goes away and its log lines
- * go to DATA/kvfs.log. */
-static void detach_stdio(const char *data_dir)
+/* The daemon logs to DATA/kvfs.log from the start; returns a stream on the
+ * caller's stderr for the one-line start-up verdict (stderr itself when the
+ * log cannot be opened). */
+static FILE *log_to_file(const char *data_dir)
 {
 	char path[PATH_MAX + 16];
-	int fd;
+	FILE *f;
+	int fd, saved;
 
 	snprintf(path, sizeof(path), "%s/kvfs.log", data_dir);
-	fd = open("/dev/null", O_RDWR);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return stderr;
+	saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	if (saved < 0 || !(f = fdopen(saved, "w"))) {
+		if (saved >= 0)
+			close(saved);
+		close(fd);
+		return stderr;
+	}
+	setvbuf(f, NULL, _IONBF, 0);
+	dup2(fd, 2);
+	close(fd);
+	return f;
+}
+
+/* After a successful start the daemon's stdin/stdout go away and the
+ * caller's stderr is released. */
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
 	if (fd >= 0) {
 		dup2(fd, 0);
 		dup2(fd, 1);
 		close(fd);
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		dup2(fd, 2);
-		close(fd);
-	}
+	if (errf && errf != stderr)
+		fclose(errf);
+	errf = stderr;
 }
 
 static const char *mode_flag(enum node_mode m)
@@ -288,8 +314,11 @@ int main(int argc, char **argv)
 	if (check_mountpoint(o.mountpoint, mnt) || check_data_dir(o.data_dir, data))
 		goto out_opts;
 
-	if (!o.foreground)
+	errf = stderr;
+	if (!o.foreground) {
 		fd = daemonize();
+		errf = log_to_file(data);
+	}
 
 	/* Threads started by node_open() must not receive the termination
 	 * signals: the FUSE loop only notices them in its own threads. */
@@ -299,6 +328,23 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
+	/* Checked before the node opens, so a bad -o fails at once. fuse_new()
+	 * starts no threads. default_permissions is the user's choice (-o);
+	 * fsname/subtype make the mount recognisable in /proc/mounts and df. */
+	rc = asprintf(&fopts, "fsname=kvfs:%s,subtype=kvfs%s%s", data,
+		      o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
+	if (rc < 0) {
+		fopts = NULL;
+		goto out_report;
+	}
+	char *fargv[] = { argv[0], "-o", fopts, o.debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
+	f = fuse_new(&args, fsops_get(), sizeof(struct fuse_operations), NULL);
+	fuse_opt_free_args(&args);
+	if (!f) {
+		fprintf(errf, "kvfs: bad FUSE options '%s'\n", o.fuse_opts ? o.fuse_opts : "");
+		goto out_report;
+	}
 	cfg.data_dir = data;
 	cfg.mode = o.mode;
 	cfg.listen = o.listen;
@@ -308,13 +354,13 @@ int main(int argc, char **argv)
 	cfg.vectors = o.vectors;
 	rc = node_open(&cfg, &n);
 	if (rc == -ENOTSUP) {
-		fprintf(stderr, "kvfs: --mode %s is not supported by this build yet\n",
+		fprintf(errf, "kvfs: --mode %s is not supported by this build yet\n",
 			mode_flag(o.mode));
-		goto out_report;
+		goto out_fuse;
 	}
 	if (rc) {
-		fprintf(stderr, "kvfs: cannot open the node in %s: %s\n", data, strerror(-rc));
-		goto out_report;
+		fprintf(errf, "kvfs: cannot open the node in %s: %s\n", data, strerror(-rc));
+		goto out_fuse;
 	}
 
 	ctx.n = n;
@@ -330,29 +376,13 @@ int main(int argc, char **argv)
 	if (o.fuse_opts && (strstr(o.fuse_opts, "entry_timeout=") || strstr(o.fuse_opts, "attr_timeout=")))
 		ctx.timeout = -1; /* the user's choice wins */
 	if ((rc = fsops_init(&ctx))) {
-		fprintf(stderr, "kvfs: init: %s\n", strerror(-rc));
+		fprintf(errf, "kvfs: init: %s\n", strerror(-rc));
 		goto out_node;
 	}
 
-	/* default_permissions is the user's choice (-o); fsname/subtype make the
-	 * mount recognisable in /proc/mounts and df. */
-	rc = asprintf(&fopts, "fsname=kvfs:%s,subtype=kvfs%s%s", data,
-		      o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
-	if (rc < 0) {
-		fopts = NULL;
-		goto out_fs;
-	}
-	char *fargv[] = { argv[0], "-o", fopts, o.debug ? "-d" : NULL, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
-	f = fuse_new(&args, fsops_get(), sizeof(struct fuse_operations), NULL);
-	fuse_opt_free_args(&args);
-	if (!f) {
-		fprintf(stderr, "kvfs: bad FUSE options '%s'\n", o.fuse_opts ? o.fuse_opts : "");
-		goto out_fs;
-	}
 	if (fuse_mount(f, mnt) != 0) {
-		fprintf(stderr, "kvfs: cannot mount on %s\n", mnt);
-		goto out_fuse;
+		fprintf(errf, "kvfs: cannot mount on %s\n", mnt);
+		goto out_fs;
 	}
 	/* A shell starts background jobs with SIGINT ignored, and libfuse only
 	 * takes over signals left at their default; SPEC §2 wants SIGINT and
@@ -360,7 +390,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0) {
-		fprintf(stderr, "kvfs: cannot install signal handlers\n");
+		fprintf(errf, "kvfs: cannot install signal handlers\n");
 		goto out_unmount;
 	}
 	inval.f = f;
@@ -372,7 +402,7 @@ int main(int argc, char **argv)
 
 	LOG(LOG_INFO, "mounted %s (data %s, mode %s)", mnt, data, mode_flag(o.mode));
 	if (fd >= 0) {
-		detach_stdio(data);
+		detach_stdio();
 		report(fd, 0);
 		fd = -1;
 	}
@@ -389,12 +419,12 @@ int main(int argc, char **argv)
 	fuse_remove_signal_handlers(fuse_get_session(f));
 out_unmount:
 	fuse_unmount(f);
-out_fuse:
-	fuse_destroy(f);
 out_fs:
 	fsops_fini();
 out_node:
 	node_close(n);
+out_fuse:
+	fuse_destroy(f);
 out_report:
 	report(fd, (char)status);
 	free(fopts);

@@ -31,6 +31,8 @@ mkdir -p "$T/full" && touch "$T/full/x"
 expect_fail "is not empty" "$KVFS" "$T/full" --data "$D"
 expect_fail "needs --listen" "$KVFS" "$M" --data "$D" --mode raft
 expect_fail "needs a value" "$KVFS" "$M" --data
+expect_fail "bad FUSE options" "$KVFS" "$M" --data "$D" -o no_such_option
+[ "$(lines_of "$KVFS" "$M" --data "$D" -o no_such_option)" = 1 ] || fail "-o no_such_option: not one line"
 "$KVFS" --help | grep -q "usage: kvfs MOUNTPOINT" || fail "--help"
 "$KVFS" --version | grep -q "^kvfs [0-9]" || fail "--version"
 is_mounted "$M" && fail "a failed start left a mount"
