@@ -109,6 +109,11 @@ static int run_schedule(unsigned n, uint64_t seed, struct totals *tot, char *why
 		} else if (a < 740) {
 			if (rsim_snapshot(s, id) == -1)
 				rc = -1;
+		} else if (a < 742) {
+			/* One disk becomes slow (or normal again). */
+			unsigned hi = drv(&x) % 2 ? 0 : 20 + (unsigned)(drv(&x) % 200);
+
+			rsim_set_disk(s, id, hi ? hi / 2 : 0, hi);
 		} else if (a < 745) {
 			uint32_t l = rsim_leader(s);
 
