@@ -17,8 +17,10 @@
  *                ("<wo", "wor", "ord", "rd>"), hashed (FNV-1a) into
  *                EMB_NGRAM_DIM buckets; a document stores saturating uint8
  *                counts, and queries weight each bucket by its IDF over the
- *                live index at query time, so scores do not depend on order.
- *                This is fuzzy spelling similarity, not meaning.
+ *                live index at query time, so scores do not depend on order
+ *                (the documents' norms under those IDFs are cached by
+ *                search.c until the next update). This is fuzzy spelling
+ *                similarity, not meaning.
  *
  * The .kvv file (all integers little-endian):
  *
