@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""ml_cluster.py — masterless mode with real processes on loopback: three
+kvfs nodes (--mode masterless), every one mounted, written through the
+mounts and the control sockets at once.
+
+Scenarios (one cluster, key prefixes kept apart; run one with --only NAME):
+  different_keys  concurrent writes to different keys on every node converge
+  same_key        concurrent writes to one key converge to ONE written value
+  kill_restart    a SIGKILLed node restarted catches up with writes, overwrites
+                  and deletes made while it was down; its own last write
+                  (acknowledged just before the kill) reaches the others
+  partition       an isolated node (KVFS_FAULTS file) keeps accepting writes,
+                  both sides converge after the heal; a key rm'd on the
+                  majority side while the node was away stays deleted, also
+                  after the tombstone is collected
+
+Convergence is polled with a deadline (CONVERGE_S), never a fixed sleep, and
+checked through the mounts (open/read, then `cat` for the final word).
+Usage: ml_cluster.py [KVFS] [--only NAME] [--keep]
+Exit 77 when /dev/fuse is missing.
+"""
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ml_lib  # noqa: E402
+from ml_lib import MlCluster  # noqa: E402
+
+CONVERGE_S = float(os.environ.get("ML_CONVERGE_S", "10"))
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_threads(fns):
+    """Runs the callables at once; re-raises the first failure."""
+    errs = []
+    start = threading.Barrier(len(fns))
+
+    def wrap(fn):
+        try:
+            start.wait()
+            fn()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errs.append((e, traceback.format_exc()))
+
+    ts = [threading.Thread(target=wrap, args=(f,)) for f in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        print(errs[0][1], file=sys.stderr)
+        raise errs[0][0]
+
+
+def final_check_cat(c, expect, nodes=None):
+    bad = c.divergence(expect, nodes, via="cat")
+    assert not bad, f"cat disagrees after convergence: {bad[:5]}"
+    bad = c.divergence(expect, nodes, via="ctl")
+    assert not bad, f"control socket disagrees with the mount: {bad[:5]}"
+
+
+def peer_up(st, addr):
+    for p in st.get("peers", []):
+        if p.get("addr") == addr:
+            return bool(p.get("up"))
+    raise AssertionError(f"no peer {addr} in status {st}")
+
+
+def wait_until(pred, timeout, what):
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return time.time() - t0
+
+
+# --------------------------------------------------------------------------
+def t_different_keys(c):
+    n_per = 25
+    expect = {}
+    fns = []
+    for nd in c.nodes:
+        fkeys = [(f"dk/n{nd.i}/f{j}.txt", f"file {j} from node {nd.i}\n") for j in range(n_per)]
+        skeys = [(f"dk/s{nd.i}/k{j}", f"socket {j} from node {nd.i}") for j in range(n_per)]
+        expect.update(fkeys)
+        expect.update(skeys)
+
+        def by_mount(nd=nd, items=fkeys):
+            for k, v in items:
+                nd.write_file(k, v)
+
+        def by_socket(nd=nd, items=skeys):
+            cl = nd.ctl()
+            try:
+                for k, v in items:
+                    cl.put(k, v)
+            finally:
+                cl.close()
+        fns += [by_mount, by_socket]
+    run_threads(fns)
+    took = c.wait_converged(expect, timeout=CONVERGE_S)
+    log(f"  {len(expect)} keys written on 3 nodes converged in {took:.2f} s")
+    final_check_cat(c, expect)
+    # the directories list the same names on every node
+    for nd in c.nodes:
+        for src in c.nodes:
+            names = sorted(os.listdir(nd.path(f"dk/n{src.i}")))
+            want = sorted(f"f{j}.txt" for j in range(n_per))
+            assert names == want, f"ls dk/n{src.i} on node {nd.i}: {names}"
+    return expect
+
+
+def t_same_key(c):
+    key = "sk/hot.txt"
+    rounds = 30
+    written = set()
+    fns = []
+    for nd in c.nodes:
+        vm = [f"node{nd.i}-mount-{j}" for j in range(rounds)]
+        vs = [f"node{nd.i}-socket-{j}" for j in range(rounds)]
+        written.update(vm + vs)
+
+        def by_mount(nd=nd, vals=vm):
+            for v in vals:
+                nd.write_file(key, v)
+
+        def by_socket(nd=nd, vals=vs):
+            cl = nd.ctl()
+            try:
+                for v in vals:
+                    cl.put(key, v)
+            finally:
+                cl.close()
+        fns += [by_mount, by_socket]
+    run_threads(fns)
+
+    seen = {}
+
+    def agreed():
+        vals = [nd.read_file(key) for nd in c.nodes]
+        seen["last"] = vals
+        return vals[0] is not None and all(v == vals[0] for v in vals)
+    try:
+        took = wait_until(agreed, CONVERGE_S, "one value of the hot key on every node")
+    except AssertionError:
+        raise AssertionError(f"hot key never agreed: {seen.get('last')}")
+    val = seen["last"][0]
+    assert val in written, f"converged to a value nobody wrote: {val!r}"
+    # it stays agreed (no flapping) over several gossip periods
+    t_end = time.time() + 1.0
+    while time.time() < t_end:
+        vals = [nd.read_file(key) for nd in c.nodes]
+        assert all(v == val for v in vals), f"hot key flapped: {vals} (was {val!r})"
+        time.sleep(0.1)
+    final_check_cat(c, {key: val})
+    conflicts = sum(int(nd.status().get("conflicts", 0)) for nd in c.nodes)
+    log(f"  {len(written)} concurrent writes to one key -> {val!r} on every node "
+        f"in {took:.2f} s; LWW conflicts counted: {conflicts}")
+    # a later write (its clock dominates every earlier one) wins everywhere
+    c.nodes[1].write_file(key, "after the storm")
+    c.wait_converged({key: "after the storm"}, timeout=CONVERGE_S)
+    return {key: "after the storm"}
+
+
+def t_kill_restart(c, base):
+    victim = c.nodes[2]
+    # acknowledged on the victim right before the kill: must survive there
+    # and reach the others (eager push or, after the restart, anti-entropy)
+    cl = victim.ctl()
+    cl.put("kr/last-words", "said before SIGKILL")
+    cl.close()
+    victim.write_file("kr/last-file.txt", "closed before SIGKILL")
+    c.kill(2)
+    log("  node 2 SIGKILLed")
+    expect = dict(base)
+    expect["kr/last-words"] = "said before SIGKILL"
+    expect["kr/last-file.txt"] = "closed before SIGKILL"
+    n0, n1 = c.nodes[0], c.nodes[1]
+    old = sorted(k for k in base if k.startswith("dk/n0/"))
+    for j in range(30):
+        k, v = f"kr/new/m{j}", f"written on node 0 while node 2 was down ({j})"
+        n0.write_file(k, v)
+        expect[k] = v
+    cl = n1.ctl()
+    try:
+        for j in range(30):
+            k, v = f"kr/new/s{j}", f"put on node 1 while node 2 was down ({j})"
+            cl.put(k, v)
+            expect[k] = v
+        for k in old[:8]:                       # overwrites
+            cl.put(k, "overwritten while node 2 was down")
+            expect[k] = "overwritten while node 2 was down"
+    finally:
+        cl.close()
+    for k in old[8:13]:                         # deletes, rm through the mount
+        os.unlink(n0.path(k))
+        expect[k] = None
+    c.wait_converged(expect, nodes=[n0, n1], timeout=CONVERGE_S)
+    t0 = time.time()
+    victim.start()
+    log(f"  node 2 restarted and mounted in {time.time() - t0:.2f} s")
+    took = c.wait_converged(expect, timeout=CONVERGE_S)
+    log(f"  node 2 caught up ({len(expect)} keys checked) {took:.2f} s after mounting")
+    final_check_cat(c, expect)
+    return expect
+
+
+def t_partition(c, base):
+    iso = c.nodes[2]
+    n0, n1 = c.nodes[0], c.nodes[1]
+    # a key present everywhere before the partition, deleted during it
+    n1.write_file("pt/doomed.txt", "delete me while node 2 is away")
+    n0.write_file("pt/shared.txt", "before the partition")
+    c.wait_converged({"pt/doomed.txt": "delete me while node 2 is away",
+                      "pt/shared.txt": "before the partition"}, timeout=CONVERGE_S)
+
+    c.isolate(2)
+    wait_until(lambda: not peer_up(n0.status(), iso.addr) and not peer_up(n1.status(), iso.addr)
+               and not peer_up(iso.status(), n0.addr) and not peer_up(iso.status(), n1.addr),
+               10, "both sides to see the partition")
+    log("  node 2 isolated (fault files), both sides see it down")
+
+    os.unlink(n0.path("pt/doomed.txt"))        # rm on the majority side
+    maj, mino = {}, {}
+    for j in range(20):
+        k, v = f"pt/maj/m{j}", f"majority side {j}"
+        (n0 if j % 2 else n1).write_file(k, v)
+        maj[k] = v
+    cl = n1.ctl()
+    for j in range(20):
+        k, v = f"pt/maj/s{j}", f"majority socket {j}"
+        cl.put(k, v)
+        maj[k] = v
+    cl.close()
+    # the isolated node keeps accepting writes (close() == 0, socket ok)
+    for j in range(20):
+        k, v = f"pt/min/m{j}", f"isolated side {j}"
+        iso.write_file(k, v)
+        mino[k] = v
+    cl = iso.ctl()
+    for j in range(20):
+        k, v = f"pt/min/s{j}", f"isolated socket {j}"
+        cl.put(k, v)
+        mino[k] = v
+    cl.close()
+    n0.write_file("pt/shared.txt", "majority wrote this during the partition")
+    iso.write_file("pt/shared.txt", "isolated node wrote this during the partition")
+
+    c.wait_converged(maj, nodes=[n0, n1], timeout=CONVERGE_S)
+    # the partition is real: nothing crosses it over several gossip periods
+    time.sleep(1.0)
+    assert all(iso.read_file(k) is None for k in maj), "majority writes crossed the partition"
+    assert all(n0.read_file(k) is None for k in mino), "isolated writes crossed the partition"
+    assert iso.read_file("pt/doomed.txt") == "delete me while node 2 is away", \
+        "the isolated node lost the key before the heal"
+    assert n0.read_file("pt/doomed.txt") is None and n1.read_file("pt/doomed.txt") is None
+
+    c.heal()
+    t0 = time.time()
+    expect = dict(base)
+    expect.update(maj)
+    expect.update(mino)
+    expect["pt/doomed.txt"] = None
+    took = c.wait_converged(expect, timeout=CONVERGE_S)
+    log(f"  healed: {len(expect)} keys converged in {took:.2f} s, pt/doomed.txt gone everywhere")
+
+    seen = {}
+
+    def shared_agreed():
+        vals = [nd.read_file("pt/shared.txt") for nd in c.nodes]
+        seen["v"] = vals
+        return vals[0] is not None and all(v == vals[0] for v in vals)
+    wait_until(shared_agreed, CONVERGE_S, "pt/shared.txt to agree")
+    assert seen["v"][0] in ("majority wrote this during the partition",
+                            "isolated node wrote this during the partition"), seen["v"]
+    log(f"  pt/shared.txt written on both sides -> {seen['v'][0]!r} everywhere")
+    expect["pt/shared.txt"] = seen["v"][0]
+    final_check_cat(c, expect)
+
+    # stays deleted: not resurrected by anti-entropy, nor listed
+    def doomed_absent():
+        for nd in c.nodes:
+            assert nd.read_file("pt/doomed.txt") is None, f"pt/doomed.txt came back on node {nd.i}"
+            assert "doomed.txt" not in os.listdir(nd.path("pt")), f"ls pt lists doomed.txt on node {nd.i}"
+    t_end = time.time() + 1.5
+    while time.time() < t_end:
+        doomed_absent()
+        time.sleep(0.1)
+    # ... and after every node collected its tombstones
+    took_gc = wait_until(lambda: all(int(nd.status().get("tombstones", 1)) == 0 for nd in c.nodes),
+                         CONVERGE_S, "tombstones to be collected on every node")
+    log(f"  tombstones collected on every node {time.time() - t0:.2f} s after the heal")
+    _ = took_gc
+    doomed_absent()
+    time.sleep(0.5)
+    doomed_absent()
+    c.wait_converged(expect, timeout=CONVERGE_S)
+    return expect
+
+
+SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition"]
+
+
+def main():
+    args = [a for a in sys.argv[1:]]
+    only = None
+    keep = False
+    if "--only" in args:
+        i = args.index("--only")
+        only = args[i + 1]
+        del args[i:i + 2]
+    if "--keep" in args:
+        keep = True
+        args.remove("--keep")
+    ml_lib.skip_without_fuse()
+    kvfs = ml_lib.find_kvfs([sys.argv[0]] + args)
+    if not os.access(kvfs, os.X_OK):
+        print(f"kvfs binary not found: {kvfs}", file=sys.stderr)
+        return 1
+    scratch = tempfile.mkdtemp(prefix="kvfs-ml-")
+    ok = False
+    failed = []
+    t_all = time.time()
+    with MlCluster(kvfs, scratch, n=3) as c:
+        try:
+            c.start_all()
+            log(f"3 masterless nodes up in {scratch}")
+            base = {}
+            for name in SCENARIOS:
+                if only and name != only:
+                    # later scenarios need some base keys
+                    continue
+                log(f"--- {name}")
+                t0 = time.time()
+                try:
+                    if name == "different_keys":
+                        base.update(t_different_keys(c))
+                    elif name == "same_key":
+                        base.update(t_same_key(c))
+                    elif name == "kill_restart":
+                        if not any(k.startswith("dk/n0/") for k in base):
+                            base.update(t_different_keys(c))
+                        base = t_kill_restart(c, base)
+                    elif name == "partition":
+                        base = t_partition(c, base)
+                    log(f"PASS {name} ({time.time() - t0:.1f} s)")
+                except Exception:
+                    traceback.print_exc()
+                    log(f"FAIL {name}")
+                    failed.append(name)
+                    # a failed scenario can leave a node dead or partitioned
+                    c.heal()
+                    for nd in c.nodes:
+                        if not nd.alive():
+                            nd.start()
+            ok = not failed
+        except Exception:
+            traceback.print_exc()
+        finally:
+            if not ok:
+                c.dump_logs()
+    if ok and not keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(("OK" if ok else f"FAILED: {failed}") + f" in {time.time() - t_all:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
