@@ -80,6 +80,7 @@ static unsigned env_uint(const char *name, unsigned def)
 }
 
 static void rn_after(struct rn *rn);
+static void rn_close(struct rn *rn);
 static void rn_route(struct rn *rn, struct rn_wait *w);
 
 /* ---- request bookkeeping -------------------------------------------------- */
@@ -458,7 +459,9 @@ static void rn_route(struct rn *rn, struct rn_wait *w)
 			await_commit(rn, w, index, term, 1);
 			return;
 		}
-		if (rc != RAFT_ENOTLEADER) {
+		/* -EBUSY: a leadership transfer is under way; the write goes to
+		 * the next leader. */
+		if (rc != RAFT_ENOTLEADER && rc != -EBUSY) {
 			node_req_done(rn->n, w->req, rc);
 			free(w);
 			return;
@@ -514,7 +517,7 @@ static void on_fwd(struct rn *rn, unsigned from, const unsigned char *p, size_t 
 	 * arrives late (queued while this node was down, or sent before an
 	 * election) is refused unproposed, so the follower may safely send it
 	 * again instead of the write happening long after its caller gave up. */
-	if (rc == 0 && le_get64(p + 8) != raft_term(rn->r))
+	if (rc == 0 && (le_get64(p + 8) != raft_term(rn->r) || rn->stopping))
 		rc = RAFT_ENOTLEADER;
 	if (rc == 0)
 		rc = rn->failed ? -EIO : raft_propose(rn->r, p + 16, len - 16, &index, &term);
@@ -561,7 +564,7 @@ static void on_message(void *arg, unsigned from, uint16_t type, const void *buf,
 	struct raft_msg m;
 	int rc;
 
-	if (rn->stopping)
+	if (rn->closed)
 		return;
 	switch (type) {
 	case RN_T_RAFT:
@@ -633,7 +636,7 @@ static void on_async(uv_async_t *h)
 			LOG(LOG_ERROR, "raft: cannot persist log entries %" PRIu64 "..: %s",
 			    a->first, strerror(-status));
 		free(a);
-		if (!rn->stopping) {
+		if (!rn->closed) {
 			raft_append_done(rn->r, status);
 			any = 1;
 		}
@@ -642,7 +645,7 @@ static void on_async(uv_async_t *h)
 		rn_update_pin(rn);
 		rn_after(rn);
 	}
-	if (rn->stopping && rn->ainflight == 0 && !uv_is_closing((uv_handle_t *)&rn->async))
+	if (rn->closed && rn->ainflight == 0 && !uv_is_closing((uv_handle_t *)&rn->async))
 		uv_close((uv_handle_t *)&rn->async, NULL);
 }
 
@@ -691,6 +694,8 @@ static void on_house(uv_timer_t *t)
 	struct rn *rn = t->data;
 	uint64_t now = rn_now(rn);
 
+	if (rn->stopping)
+		return;
 	expire(rn, &rn->waitq, now, -EROFS);   /* never reached a leader */
 	expire(rn, &rn->readq, now, -EROFS);
 	expire(rn, &rn->fwdq, now, -EIO);      /* outcome unknown */
@@ -728,7 +733,7 @@ static void on_check(uv_check_t *h)
 {
 	struct rn *rn = h->data;
 
-	if (rn->stopping || !rn->r)
+	if (rn->closed || !rn->r)
 		return;
 	rn_after(rn);
 	raft_flush(rn->r);
@@ -741,9 +746,20 @@ static void rn_after(struct rn *rn)
 {
 	uint64_t now, dl;
 
-	if (rn->in_after || rn->stopping)
+	if (rn->in_after || rn->closed)
 		return;
 	rn->in_after = 1;
+	if (rn->stopping) {
+		/* Only a leadership hand-over is left to do. */
+		fail_list(rn, &rn->waitq, -ESHUTDOWN);
+		rn->kick = 0;
+		if (rn->draining && raft_role(rn->r) != RAFT_LEADER) {
+			LOG(LOG_INFO, "raft: leadership handed over; stopping");
+			rn_close(rn);
+			rn->in_after = 0;
+			return;
+		}
+	}
 	while (rn->kick) {
 		struct rn_list q;
 		struct rn_wait *w, *next;
@@ -951,15 +967,13 @@ static void on_net_closed(void *arg)
 	(void)arg;
 }
 
-static void rn_stop(void *self)
+/* Closes every handle of the layer (once). */
+static void rn_close(struct rn *rn)
 {
-	struct rn *rn = self;
-
-	rn->stopping = 1;
-	fail_list(rn, &rn->waitq, -ESHUTDOWN);
-	fail_list(rn, &rn->fwdq, -ESHUTDOWN);
-	fail_list(rn, &rn->commitq, -ESHUTDOWN);
-	fail_list(rn, &rn->readq, -ESHUTDOWN);
+	if (rn->closed)
+		return;
+	rn->closed = 1;
+	rn->draining = 0;
 	if (rn->net) {
 		peer_net_close(rn->net, on_net_closed, rn);
 		rn->net = NULL;
@@ -976,6 +990,59 @@ static void rn_stop(void *self)
 		uv_close((uv_handle_t *)&rn->async, NULL);
 	else if (rn->handles & 1)
 		uv_async_send(&rn->async);
+}
+
+static void on_drain_end(uv_timer_t *t)
+{
+	struct rn *rn = t->data;
+
+	LOG(LOG_INFO, "raft: leadership hand-over did not finish in time; stopping anyway");
+	rn_close(rn);
+}
+
+/* A leader that stops cleanly (unmount, SIGTERM) first hands leadership to
+ * the most up-to-date reachable follower (thesis §3.10), so the others do
+ * not wait an election timeout to notice it is gone. Bounded by one
+ * election timeout; the core abandons the transfer after that too. */
+static int rn_hand_over(struct rn *rn)
+{
+	uint32_t best = 0, i;
+	uint64_t best_match = 0;
+
+	if (!rn->r || !rn->net || raft_role(rn->r) != RAFT_LEADER)
+		return 0;
+	for (i = 0; i < rn->mem.n; i++) {
+		uint64_t m;
+
+		if (i == rn->self || !peer_is_up(rn->net, i))
+			continue;
+		m = raft_match_index(rn->r, i + 1);
+		if (!best || m > best_match) {
+			best = i + 1;
+			best_match = m;
+		}
+	}
+	if (!best || raft_transfer(rn->r, best))
+		return 0;
+	LOG(LOG_INFO, "raft: handing leadership to %s before stopping", rn->mem.addrs[best - 1]);
+	rn->draining = 1;
+	uv_timer_start(&rn->house, on_drain_end, rn->election_ms, 0);
+	raft_flush(rn->r);
+	rn_after(rn);
+	return 1;
+}
+
+static void rn_stop(void *self)
+{
+	struct rn *rn = self;
+
+	rn->stopping = 1;
+	fail_list(rn, &rn->waitq, -ESHUTDOWN);
+	fail_list(rn, &rn->fwdq, -ESHUTDOWN);
+	fail_list(rn, &rn->commitq, -ESHUTDOWN);
+	fail_list(rn, &rn->readq, -ESHUTDOWN);
+	if (!rn_hand_over(rn))
+		rn_close(rn);
 }
 
 static void rn_destroy(void *self)

@@ -146,7 +146,10 @@ struct rn {
 	uv_async_t       async;    /* append completions from the committer thread */
 	uv_check_t       check;    /* once per loop iteration: raft_flush() */
 	int              handles;  /* open uv handles */
-	int              started, stopping;
+	int              started;
+	int              stopping; /* repl stop(): no client requests any more */
+	int              draining; /* stopping, handing leadership over first */
+	int              closed;   /* handles are being closed */
 	int              in_after, kick;
 	uint32_t         last_leader;
 

@@ -355,6 +355,27 @@ def test_isolated_minority(c):
         ctl.close()
 
 
+def test_clean_stop_of_leader(c):
+    """Unmounting the leader hands leadership over first: the others have a
+    new leader at once instead of after an election timeout."""
+    li = c.leader()
+    others = [i for i in range(3) if i != li]
+    t0 = time.time()
+    c.nodes[li].stop()
+    t_stop = time.time() - t0
+    t1 = time.time()
+    new = c.leader(among=others, timeout=10)
+    ctl = c.ctl(new)
+    ctl.put("after-clean-stop.txt", "x")
+    ctl.close()
+    gap = time.time() - t1
+    print(f"clean stop of the leader: unmount took {t_stop:.3f} s, a write on the new "
+          f"leader {gap:.3f} s after it", flush=True)
+    check(gap < 0.3, f"leadership was handed over before the leader stopped ({gap:.3f} s)")
+    c.nodes[li].start()
+    check(wait_caught_up(c, li), "stopped leader catches up after restart")
+
+
 def test_kill_all_and_restart(c):
     """SIGKILL of every node at once under load (a power loss of the whole
     cluster): after a restart every acknowledged write is there, from each
@@ -387,7 +408,8 @@ def main():
            "KVFS_RAFT_TIMEOUT_MS": "2000"}
     t0 = time.time()
     tests = [test_replicates_through_mounts, test_status, test_leader_kill_under_load,
-             test_snapshot_catch_up, test_sigstop_leader, test_kill_all_and_restart,
+             test_snapshot_catch_up, test_sigstop_leader, test_clean_stop_of_leader,
+             test_kill_all_and_restart,
              test_isolated_minority]
     only = os.environ.get("RAFT_TEST")
     with Cluster(kvfs, scratch, n=3, env=env) as c:
