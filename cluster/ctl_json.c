@@ -59,6 +59,18 @@ void ctl_json_error(struct ctl_buf *out, int err, const char *msg, json_t *id)
 	json_err(out, ctl_err_code(err), msg ? msg : ctl_err_msg(err), id);
 }
 
+int ctl_json_read_gate(struct ctl_sess *s, json_t *id)
+{
+	int rc = ctl_sess_read_ready(s);
+
+	if (rc > 0)
+		return CTL_READ_GO;
+	if (rc == 0)
+		return CTL_STEP_STOP;
+	ctl_json_error(&s->out, rc, NULL, id);
+	return CTL_STEP_DONE;
+}
+
 static json_t *reply_new(json_t *id)
 {
 	json_t *o = json_object();
@@ -265,6 +277,7 @@ static int dir_empty(struct ctl_sess *s, const char *k, size_t klen)
 
 static int op_delete(struct ctl_sess *s, json_t *req, json_t *id)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct kv_op op = { .kind = KV_DEL };
 	struct kv_batch b = { &op, 1 };
@@ -277,8 +290,8 @@ static int op_delete(struct ctl_sess *s, json_t *req, json_t *id)
 	if (get_key(s, req, id, &k, &klen))
 		return CTL_STEP_DONE;
 	/* The reply depends on existence, so earlier writes must land first. */
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
+		return gate;
 	rc = be->get(be->self, k, klen, &rec);
 	if (rc == 0)
 		be->release(be->self, &rec);
@@ -379,6 +392,7 @@ static json_t *b64_string(const void *p, size_t n)
 
 static int op_get(struct ctl_sess *s, json_t *req, json_t *id)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 	const char *k;
@@ -388,8 +402,8 @@ static int op_get(struct ctl_sess *s, json_t *req, json_t *id)
 
 	if (get_key(s, req, id, &k, &klen))
 		return CTL_STEP_DONE;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
+		return gate;
 	rc = be->get(be->self, k, klen, &rec);
 	if (rc) {
 		ctl_json_error(&s->out, rc, NULL, id);
@@ -417,6 +431,7 @@ static int op_get(struct ctl_sess *s, json_t *req, json_t *id)
 
 static int op_list(struct ctl_sess *s, json_t *req, json_t *id)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	const char *pre, *cur;
 	size_t plen, clen, limit, n = 0, klen;
@@ -429,8 +444,8 @@ static int op_list(struct ctl_sess *s, json_t *req, json_t *id)
 	    get_str(s, req, id, "cursor", &cur, &clen) ||
 	    get_uint(s, req, id, "limit", 1000, CTL_LIST_MAX, &limit))
 		return CTL_STEP_DONE;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
+		return gate;
 	if (clen == 0)
 		cur = NULL;
 	if (limit == 0)
@@ -487,6 +502,7 @@ static const char *type_name(uint32_t mode)
 
 static int op_stat(struct ctl_sess *s, json_t *req, json_t *id)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 	const char *k;
@@ -496,8 +512,8 @@ static int op_stat(struct ctl_sess *s, json_t *req, json_t *id)
 
 	if (get_key(s, req, id, &k, &klen))
 		return CTL_STEP_DONE;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
+		return gate;
 	rc = be->get(be->self, k, klen, &rec);
 	if (rc == -ENOENT && k[klen - 1] != '/') {
 		/* An implicit directory: some key lives below it. */
@@ -545,6 +561,7 @@ static int op_stat(struct ctl_sess *s, json_t *req, json_t *id)
 
 static int op_search(struct ctl_sess *s, json_t *req, json_t *id)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct search_hit *hits = NULL;
 	const char *q, *mode;
@@ -559,8 +576,8 @@ static int op_search(struct ctl_sess *s, json_t *req, json_t *id)
 		bad(s, id, "%s", "missing \"query\"");
 		return CTL_STEP_DONE;
 	}
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
+		return gate;
 	rc = be->search(be->self, q, qlen, mode ? mode : "hybrid", limit, &hits, &n);
 	if (rc == -EINVAL) {
 		bad(s, id, "unknown search mode \"%.32s\" (hybrid, text, tfidf, semantic, phrase)",

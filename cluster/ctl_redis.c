@@ -28,6 +28,18 @@ void ctl_redis_error(struct ctl_buf *out, int err, const char *msg)
 	resp_error(out, line);
 }
 
+int ctl_redis_read_gate(struct ctl_sess *s)
+{
+	int rc = ctl_sess_read_ready(s);
+
+	if (rc > 0)
+		return CTL_READ_GO;
+	if (rc == 0)
+		return CTL_STEP_STOP;
+	ctl_redis_error(&s->out, rc, NULL);
+	return CTL_STEP_DONE;
+}
+
 /* Checks a key for a command; queues the error reply and returns -1 if bad. */
 static int check_key(struct ctl_sess *s, const struct resp_arg *a)
 {
@@ -110,13 +122,14 @@ static int c_select(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_get(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec r;
 	int rc;
 
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	rc = be->get(be->self, av[1].p, av[1].len, &r);
 	if (rc == -ENOENT || rc == -EINVAL || rc == -ENAMETOOLONG) {
 		resp_nil(&s->out);
@@ -134,6 +147,7 @@ static int c_get(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_set(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct kv_op op = { .kind = KV_PUT };
 	struct kv_batch b = { &op, 1 };
@@ -165,8 +179,8 @@ static int c_set(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 		struct ctl_rec rec;
 
 		/* The condition depends on earlier writes of this connection. */
-		if (!ctl_sess_read_ready(s))
-			return CTL_STEP_STOP;
+		if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+			return gate;
 		rc = be->get(be->self, av[1].p, av[1].len, &rec);
 		if (rc == 0)
 			be->release(be->self, &rec);
@@ -242,6 +256,7 @@ static int c_mset(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_del(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_reply r = { 0 };
 	struct kv_batch b;
@@ -250,8 +265,8 @@ static int c_del(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	size_t i, j, n = 0;
 
 	/* The reply counts existing keys, so earlier writes must land first. */
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	ops = calloc(ac - 1, sizeof *ops);
 	if (!ops) {
 		ctl_redis_error(&s->out, -ENOMEM, NULL);
@@ -287,13 +302,14 @@ static int c_del(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_exists(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 	long long n = 0;
 	size_t i;
 
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	for (i = 1; i < ac; i++) {
 		if (be->get(be->self, av[i].p, av[i].len, &rec) == 0) {
 			be->release(be->self, &rec);
@@ -306,12 +322,13 @@ static int c_exists(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_mget(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 	size_t i;
 
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	resp_array(&s->out, (long long)ac - 1);
 	for (i = 1; i < ac; i++) {
 		if (be->get(be->self, av[i].p, av[i].len, &rec)) {
@@ -329,12 +346,13 @@ static int c_mget(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_strlen(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
 		resp_int(&s->out, 0);
 	} else {
@@ -346,12 +364,13 @@ static int c_strlen(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_type(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
 		resp_simple(&s->out, "none");
 	} else {
@@ -363,12 +382,13 @@ static int c_type(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_ttl(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	const struct ctl_backend *be = s->be;
 	struct ctl_rec rec;
 
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
 		resp_int(&s->out, -2);
 	} else {
@@ -380,10 +400,11 @@ static int c_ttl(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 
 static int c_dbsize(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	(void)av;
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	resp_int(&s->out, (long long)s->be->count(s->be->self));
 	return CTL_STEP_DONE;
 }
@@ -463,6 +484,7 @@ static char *pattern(const struct resp_arg *a)
 
 static int c_keys(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	struct ctl_buf keys = { 0 };
 	char *pat, *last;
 	size_t lastlen;
@@ -470,8 +492,8 @@ static int c_keys(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	int err;
 
 	(void)ac;
-	if (!ctl_sess_read_ready(s))
-		return CTL_STEP_STOP;
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
+		return gate;
 	pat = pattern(&av[1]);
 	n = walk(s, pat, NULL, 0, 0, &keys, &last, &lastlen, &err);
 	if (err) {
@@ -489,6 +511,7 @@ static int c_keys(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 /* SCAN cursor [MATCH glob] [COUNT n] [TYPE t]: see struct ctl_scan_table. */
 static int c_scan(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
+	int gate;
 	struct ctl_scan_table *t = s->scan;
 	struct ctl_scan_cursor *c = NULL;
 	struct ctl_buf keys = { 0 };
@@ -535,9 +558,9 @@ static int c_scan(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 			goto out;
 		}
 	}
-	if (!ctl_sess_read_ready(s)) {
+	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO) {
 		free(pat);
-		return CTL_STEP_STOP;
+		return gate;
 	}
 	if (count > 100000)
 		count = 100000;

@@ -239,8 +239,13 @@ static void barrier_done(void *arg, int status)
 	struct ctl_sess *s = arg;
 
 	s->barrier_wait = 0;
-	s->barrier_gen = s->barrier_issued;
-	s->barrier_status = status;
+	/* A failed barrier (no leader, minority side, timeout) covers nothing:
+	 * the read that waited for it fails with its error, and the next read
+	 * asks again. Serving it from local state could return stale data. */
+	if (status == 0)
+		s->barrier_gen = s->barrier_issued;
+	else
+		s->barrier_status = status;
 	after_completion(s);
 }
 
@@ -250,6 +255,12 @@ int ctl_sess_read_ready(struct ctl_sess *s)
 		return 0; /* read-your-writes: drain_slots() resumes us */
 	if (!s->be->barrier_needed || !s->be->barrier_needed(s->be->self))
 		return 1;
+	if (s->barrier_status) {
+		int err = s->barrier_status;
+
+		s->barrier_status = 0;
+		return err;
+	}
 	if (s->barrier_gen == s->data_gen)
 		return 1;
 	/* Every request buffered now arrived before this barrier starts, so

@@ -124,7 +124,7 @@ struct ctl_sess {
 	uint64_t barrier_gen;  /* data_gen covered by the last completed barrier */
 	uint64_t barrier_issued;
 	int      barrier_wait;
-	int      barrier_status;
+	int      barrier_status; /* error of the last failed barrier, for the read that waited */
 
 	int in_process;
 	int close_after_flush; /* QUIT or a fatal protocol error */
@@ -164,9 +164,19 @@ void ctl_sess_free(struct ctl_sess *s);
 #define CTL_STEP_DONE  1  /* a request was consumed; continue */
 #define CTL_STEP_STOP  0  /* need more input or must wait; do not continue */
 
-/* Whether a read may run now; if not, arranges to be woken (barrier or
- * pending writes) and the caller returns CTL_STEP_STOP without consuming. */
+/* Whether a read may run now: 1 = yes; 0 = not yet, it arranged to be woken
+ * (barrier or pending writes) and the caller returns CTL_STEP_STOP without
+ * consuming; a negative errno = the read barrier failed, and the caller
+ * consumes the request with that error (ctl_json_read_gate and
+ * ctl_redis_read_gate do all three). */
 int ctl_sess_read_ready(struct ctl_sess *s);
+
+/* The read gate of each protocol: CTL_READ_GO when the read may run, else
+ * the step's return value (CTL_STEP_STOP to wait, or CTL_STEP_DONE after an
+ * error reply for a failed read barrier). */
+#define CTL_READ_GO 2
+int ctl_json_read_gate(struct ctl_sess *s, json_t *id);
+int ctl_redis_read_gate(struct ctl_sess *s);
 
 /* How a write's reply is produced once it completes. */
 struct ctl_reply {

@@ -46,6 +46,7 @@ struct fake {
 	struct fwrite *qhead, *qtail;
 	int            fail_next;     /* status for the next completed write */
 	int            raft;          /* ask for read barriers */
+	int            barrier_fail;  /* status for the next completed barrier */
 	unsigned       writes, barriers;
 	int            search_ok;
 };
@@ -321,6 +322,10 @@ static unsigned pump(struct fake *f)
 				free((void *)w->ops[i].val);
 			}
 			free(w->ops);
+		}
+		if (w->is_barrier) {
+			st = f->barrier_fail;
+			f->barrier_fail = 0;
 		}
 		w->done(w->arg, st);
 		free(w);
@@ -820,6 +825,44 @@ static void reads_wait_for_a_barrier_in_raft_mode(void **state)
 	assert_int_equal(x->f.barriers, 2);
 }
 
+/* A read barrier that fails (minority side, no leader) must fail the read:
+ * answering from local state could return stale data. */
+static void a_failed_barrier_fails_the_read_instead_of_serving_it(void **state)
+{
+	struct fx *x = *state;
+	char *got;
+
+	x->f.raft = 1;
+	x->f.barrier_fail = -EROFS;
+	feed(x, "GET a\r\nGET b\r\n");
+	expect(x, "");
+	pump(&x->f);
+	got = take(x);
+	/* The read that waited gets the error; the next one asks again (the
+	 * fake completes that second barrier in the same pump) and answers. */
+	assert_true(got[0] == '-');
+	assert_non_null(strstr(got, "\r\n$-1\r\n"));
+	assert_int_equal(strstr(got, "$-1") - got, strlen(got) - 5);
+	free(got);
+	assert_int_equal(x->f.barriers, 2);
+}
+
+static void a_failed_barrier_fails_a_json_get_with_read_only(void **state)
+{
+	struct fx *x = *state;
+	char *got;
+
+	x->f.raft = 1;
+	x->f.barrier_fail = -EROFS;
+	feed(x, "{\"op\":\"get\",\"key\":\"a\",\"id\":7}\n");
+	pump(&x->f);
+	got = take(x);
+	assert_non_null(strstr(got, "\"ok\":false"));
+	assert_non_null(strstr(got, "read_only"));
+	assert_non_null(strstr(got, "\"id\":7"));
+	free(got);
+}
+
 static void oversized_json_line_is_skipped_with_error(void **state)
 {
 	struct fx *x = *state;
@@ -949,6 +992,8 @@ int main(void)
 		T(json_malformed_requests_get_errors_and_session_survives),
 		T(json_pipelined_replies_keep_request_order),
 		T(reads_wait_for_a_barrier_in_raft_mode),
+		T(a_failed_barrier_fails_the_read_instead_of_serving_it),
+		T(a_failed_barrier_fails_a_json_get_with_read_only),
 		T(oversized_json_line_is_skipped_with_error),
 		T(resp_errors_leave_the_connection_usable),
 		T(random_bytes_never_crash_the_engine),
