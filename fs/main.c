@@ -128,7 +128,9 @@ static int check_mountpoint(const char *arg, char *abs)
 	DIR *d;
 
 	if (!realpath(arg, abs) || stat(abs, &st) != 0) {
-		fprintf(stderr, "kvfs: mountpoint %s: %s\n", arg, strerror(errno));
+		int e = errno;
+		fprintf(stderr, "kvfs: mountpoint %s: %s%s\n", arg, strerror(e),
+			e == ENOTCONN ? " (a dead mount: fusermount3 -u -z it first)" : "");
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
