@@ -13,6 +13,9 @@ Scenarios (one cluster, key prefixes kept apart; run one with --only NAME):
                   both sides converge after the heal; a key rm'd on the
                   majority side while the node was away stays deleted, also
                   after the tombstone is collected
+  partition_kill  the same, but the isolated node is SIGKILLed while away
+                  and restarted after the heal
+  fs_ops          mkdir, directory rename, chmod, truncate replicate
 
 Convergence is polled with a deadline (CONVERGE_S), never a fixed sleep, and
 checked through the mounts (open/read, then `cat` for the final word).
@@ -60,8 +63,16 @@ def run_threads(fns):
         raise errs[0][0]
 
 
-def final_check_cat(c, expect, nodes=None):
-    bad = c.divergence(expect, nodes, via="cat")
+def final_check_cat(c, expect, nodes=None, sample=30):
+    """After convergence: every key through the mount (open/read) and the
+    control socket, and a sample (deletes first) with `cat` itself —
+    fork+exec costs ~15 ms here, so not all of them."""
+    bad = c.divergence(expect, nodes, via="file")
+    assert not bad, f"mount disagrees after convergence: {bad[:5]}"
+    keys = sorted(expect, key=lambda k: (expect[k] is not None, k))
+    step = max(1, len(keys) // sample)
+    picked = {k: expect[k] for k in keys[:5] + keys[5::step]}
+    bad = c.divergence(picked, nodes, via="cat")
     assert not bad, f"cat disagrees after convergence: {bad[:5]}"
     bad = c.divergence(expect, nodes, via="ctl")
     assert not bad, f"control socket disagrees with the mount: {bad[:5]}"
@@ -211,6 +222,11 @@ def t_kill_restart(c, base):
     took = c.wait_converged(expect, timeout=CONVERGE_S)
     log(f"  node 2 caught up ({len(expect)} keys checked) {took:.2f} s after mounting")
     final_check_cat(c, expect)
+    # its versions and clock survived: a write made on it now supersedes
+    # everywhere the one it acknowledged before the kill
+    victim.write_file("kr/last-words", "said after the restart")
+    expect["kr/last-words"] = "said after the restart"
+    c.wait_converged({"kr/last-words": "said after the restart"}, timeout=CONVERGE_S)
     return expect
 
 
@@ -298,8 +314,8 @@ def t_partition(c, base):
     # ... and after every node collected its tombstones
     took_gc = wait_until(lambda: all(int(nd.status().get("tombstones", 1)) == 0 for nd in c.nodes),
                          CONVERGE_S, "tombstones to be collected on every node")
-    log(f"  tombstones collected on every node {time.time() - t0:.2f} s after the heal")
-    _ = took_gc
+    log(f"  tombstones collected on every node (waited {took_gc:.2f} s more; "
+        f"{time.time() - t0:.2f} s after the heal)")
     doomed_absent()
     time.sleep(0.5)
     doomed_absent()
@@ -307,7 +323,69 @@ def t_partition(c, base):
     return expect
 
 
-SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition"]
+def t_partition_kill(c, base):
+    """The isolated node is SIGKILLed while away and comes back after the
+    heal: its own acknowledged writes reach the others, the key deleted on
+    the other side stays deleted, also after tombstone collection."""
+    iso = c.nodes[2]
+    n0, n1 = c.nodes[0], c.nodes[1]
+    n0.write_file("pk/doomed.txt", "to be deleted while node 2 is away")
+    c.wait_converged({"pk/doomed.txt": "to be deleted while node 2 is away"}, timeout=CONVERGE_S)
+    c.isolate(2)
+    wait_until(lambda: not peer_up(n1.status(), iso.addr) and not peer_up(iso.status(), n1.addr)
+               and not peer_up(n0.status(), iso.addr) and not peer_up(iso.status(), n0.addr),
+               10, "both sides to see the partition")
+    os.unlink(n1.path("pk/doomed.txt"))
+    iso.write_file("pk/from-isolated.txt", "written while isolated, then SIGKILL")
+    n0.write_file("pk/from-majority.txt", "written on the majority side")
+    time.sleep(0.3)
+    assert iso.read_file("pk/doomed.txt") is not None, "the delete crossed the partition"
+    c.kill(2)
+    c.heal()
+    iso.start()
+    log("  node 2 isolated, wrote, SIGKILLed, healed and restarted")
+    expect = dict(base)
+    expect.update({"pk/doomed.txt": None,
+                   "pk/from-isolated.txt": "written while isolated, then SIGKILL",
+                   "pk/from-majority.txt": "written on the majority side"})
+    took = c.wait_converged(expect, timeout=CONVERGE_S)
+    log(f"  converged in {took:.2f} s after the restart; pk/doomed.txt gone everywhere")
+    wait_until(lambda: all(int(nd.status().get("tombstones", 1)) == 0 for nd in c.nodes),
+               CONVERGE_S, "tombstones to be collected on every node")
+    time.sleep(0.5)
+    final_check_cat(c, expect)
+    return expect
+
+
+def t_fs_ops(c, base):
+    """Namespace operations made through one mount replicate: mkdir, a
+    directory rename (one atomic batch), chmod (per-key metadata), rm,
+    truncate."""
+    n0 = c.nodes[0]
+    os.mkdir(n0.path("fo"))
+    os.mkdir(n0.path("fo/d"))
+    n0.write_file("fo/d/a.txt", "alpha")
+    n0.write_file("fo/d/b.txt", "beta")
+    n0.write_file("fo/t.txt", "0123456789")
+    os.chmod(n0.path("fo/d/a.txt"), 0o600)
+    os.rename(n0.path("fo/d"), n0.path("fo/e"))
+    os.truncate(n0.path("fo/t.txt"), 4)
+    expect = dict(base)
+    expect.update({"fo/e/a.txt": "alpha", "fo/e/b.txt": "beta", "fo/d/a.txt": None,
+                   "fo/d/b.txt": None, "fo/t.txt": "0123"})
+    took = c.wait_converged(expect, timeout=CONVERGE_S)
+
+    def modes_ok():
+        return all((os.stat(nd.path("fo/e/a.txt")).st_mode & 0o777) == 0o600 for nd in c.nodes)
+    wait_until(modes_ok, CONVERGE_S, "chmod 600 to reach every node")
+    for nd in c.nodes:
+        names = sorted(os.listdir(nd.path("fo")))
+        assert names == ["e", "t.txt"], f"ls fo on node {nd.i}: {names}"
+    log(f"  mkdir / mv dir / chmod / truncate replicated in {took:.2f} s")
+    return expect
+
+
+SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition", "partition_kill", "fs_ops"]
 
 
 def main():
@@ -352,6 +430,10 @@ def main():
                         base = t_kill_restart(c, base)
                     elif name == "partition":
                         base = t_partition(c, base)
+                    elif name == "partition_kill":
+                        base = t_partition_kill(c, base)
+                    elif name == "fs_ops":
+                        base = t_fs_ops(c, base)
                     log(f"PASS {name} ({time.time() - t0:.1f} s)")
                 except Exception:
                     traceback.print_exc()
