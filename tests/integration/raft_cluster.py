@@ -339,9 +339,8 @@ def test_isolated_minority(c):
         # ... nor through the control socket.
         try:
             got = ctl.get("part.txt")
-            # A stale value here has been traced to the control socket:
-            # ctl_sess.c records a failed read barrier (barrier_status) but
-            # serves the read from local state anyway.
+            # (The control socket must fail a read whose barrier failed
+            # instead of serving local state: ctl_sess.c, fixed in 73507d7.)
             check(got != "before", "isolated node served a stale read (control socket get "
                   "after a failed read barrier)")
         except CtlError as e:
