@@ -16,6 +16,10 @@ Scenarios (one cluster, key prefixes kept apart; run one with --only NAME):
   partition_kill  the same, but the isolated node is SIGKILLed while away
                   and restarted after the heal
   fs_ops          mkdir, directory rename, chmod, truncate replicate
+  chaos           random puts/deletes on every node (mount and socket) while
+                  nodes are partitioned, healed, SIGKILLed and restarted
+                  (ML_SEED, ML_CHAOS_S); single-writer keys end as their
+                  writer's last acknowledged op, shared keys agree
 
 Convergence is polled with a deadline (CONVERGE_S), never a fixed sleep, and
 checked through the mounts (open/read, then `cat` for the final word).
@@ -23,6 +27,7 @@ Usage: ml_cluster.py [KVFS] [--only NAME] [--keep]
 Exit 77 when /dev/fuse is missing.
 """
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -385,7 +390,144 @@ def t_fs_ops(c, base):
     return expect
 
 
-SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition", "partition_kill", "fs_ops"]
+def t_chaos(c, base):
+    """Random puts and deletes on every node at once (mount and socket)
+    while one node is partitioned and healed, another SIGKILLed and
+    restarted. After the heal: a key only one node ever wrote ends as that
+    node's last acknowledged operation, on every node; a key all nodes wrote
+    ends identical everywhere, as one of the written values or deleted; the
+    key listings are identical."""
+    seed = int(os.environ.get("ML_SEED", str(int(time.time()) % 100000)))
+    log(f"  seed {seed} (ML_SEED to replay)")
+    rnd = random.Random(seed)
+    duration = float(os.environ.get("ML_CHAOS_S", "6"))
+    locks = [threading.Lock() for _ in c.nodes]
+    up = [True for _ in c.nodes]
+    owned = {}                      # key -> last acknowledged value (None: deleted)
+    shared_written = set()
+    stop = time.time() + duration
+    counts = {"put": 0, "del": 0, "stale_create": 0}
+
+    def worker(nd, r):
+        cl = None
+        seq = 0
+        mine = [f"ch/own/n{nd.i}/k{j}" for j in range(10)]
+        for k in mine:
+            owned[k] = None
+        while time.time() < stop:
+            with locks[nd.i]:
+                if not up[nd.i]:
+                    cl = None
+                    time.sleep(0.02)
+                    continue
+                if r.random() < 0.5:
+                    key = r.choice(mine)
+                else:
+                    key = f"ch/sh/k{r.randrange(8)}"
+                seq += 1
+                val = f"n{nd.i}-op{seq}"
+                delete = r.random() < 0.25
+                via_mount = r.random() < 0.5
+                if not delete and key.startswith("ch/sh/"):
+                    shared_written.add(val)
+                if os.environ.get("ML_TRACE"):
+                    print(f"TRACE {time.time() - stop + duration:.3f} n{nd.i} "
+                          f"{'del' if delete else 'put'} {key} {'mount' if via_mount else 'socket'}",
+                          file=sys.stderr, flush=True)
+                if via_mount:
+                    if delete:
+                        try:
+                            os.unlink(nd.path(key))
+                        except FileNotFoundError:
+                            pass
+                    else:
+                        try:
+                            nd.write_file(key, val)
+                        except FileNotFoundError:
+                            # known fs bug (ml_delete_recreate.py): a key deleted
+                            # behind the kernel's back keeps a positive dentry for
+                            # entry_timeout and open(O_CREAT) fails with ENOENT.
+                            # Nothing was written: not acknowledged, state unchanged.
+                            counts["stale_create"] += 1
+                            continue
+                else:
+                    if cl is None:
+                        cl = nd.ctl()
+                    if delete:
+                        try:
+                            cl.delete(key)
+                        except ml_lib.CtlError as e:
+                            if e.code != "not_found":
+                                raise
+                    else:
+                        cl.put(key, val)
+                counts["del" if delete else "put"] += 1
+                if key in owned:
+                    owned[key] = None if delete else val
+            time.sleep(r.random() * 0.01)
+        if cl:
+            cl.close()
+
+    def chaos():
+        def at(t):
+            d = t0 + t - time.time()
+            if d > 0:
+                time.sleep(d)
+        t0 = time.time()
+        at(0.15 * duration)
+        c.isolate(1)
+        at(0.40 * duration)
+        c.heal()
+        at(0.50 * duration)
+        with locks[2]:
+            up[2] = False
+            c.kill(2)
+        at(0.65 * duration)
+        with locks[2]:
+            c.nodes[2].start()
+            up[2] = True
+        at(0.75 * duration)
+        c.isolate(0)
+        at(0.92 * duration)
+        c.heal()
+
+    run_threads([lambda nd=nd, r=random.Random(rnd.random()): worker(nd, r) for nd in c.nodes] + [chaos])
+    log(f"  {counts['put']} puts and {counts['del']} deletes done under partition/kill/restart "
+        f"({counts['stale_create']} mount creates failed with ENOENT after a delete elsewhere: "
+        "see ml_delete_recreate)")
+    took = c.wait_converged(owned, timeout=CONVERGE_S)
+    seen = {}
+
+    def shared_agreed():
+        for j in range(8):
+            k = f"ch/sh/k{j}"
+            vals = [nd.read_file(k) for nd in c.nodes]
+            seen[k] = vals
+            if any(v != vals[0] for v in vals):
+                return False
+        return True
+    try:
+        wait_until(shared_agreed, CONVERGE_S, "shared keys to agree")
+    except AssertionError:
+        raise AssertionError(f"shared keys never agreed: {seen}")
+    for k, vals in seen.items():
+        assert vals[0] is None or vals[0] in shared_written, f"{k} = {vals[0]!r}: never written"
+    listings = []
+    for nd in c.nodes:
+        cl = nd.ctl()
+        listings.append(cl.list_all("ch/"))
+        cl.close()
+    assert listings[0] == listings[1] == listings[2], f"listings differ: {listings}"
+    log(f"  converged in {took:.2f} s; {len(listings[0])} keys identical on every node")
+    expect = dict(base)
+    expect.update(owned)
+    expect.update({k: v[0] for k, v in seen.items()})
+    final_check_cat(c, expect)
+    return expect
+
+
+SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition", "partition_kill", "fs_ops",
+             "chaos"]
 
 
 def main():
@@ -434,6 +576,8 @@ def main():
                         base = t_partition_kill(c, base)
                     elif name == "fs_ops":
                         base = t_fs_ops(c, base)
+                    elif name == "chaos":
+                        base = t_chaos(c, base)
                     log(f"PASS {name} ({time.time() - t0:.1f} s)")
                 except Exception:
                     traceback.print_exc()

@@ -146,6 +146,16 @@ class Ctl:
     def status(self):
         return self.call({"op": "status"})
 
+    def list_all(self, prefix=""):
+        """Every key under prefix (follows the cursor)."""
+        out, cur = [], ""
+        while True:
+            rep = self.call({"op": "list", "prefix": prefix, "cursor": cur, "limit": 1000})
+            out += rep.get("keys", [])
+            cur = rep.get("cursor")
+            if not cur:
+                return out
+
     def pipeline_puts(self, items, window=256):
         """Puts (key, value) pairs with up to `window` requests in flight on
         this one connection; raises on the first error reply."""
@@ -363,15 +373,40 @@ class MlCluster:
     def live(self):
         return [nd for nd in self.nodes if nd.alive()]
 
+    def cat_many(self_unused, nd, keys):
+        """`cat` of every key through node nd's mount, in one shell: a list
+        of contents, None where the file does not exist."""
+        script = ('for f do if [ -e "$f" ]; then cat -- "$f" || printf "\\001ERR"; '
+                  'else printf "\\001MISSING"; fi; printf "\\000"; done')
+        r = subprocess.run(["sh", "-c", script, "sh"] + [nd.path(k) for k in keys],
+                           capture_output=True, check=True)
+        parts = r.stdout.split(b"\0")[:-1]
+        assert len(parts) == len(keys), (len(parts), len(keys), r.stderr[-500:])
+        out = []
+        for p in parts:
+            if p == b"\1MISSING":
+                out.append(None)
+            elif p.endswith(b"\1ERR"):
+                raise OSError(f"cat failed on node {nd.i}: {r.stderr[-500:]!r}")
+            else:
+                out.append(p.decode("utf-8", "replace"))
+        return out
+
     def divergence(self, expect, nodes=None, via="file"):
         """[(node, key, expected, seen)] for every key of `expect`
         (key -> value, or None for 'absent') that a node serves differently."""
         bad = []
         for nd in (nodes if nodes is not None else self.live()):
+            if via == "cat":
+                keys = list(expect)
+                for k, got in zip(keys, self.cat_many(nd, keys)):
+                    if got != expect[k]:
+                        bad.append((nd.i, k, expect[k], got))
+                continue
             c = nd.ctl() if via == "ctl" else None
             try:
                 for k, v in expect.items():
-                    got = c.get(k) if c else (nd.cat(k) if via == "cat" else nd.read_file(k))
+                    got = c.get(k) if c else nd.read_file(k)
                     if got != v:
                         bad.append((nd.i, k, v, got))
             finally:
