@@ -16,6 +16,7 @@ Scenarios (one cluster, key prefixes kept apart; run one with --only NAME):
   partition_kill  the same, but the isolated node is SIGKILLed while away
                   and restarted after the heal
   fs_ops          mkdir, directory rename, chmod, truncate replicate
+  large_values    100 KiB..4 MiB text and binary files, pushed and caught up
   chaos           random puts/deletes on every node (mount and socket) while
                   nodes are partitioned, healed, SIGKILLed and restarted
                   (ML_SEED, ML_CHAOS_S); single-writer keys end as their
@@ -526,8 +527,64 @@ def t_chaos(c, base):
     return expect
 
 
+def t_large_values(c, base):
+    """Values from 100 KiB to 4 MiB, text and binary, reach every node by
+    eager push and, for a node that was down, by anti-entropy (versions over
+    the 64 KiB message cap travel alone)."""
+    import hashlib
+    rnd = random.Random(7)
+    blobs = {}
+    for name, size, binary in (("lv/text-100k.txt", 100 << 10, False), ("lv/bin-1m.bin", 1 << 20, True),
+                               ("lv/text-4m.txt", 4 << 20, False)):
+        if binary:
+            data = bytes(rnd.getrandbits(8) for _ in range(4096)) * (size // 4096)
+        else:
+            data = "".join("line %d of %s\n" % (i, name) for i in range(size // 20 + 1)).encode()[:size]
+        blobs[name] = data
+
+    def digests(nd, names):
+        out = {}
+        for k in names:
+            try:
+                with open(nd.path(k), "rb") as f:
+                    out[k] = hashlib.sha256(f.read()).hexdigest()
+            except FileNotFoundError:
+                out[k] = None
+        return out
+    want = {k: hashlib.sha256(v).hexdigest() for k, v in blobs.items()}
+
+    def wait_blobs(nodes, names):
+        t0 = time.time()
+        while True:
+            bad = [(nd.i, k) for nd in nodes for k, h in digests(nd, names).items() if h != want[k]]
+            if not bad:
+                return time.time() - t0
+            if time.time() - t0 > CONVERGE_S:
+                raise AssertionError(f"large values not converged: {bad}")
+            time.sleep(0.1)
+    n0 = c.nodes[0]
+    first = ["lv/text-100k.txt", "lv/bin-1m.bin"]
+    os.makedirs(n0.path("lv"), exist_ok=True)
+    for k in first:
+        with open(n0.path(k), "wb") as f:
+            f.write(blobs[k])
+    took = wait_blobs(c.nodes, first)
+    log(f"  100 KiB + 1 MiB pushed to every node in {took:.2f} s")
+    c.kill(2)
+    with open(n0.path("lv/text-4m.txt"), "wb") as f:
+        f.write(blobs["lv/text-4m.txt"])
+    with open(n0.path("lv/bin-1m.bin"), "wb") as f:     # overwrite while node 2 is down
+        blobs["lv/bin-1m.bin"] = blobs["lv/bin-1m.bin"][::-1]
+        want["lv/bin-1m.bin"] = hashlib.sha256(blobs["lv/bin-1m.bin"]).hexdigest()
+        f.write(blobs["lv/bin-1m.bin"])
+    c.nodes[2].start()
+    took = wait_blobs(c.nodes, list(blobs))
+    log(f"  4 MiB new + 1 MiB overwritten while node 2 was down: caught up in {took:.2f} s after restart")
+    return base
+
+
 SCENARIOS = ["different_keys", "same_key", "kill_restart", "partition", "partition_kill", "fs_ops",
-             "chaos"]
+             "large_values", "chaos"]
 
 
 def main():
@@ -576,6 +633,8 @@ def main():
                         base = t_partition_kill(c, base)
                     elif name == "fs_ops":
                         base = t_fs_ops(c, base)
+                    elif name == "large_values":
+                        base = t_large_values(c, base)
                     elif name == "chaos":
                         base = t_chaos(c, base)
                     log(f"PASS {name} ({time.time() - t0:.1f} s)")
