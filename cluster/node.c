@@ -145,14 +145,17 @@ const char *node_mode_name(enum node_mode m)
 
 /* ---- requests ------------------------------------------------------------- */
 
-/* Builds a request that owns an encoded copy of the batch; the decoded ops
- * point into that copy so both stay valid until the request is freed. */
-static int req_new_write(const struct kv_batch *b, node_done_fn done, void *arg,
-			 struct node_req **out)
+/* Builds a write request. With `copy` (loop-thread callers, who do not
+ * wait) or in Raft mode (which ships the encoded batch) the request owns an
+ * encoded copy and the decoded ops point into it; otherwise it borrows the
+ * caller's batch, which stays valid because the caller blocks until done.
+ * Borrowing saves copying every value once more (a 64 MiB file, say). */
+static int req_new_write(node *n, const struct kv_batch *b, int copy, node_done_fn done,
+			 void *arg, struct node_req **out)
 {
 	struct node_req *req = calloc(1, sizeof *req);
 	struct kv_op *ops = NULL;
-	uint32_t n = 0;
+	uint32_t nops = 0;
 	int rc;
 
 	if (!req)
@@ -162,14 +165,19 @@ static int req_new_write(const struct kv_batch *b, node_done_fn done, void *arg,
 	rc = batch_check(b);
 	if (rc)
 		goto err;
-	rc = kv_batch_encode(b, &req->enc, &req->enclen);
-	if (rc)
-		goto err;
-	rc = kv_batch_decode(req->enc, req->enclen, &ops, &n);
-	if (rc)
-		goto err;
-	req->batch.ops = ops;
-	req->batch.n = n;
+	if (copy || n->cfg.mode == NODE_RAFT) {
+		rc = kv_batch_encode(b, &req->enc, &req->enclen);
+		if (rc)
+			goto err;
+		rc = kv_batch_decode(req->enc, req->enclen, &ops, &nops);
+		if (rc)
+			goto err;
+		req->batch.ops = ops;
+		req->batch.n = nops;
+		req->owns_ops = 1;
+	} else {
+		req->batch = *b;
+	}
 	req->done = done;
 	req->arg = arg;
 	*out = req;
@@ -182,7 +190,8 @@ err:
 
 static void req_free(struct node_req *req)
 {
-	free((void *)req->batch.ops);
+	if (req->owns_ops)
+		free((void *)req->batch.ops);
 	free(req->enc);
 	free(req);
 }
@@ -191,7 +200,13 @@ void node_req_done(node *n, struct node_req *req, int status)
 {
 	node_done_fn done = req->done;
 	void *arg = req->arg;
+	uint32_t i;
 
+	/* Writes that did not come through the mount (the control socket) must
+	 * reach the kernel's caches of the mount too. */
+	if (status == 0 && req->notify)
+		for (i = 0; i < req->batch.n; i++)
+			node_notify_change(n, req->batch.ops[i].key, req->batch.ops[i].klen);
 	req_free(req);
 	n->pending--;
 	if (done)
@@ -634,7 +649,7 @@ int node_write(node *n, const struct kv_batch *b)
 	int rc;
 
 	waiter_init(&w);
-	rc = req_new_write(b, waiter_done_cb, &w, &req);
+	rc = req_new_write(n, b, 0, waiter_done_cb, &w, &req);
 	if (rc)
 		goto out;
 	rc = submit(n, REQ_WRITE, req);
@@ -676,12 +691,13 @@ static void fail_later(node *n, node_done_fn done, void *arg, int status);
 void node_write_async(node *n, const struct kv_batch *b, node_done_fn done, void *arg)
 {
 	struct node_req *req;
-	int rc = req_new_write(b, done, arg, &req);
+	int rc = req_new_write(n, b, 1, done, arg, &req);
 
 	if (rc) {
 		fail_later(n, done, arg, rc);
 		return;
 	}
+	req->notify = 1;
 	rc = submit(n, REQ_WRITE, req);
 	if (rc) {
 		req_free(req);

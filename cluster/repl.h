@@ -13,9 +13,11 @@
 
 #include "cluster/node.h"
 
-/* A write request as the node hands it to the replication layer. `enc` is the
- * batch in kv_batch_encode() form; `batch.ops` point into `enc`. Both stay
- * valid until node_req_done(). */
+/* A write request as the node hands it to the replication layer. `batch`
+ * stays valid until node_req_done(). `enc` is the batch in kv_batch_encode()
+ * form (with `batch.ops` pointing into it) in Raft mode and for requests from
+ * the loop thread; a blocking node_write() in the other modes borrows the
+ * caller's batch (the caller waits for node_req_done) and `enc` is NULL. */
 struct node_req {
 	int              is_read;   /* 1: a read barrier, no batch */
 	void            *enc;
@@ -23,6 +25,8 @@ struct node_req {
 	struct kv_batch  batch;
 	uint64_t         submitted_ms; /* loop time at submission, for deadlines */
 	/* private to the node runtime */
+	int              owns_ops;     /* batch.ops was allocated by the node */
+	int              notify;       /* tell the change listener on success */
 	node_done_fn     done;
 	void            *arg;
 	struct node_req *next;

@@ -310,6 +310,46 @@ static void close_with_writes_in_flight_answers_each_once(void **state)
 	rm_rf(dir);
 }
 
+/* Writes from the loop thread (the control socket) reach the change listener
+ * so the mount drops its caches; the mount's own blocking writes do not. */
+static pthread_mutex_t changes_mu = PTHREAD_MUTEX_INITIALIZER;
+static char changes[256];
+
+static void on_change(void *arg, const char *key, size_t klen)
+{
+	(void)arg;
+	pthread_mutex_lock(&changes_mu);
+	strncat(changes, key, klen);
+	strcat(changes, ";");
+	pthread_mutex_unlock(&changes_mu);
+}
+
+static void socket_writes_notify_the_change_listener(void **state)
+{
+	char *dir = make_tmpdir();
+	struct async_ctx c = { 0 };
+
+	(void)state;
+	c.n = open_node(dir);
+	pthread_mutex_init(&c.mu, NULL);
+	pthread_cond_init(&c.cv, NULL);
+	changes[0] = '\0';
+	node_set_change_listener(c.n, on_change, NULL);
+	assert_int_equal(put(c.n, "from/mount", "x"), 0);
+	assert_int_equal(node_call(c.n, start_async_write, &c), 0);
+	pthread_mutex_lock(&c.mu);
+	while (!c.done)
+		pthread_cond_wait(&c.cv, &c.mu);
+	pthread_mutex_unlock(&c.mu);
+	assert_int_equal(c.status, 0);
+	pthread_mutex_lock(&changes_mu);
+	assert_string_equal(changes, "async/key;");
+	pthread_mutex_unlock(&changes_mu);
+	node_set_change_listener(c.n, NULL, NULL);
+	node_close(c.n);
+	rm_rf(dir);
+}
+
 static void data_dir_that_is_a_file_is_refused(void **state)
 {
 	char *dir = make_tmpdir();
@@ -338,6 +378,7 @@ int main(void)
 		cmocka_unit_test(concurrent_writers_share_syncs_and_survive_restart),
 		cmocka_unit_test(close_with_writes_in_flight_answers_each_once),
 		cmocka_unit_test(async_write_completes_on_the_loop_thread),
+		cmocka_unit_test(socket_writes_notify_the_change_listener),
 		cmocka_unit_test(data_dir_that_is_a_file_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
