@@ -203,8 +203,10 @@ int search_index_put(struct search_index *ix, const char *key, size_t klen,
 	if (rc)
 		goto out;
 	emb_doc_finish(ix->emb, p.acc, vec);
-	/* Group equal stems; each group's positions end up ascending. */
-	qsort_r(p.tok, p.ntok, sizeof(*p.tok), ptok_cmp, p.arena);
+	/* Group equal stems; each group's positions end up ascending. A text
+	 * without words has no token array (qsort_r's base must not be NULL). */
+	if (p.ntok)
+		qsort_r(p.tok, p.ntok, sizeof(*p.tok), ptok_cmp, p.arena);
 	rc = -ENOMEM;
 	tin = malloc((p.ntok ? p.ntok : 1) * sizeof(*tin));
 	pos = malloc((p.ntok ? p.ntok : 1) * sizeof(*pos));

@@ -214,6 +214,32 @@ static void overwrite_and_delete_leave_no_stale_postings(void **state)
 	search_index_free(ix);
 }
 
+/* An empty value and a value without words (only punctuation and stop
+ * words) are documents with no terms: indexing them succeeds, and a later
+ * text replaces them. */
+static void texts_without_words_are_indexed_as_empty_documents(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	struct res r;
+
+	(void)state;
+	put(ix, "empty", "");
+	put(ix, "punct", "  ... !? -- ");
+	put(ix, "stop", "the and of");
+	r = query(ix, "alpha", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	put(ix, "empty", "alpha");
+	r = query(ix, "alpha", SEARCH_HYBRID);
+	assert_string_equal(keys(&r), "empty");
+	done(&r);
+	put(ix, "empty", "");
+	r = query(ix, "alpha", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	search_index_free(ix);
+}
+
 /* Random puts, overwrites and deletes against a model: after each round,
  * every word's BM25 hits are exactly the keys whose current text has it, and
  * a two-word phrase finds exactly the texts with that adjacent pair. This
@@ -653,6 +679,7 @@ int main(void)
 		cmocka_unit_test(tfidf_cosine_matches_hand_computed_values),
 		cmocka_unit_test(phrase_matches_word_sequence_not_substring),
 		cmocka_unit_test(overwrite_and_delete_leave_no_stale_postings),
+		cmocka_unit_test(texts_without_words_are_indexed_as_empty_documents),
 		cmocka_unit_test(random_updates_agree_with_a_model),
 		cmocka_unit_test(random_updates_on_long_posting_lists_agree_with_a_model),
 		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
