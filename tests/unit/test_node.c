@@ -28,11 +28,13 @@ static char *make_tmpdir(void)
 	return strdup(d);
 }
 
-static void rm_rf(const char *dir)
+/* Removes the directory and frees its name (from make_tmpdir). */
+static void rm_rf(char *dir)
 {
 	char cmd[512];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
+	free(dir);
 }
 
 static node *open_node(const char *dir)
