@@ -221,7 +221,9 @@ static int kv_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	key = fsp_key(path, &klen);
 	if (klen && (rc = fsp_check(key, klen, 0)) == -ENAMETOOLONG)
 		return rc;
-	if ((rc = ent_resolve(key, klen, &e)))
+	/* stat and ls -l on another node right after a write must show the new
+	 * size and times too, not only cat. */
+	if ((rc = read_barrier()) || (rc = ent_resolve(key, klen, &e)))
 		return rc;
 	ent_stat(&e, st);
 	ent_release(&e);

@@ -182,6 +182,14 @@ def test_replicates_through_mounts(c):
         for j in range(3):
             check(ctl.get(f"from-{j}.txt") == f"node {j}\n", f"node {i} reads from-{j}.txt")
         ctl.close()
+    # stat on another node right after close() shows the new size as well
+    # (getattr passes the read barrier too), for every node in turn.
+    for w in range(3):
+        body = "x" * (10 + 7 * w) + "\n"
+        check(mount_write(os.path.join(c.nodes[w].mnt, path), body) == 0, f"rewrite on node {w}")
+        for i in range(3):
+            size = os.stat(os.path.join(c.nodes[i].mnt, path)).st_size
+            check(size == len(body), f"stat on node {i} after a write on node {w}: {size} != {len(body)}")
 
 
 def test_status(c):
