@@ -474,11 +474,21 @@ static void rn_route(struct rn *rn, struct rn_wait *w)
 		park(rn, w);
 }
 
+/* A Raft entry travels whole inside one AppendEntries frame, so a batch that
+ * cannot fit in a transport frame (with room for the message headers) could
+ * never replicate: refuse it up front instead of stalling the log. */
+#define RN_ENTRY_MAX (PEER_MAX_FRAME - (64u << 10))
+
 static void rn_write(void *self, struct node_req *req)
 {
 	struct rn *rn = self;
-	struct rn_wait *w = wait_new(rn, req);
+	struct rn_wait *w;
 
+	if (req->enclen > RN_ENTRY_MAX) {
+		node_req_done(rn->n, req, -EFBIG);
+		return;
+	}
+	w = wait_new(rn, req);
 	if (!w)
 		return;
 	rn_route(rn, w);

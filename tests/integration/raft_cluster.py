@@ -192,6 +192,17 @@ def test_replicates_through_mounts(c):
             check(size == len(body), f"stat on node {i} after a write on node {w}: {size} != {len(body)}")
 
 
+def test_entry_too_large_for_a_frame(c):
+    # A file whose Raft entry cannot fit in one transport frame (64 MiB) is
+    # refused at close() with EFBIG, and the cluster keeps working.
+    a = (c.leader() + 1) % 3
+    p = os.path.join(c.nodes[a].mnt, "huge.bin")
+    err = mount_write(p, "z" * (65 << 20))
+    check(err == errno.EFBIG, f"65 MiB file in Raft mode: close() gave {err}, want EFBIG")
+    check(mount_write(os.path.join(c.nodes[a].mnt, "after-huge.txt"), "ok\n") == 0,
+          "write after the refused one")
+
+
 def test_status(c):
     li = c.leader()
     st = c.nodes[li].status()
@@ -414,7 +425,8 @@ def main():
     env = {"KVFS_RAFT_SNAPSHOT_ENTRIES": "200", "KVFS_RAFT_TRAILING": "20",
            "KVFS_RAFT_TIMEOUT_MS": "2000"}
     t0 = time.time()
-    tests = [test_replicates_through_mounts, test_status, test_leader_kill_under_load,
+    tests = [test_replicates_through_mounts, test_entry_too_large_for_a_frame, test_status,
+             test_leader_kill_under_load,
              test_snapshot_catch_up, test_sigstop_leader, test_clean_stop_of_leader,
              test_kill_all_and_restart,
              test_isolated_minority]
