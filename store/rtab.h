@@ -24,6 +24,11 @@ typedef struct rtab rtab;
 rtab *rtab_new(void);
 void  rtab_free(rtab *t);
 
+/* Sizes the table for about `keys` distinct keys at once, sparing the
+ * rehashing of growing step by step (it still grows when needed). A hint
+ * only: 0 or -ENOMEM. */
+int   rtab_reserve(rtab *t, size_t keys);
+
 /* Replays one operation of a batch with the given version. `base` is the map
  * loaded from the snapshot (read only here: KV_META of a key the log did not
  * touch yet starts from its record there). 0 or -ENOMEM/-EINVAL. */

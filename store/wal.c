@@ -1,5 +1,6 @@
 #include "store/wal.h"
 #include "store/crc32c.h"
+#include "store/hbuf.h"
 #include "store/le.h"
 #include "store/log.h"
 
@@ -317,8 +318,8 @@ static size_t rec_valid(const unsigned char *buf, size_t size, size_t off,
 }
 
 /* Reads a whole segment into *buf, which is reused (and grown) from one
- * segment to the next: fresh 64 MiB buffers would cost a page fault per 4 KiB
- * every time. */
+ * segment to the next: fresh 64 MiB buffers would cost a page fault per page
+ * every time. The buffer is an hbuf (huge pages) for the same reason. */
 static int read_file(const struct kvio *io, const char *path, unsigned char **buf,
 		     size_t *cap, size_t *size, kvio_file **fout)
 {
@@ -333,12 +334,13 @@ static int read_file(const struct kvio *io, const char *path, unsigned char **bu
 	if (rc)
 		goto err;
 	if (sz > *cap || !*buf) {
-		unsigned char *b = realloc(*buf, sz ? sz : 1);
+		unsigned char *b = hbuf_alloc(sz);
 
 		if (!b) {
 			rc = -ENOMEM;
 			goto err;
 		}
+		hbuf_free(*buf, *cap);
 		*buf = b;
 		*cap = sz;
 	}
@@ -469,7 +471,7 @@ done_segment:
 		free(path);
 		path = NULL;
 	}
-	free(buf);
+	hbuf_free(buf, cap);
 	buf = NULL;
 	if (!w->nsegs) {
 		rc = add_segment(w, expect);
@@ -485,7 +487,7 @@ done_segment:
 	w->next_lsn = expect;
 	return 0;
 err:
-	free(buf);
+	hbuf_free(buf, cap);
 	if (f)
 		kvio_close(f);
 	free(path);

@@ -13,6 +13,7 @@
 
 #include "store/map.h"
 #include "store/rec.h"
+#include "store/rtab.h"
 
 static const struct kv_meta meta0;
 
@@ -229,6 +230,107 @@ static void a_million_keys_fit_and_stay_ordered(void **state)
 	map_free(m);
 }
 
+/* Keys with long shared prefixes (longer than the 16 bytes the recovery
+ * table sorts by at once), some of them prefixes of others. */
+static void shared_prefix_key(uint64_t *s, char *key, size_t size)
+{
+	static const char *const dirs[] = {
+		"", "d/", "a/very/long/directory/name/shared/by/all/",
+		"a/very/long/directory/name/shared/by/all/and/deeper/still/",
+	};
+	size_t n = (size_t)snprintf(key, size, "%s", dirs[rng(s) % 4]);
+	size_t len = 1 + rng(s) % 40;
+
+	for (size_t i = 0; i < len && n + 1 < size; i++)
+		key[n++] = "ab/c"[rng(s) % 3 == 0 ? rng(s) % 4 : 0];
+	key[n] = '\0';
+	if (key[0] == '\0')
+		snprintf(key, size, "z");
+}
+
+/* Recovery collects operations in the replay table and applies them in key
+ * order at the end; the result must equal applying them one by one. */
+static void replay_table_flush_equals_applying_ops_in_order(void **state)
+{
+	for (int round = 0; round < 6; round++) {
+		uint64_t seed = 1234 + (uint64_t)round, s = seed;
+		map *base = map_new(1), *ref = map_new(2);
+		rtab *t = rtab_new();
+		char key[128];
+		map_iter i1, i2;
+		kv_rec *a, *b, *old;
+		int64_t tomb;
+		size_t n = 0;
+
+		(void)state;
+		assert_non_null(base);
+		assert_non_null(ref);
+		assert_non_null(t);
+		if (round % 2)
+			assert_int_equal(rtab_reserve(t, 5000), 0);
+		/* Rounds 0 and 1 replay into an empty map (the bulk load), the
+		 * others on top of a loaded one. */
+		for (int i = 0; round >= 2 && i < 2000; i++) {
+			shared_prefix_key(&s, key, sizeof key);
+			a = mk(key, 1);
+			kv_rec_ref(a);
+			assert_int_equal(map_put(base, a, &old), 0);
+			kv_rec_unref(old);
+			assert_int_equal(map_put(ref, a, &old), 0);
+			kv_rec_unref(old);
+		}
+		for (uint64_t v = 2; v < 20000; v++) {
+			struct kv_op op = { .kind = (uint8_t)(1 + rng(&s) % 3) };
+			uint64_t x = rng(&s);
+
+			shared_prefix_key(&s, key, sizeof key);
+			op.key = key;
+			op.klen = (uint32_t)strlen(key);
+			op.val = &x;
+			op.vlen = sizeof x;
+			op.meta.uid = (uint32_t)v;
+			assert_int_equal(rtab_apply(t, base, &op, v), 0);
+			if (op.kind == KV_PUT) {
+				a = rec_new(key, op.klen, 0, v, &op.meta, NULL, 0, &x, sizeof x);
+				assert_int_equal(map_put(ref, a, &old), 0);
+				kv_rec_unref(old);
+			} else if (op.kind == KV_DEL) {
+				kv_rec_unref(map_del(ref, key, op.klen));
+			} else if ((old = map_get(ref, key, op.klen))) {
+				a = rec_with_meta(old, v, &op.meta, NULL, 0);
+				assert_int_equal(map_put(ref, a, &old), 0);
+				kv_rec_unref(old);
+			}
+		}
+		assert_int_equal(rtab_flush(t, base, &tomb), 0);
+		assert_int_equal(map_count(base), map_count(ref));
+		a = map_seek(base, NULL, 0, 0, &i1);
+		b = map_seek(ref, NULL, 0, 0, &i2);
+		for (; a && b; a = map_iter_next(&i1), b = map_iter_next(&i2), n++) {
+			if (a->klen != b->klen || memcmp(rec_key(a), rec_key(b), a->klen) ||
+			    a->version != b->version)
+				fprintf(stderr, "seed %llu: %s v%llu != %s v%llu\n",
+					(unsigned long long)seed, rec_key(a),
+					(unsigned long long)a->version, rec_key(b),
+					(unsigned long long)b->version);
+			assert_int_equal(a->klen, b->klen);
+			assert_memory_equal(rec_key(a), rec_key(b), a->klen);
+			assert_int_equal(a->version, b->version);
+			assert_int_equal(a->meta.uid, b->meta.uid);
+			assert_int_equal(a->vlen, b->vlen);
+			assert_memory_equal(a->val, b->val, a->vlen);
+			assert_ptr_equal(map_get(base, rec_key(b), b->klen), a);
+		}
+		assert_null(a);
+		assert_null(b);
+		assert_int_equal(n, map_count(ref));
+		assert_true(n > 100);
+		rtab_free(t);
+		map_free(base);
+		map_free(ref);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +339,7 @@ int main(void)
 		cmocka_unit_test(replacing_a_key_returns_the_old_record),
 		cmocka_unit_test(append_accepts_only_increasing_keys),
 		cmocka_unit_test(a_million_keys_fit_and_stay_ordered),
+		cmocka_unit_test(replay_table_flush_equals_applying_ops_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
