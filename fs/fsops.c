@@ -585,8 +585,14 @@ static int kv_open(const char *path, struct fuse_file_info *fi)
 	if ((rc = read_barrier()))
 		return rc;
 	key = fsp_key(path, &klen);
+	/* The kernel calls open only for a name it believes exists. When the key
+	 * is gone (deleted over the control socket or by replication while the
+	 * kernel still caches the entry: fuse_invalidate_path drops inode caches,
+	 * not dentries), answer ESTALE as NFS does: the VFS then repeats the
+	 * lookup with revalidation, so `echo v > f` creates the file afresh and
+	 * a plain open gets ENOENT. */
 	if ((rc = of_acquire(key, klen, &of)))
-		return rc;
+		return rc == -ENOENT ? -ESTALE : rc;
 	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		pthread_mutex_lock(&of->lock);
 		rc = ofile_resize(of, 0);
