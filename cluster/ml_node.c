@@ -44,6 +44,10 @@
 #include "cluster/ml.h"
 #include "cluster/peer.h"
 #include "cluster/repl.h"
+
+/* Largest value that replicates: a PUSH frame holds it with its key and
+ * metadata (ml_wire.c) well inside PEER_MAX_FRAME. */
+#define MN_VALUE_MAX (PEER_MAX_FRAME - (64u << 10))
 #include "store/key.h"
 #include "store/log.h"
 
@@ -702,6 +706,13 @@ static void mn_write(void *self, struct node_req *req)
 		node_req_done(mn->n, req, -EROFS);
 		return;
 	}
+	/* A version travels whole in one PUSH frame: a value that cannot fit
+	 * would stay on this node forever, so refuse it (the key is unchanged). */
+	for (uint32_t i = 0; i < req->batch.n; i++)
+		if (req->batch.ops[i].vlen > MN_VALUE_MAX) {
+			node_req_done(mn->n, req, -EFBIG);
+			return;
+		}
 	mn_begin(mn, req);
 	if (!mn->cur) {
 		node_req_done(mn->n, req, -ENOMEM);

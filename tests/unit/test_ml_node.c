@@ -220,6 +220,36 @@ static void writes_on_every_node_reach_every_node(void **state)
 	cl_free(c);
 }
 
+/* A value that cannot travel in one transport frame would never replicate:
+ * it is refused with EFBIG, the key keeps its old value, the node goes on. */
+static void a_value_too_large_to_replicate_is_refused(void **state)
+{
+	struct cl *c = cl_new();
+	size_t big = (64u << 20) + 1;
+	char *val = malloc(big);
+	struct kv_op op = { 0 };
+	struct kv_batch b = { &op, 1 };
+	kv_rec *r = NULL;
+
+	(void)state;
+	assert_non_null(val);
+	memset(val, 'v', big);
+	assert_int_equal(put(c->n[0], "big", "small", 0), 0);
+	op.kind = KV_PUT;
+	op.key = "big";
+	op.klen = 3;
+	op.val = val;
+	op.vlen = (uint32_t)big;
+	op.meta.mode = S_IFREG | 0644;
+	assert_int_equal(node_write(c->n[0], &b), -EFBIG);
+	free(val);
+	assert_int_equal(store_get(node_store(c->n[0]), "big", 3, 0, &r), 0);
+	assert_int_equal(kv_rec_size(r), 5);
+	kv_rec_unref(r);
+	assert_int_equal(put(c->n[0], "after", "ok", 0), 0);
+	cl_free(c);
+}
+
 static void concurrent_writes_to_one_key_converge(void **state)
 {
 	struct cl *c = cl_new();
@@ -353,6 +383,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(writes_on_every_node_reach_every_node),
+		cmocka_unit_test(a_value_too_large_to_replicate_is_refused),
 		cmocka_unit_test(concurrent_writes_to_one_key_converge),
 		cmocka_unit_test(deleted_key_stays_deleted_and_tombstone_is_collected),
 		cmocka_unit_test(restarted_node_catches_up),
