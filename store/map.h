@@ -40,7 +40,8 @@ int map_put(map *m, kv_rec *rec, kv_rec **old);
 
 /* Appends rec whose key is greater than every key in the map (snapshot
  * loading reads keys in order): O(1) after the first call. -EINVAL when the
- * key is not greater than the last one. */
+ * key is not greater than the last one. The node comes from a bulk chunk
+ * (see map.c): if it is deleted later, its bytes are kept until map_free. */
 int map_append(map *m, kv_rec *rec);
 
 /* Removes key; returns the removed record with the map's reference (caller

@@ -230,6 +230,52 @@ static void a_million_keys_fit_and_stay_ordered(void **state)
 	map_free(m);
 }
 
+/* Bulk-appended nodes come from chunks: deleting, replacing and inserting
+ * between them behaves as for any other node (across several chunks). */
+static void appended_nodes_support_deletes_replacements_and_inserts(void **state)
+{
+	const uint32_t N = 200000;
+	map *m = map_new(3);
+	char key[32];
+	map_iter it;
+	kv_rec *r, *old;
+	uint32_t n = 0;
+
+	(void)state;
+	for (uint32_t i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "k%07u", i * 2);
+		assert_int_equal(map_append(m, mk(key, i)), 0);
+	}
+	for (uint32_t i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "k%07u", i * 2);
+		if (i % 3 == 0) {
+			r = map_del(m, key, strlen(key));
+			assert_non_null(r);
+			kv_rec_unref(r);
+		} else if (i % 3 == 1) {
+			assert_int_equal(map_put(m, mk(key, N + i), &old), 0);
+			assert_non_null(old);
+			kv_rec_unref(old);
+		}
+		snprintf(key, sizeof key, "k%07u", i * 2 + 1);
+		put(m, key, 2 * N + i);
+	}
+	for (r = map_seek(m, NULL, 0, 0, &it); r; r = map_iter_next(&it), n++) {
+		uint32_t k = (uint32_t)strtoul(rec_key(r) + 1, NULL, 10);
+
+		if (k % 2) {
+			assert_int_equal(kv_rec_version(r), 2 * N + k / 2);
+		} else {
+			assert_int_not_equal(k / 2 % 3, 0);
+			assert_int_equal(kv_rec_version(r), k / 2 % 3 == 1 ? N + k / 2 : k / 2);
+		}
+		assert_ptr_equal(map_get(m, rec_key(r), r->klen), r);
+	}
+	assert_int_equal(n, map_count(m));
+	assert_int_equal(n, N + N - (N + 2) / 3);
+	map_free(m);
+}
+
 /* Keys with long shared prefixes (longer than the 16 bytes the recovery
  * table sorts by at once), some of them prefixes of others. */
 static void shared_prefix_key(uint64_t *s, char *key, size_t size)
@@ -339,6 +385,7 @@ int main(void)
 		cmocka_unit_test(replacing_a_key_returns_the_old_record),
 		cmocka_unit_test(append_accepts_only_increasing_keys),
 		cmocka_unit_test(a_million_keys_fit_and_stay_ordered),
+		cmocka_unit_test(appended_nodes_support_deletes_replacements_and_inserts),
 		cmocka_unit_test(replay_table_flush_equals_applying_ops_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
