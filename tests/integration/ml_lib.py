@@ -27,6 +27,14 @@ import sys
 import time
 
 
+def exit_on_sigterm():
+    """meson's timeout (and kill) sends SIGTERM: turn it into SystemExit so
+    that the `with MlCluster` blocks stop every node and unmount."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def skip_without_fuse():
     if not os.path.exists("/dev/fuse") or not os.access("/dev/fuse", os.R_OK | os.W_OK):
         print("SKIP: /dev/fuse is missing")
