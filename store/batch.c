@@ -110,6 +110,12 @@ int kv_batch_encode(const struct kv_batch *b, void **out, size_t *outlen)
 
 int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n)
 {
+	return batch_decode_buf(buf, len, NULL, 0, ops, n);
+}
+
+int batch_decode_buf(const void *buf, size_t len, struct kv_op *room, uint32_t room_n,
+		     struct kv_op **ops, uint32_t *n)
+{
 	const unsigned char *p = buf, *end = p + len;
 	struct kv_op *v;
 	uint32_t cnt;
@@ -120,9 +126,14 @@ int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n
 	/* Bound the allocation by what the input can hold before trusting n. */
 	if (cnt > KV_BATCH_MAX || cnt > (len - BATCH_HDR_SIZE) / BATCH_OP_SIZE)
 		return -EBADMSG;
-	v = calloc(cnt ? cnt : 1, sizeof *v);
-	if (!v)
-		return -ENOMEM;
+	if (cnt && cnt <= room_n) {
+		v = room;
+		memset(v, 0, cnt * sizeof *v);
+	} else {
+		v = calloc(cnt ? cnt : 1, sizeof *v);
+		if (!v)
+			return -ENOMEM;
+	}
 	p += BATCH_HDR_SIZE;
 	for (uint32_t i = 0; i < cnt; i++) {
 		struct kv_op *op = &v[i];
@@ -174,6 +185,7 @@ int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n
 	*n = cnt;
 	return 0;
 bad:
-	free(v);
+	if (v != room)
+		free(v);
 	return -EBADMSG;
 }

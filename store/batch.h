@@ -50,6 +50,12 @@ size_t batch_encoded_size(const struct kv_batch *b);
  * system call and no copy). *outlen includes room. */
 int batch_encode_room(const struct kv_batch *b, size_t room, void **out, size_t *outlen);
 
+/* kv_batch_decode() that uses room[0..room_n) for *ops when the batch fits
+ * (the caller then must not free *ops: check *ops != room), sparing a
+ * malloc per record during log replay. */
+int batch_decode_buf(const void *buf, size_t len, struct kv_op *room, uint32_t room_n,
+		     struct kv_op **ops, uint32_t *n);
+
 /* Checks the limits of store.h on every op: key_check, value <= KV_VALUE_MAX
  * [-EFBIG], ext <= KV_EXT_MAX [-EINVAL], n <= KV_BATCH_MAX [-E2BIG], a known
  * kind and no stray fields [-EINVAL]. */

@@ -201,13 +201,14 @@ static int replay_one(void *arg, uint8_t type, uint64_t lsn, const void *payload
 	if (type != REC_BATCH)
 		return 0;
 	{
-		struct kv_op *ops = NULL;
+		struct kv_op room[8], *ops = NULL;
 		uint32_t n = 0;
 
-		rc = kv_batch_decode(payload, len, &ops, &n);
+		rc = batch_decode_buf(payload, len, room, 8, &ops, &n);
 		for (uint32_t i = 0; !rc && i < n; i++)
 			rc = rtab_apply(c->tab, st->map, &ops[i], lsn);
-		free(ops);
+		if (ops != room)
+			free(ops);
 	}
 	if (rc) {
 		LOG(LOG_ERROR, "store %s: cannot apply batch lsn %" PRIu64 ": %s", st->dir, lsn,

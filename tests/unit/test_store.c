@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store/batch.h"
 #include "store/store.h"
 #include "tests/lib/memdisk.h"
 #include "tests/lib/storemodel.h"
@@ -819,10 +820,48 @@ static void concurrent_writers_share_syncs(void **state)
 	memdisk_free(md);
 }
 
+/* Log replay decodes batches into room on its stack when they fit, and
+ * allocates when they do not; both give what kv_batch_decode gives. A bad
+ * batch leaves nothing to free. */
+static void replay_decoding_into_room_matches_the_allocating_decoder(void **state)
+{
+	static const char val[] = "value";
+	struct kv_op in[3] = {
+		{ .kind = KV_PUT, .key = "d/f", .klen = 3, .val = val, .vlen = 5, .ext = "x",
+		  .ext_len = 1, .meta = { .mode = 0100644, .uid = 7, .mtime_ns = -1 } },
+		{ .kind = KV_DEL, .key = "old", .klen = 3 },
+		{ .kind = KV_META, .key = "d/", .klen = 2, .meta = { .mode = 040755 } },
+	};
+	struct kv_batch b = { .ops = in, .n = 3 };
+	struct kv_op room[3], *ops, *ref;
+	uint32_t n, nref;
+	void *buf;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(kv_batch_encode(&b, &buf, &len), 0);
+	assert_int_equal(kv_batch_decode(buf, len, &ref, &nref), 0);
+	assert_int_equal(batch_decode_buf(buf, len, room, 3, &ops, &n), 0);
+	assert_ptr_equal(ops, room);
+	assert_int_equal(n, nref);
+	assert_memory_equal(ops, ref, n * sizeof *ops);
+	assert_int_equal(batch_decode_buf(buf, len, room, 2, &ops, &n), 0);
+	assert_ptr_not_equal(ops, room);
+	assert_int_equal(n, nref);
+	assert_memory_equal(ops, ref, n * sizeof *ops);
+	free(ops);
+	ops = NULL;
+	assert_int_equal(batch_decode_buf(buf, len - 1, room, 3, &ops, &n), -EBADMSG);
+	assert_null(ops);
+	free(ref);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(written_keys_can_be_read_listed_and_deleted),
+		cmocka_unit_test(replay_decoding_into_room_matches_the_allocating_decoder),
 		cmocka_unit_test(invalid_batches_are_refused_before_logging),
 		cmocka_unit_test(meta_change_shares_the_value_and_tombstones_are_hidden),
 		cmocka_unit_test(apply_hook_sees_every_change_in_order),
