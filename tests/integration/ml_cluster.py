@@ -410,7 +410,7 @@ def t_chaos(c, base):
     owned = {}                      # key -> last acknowledged value (None: deleted)
     shared_written = set()
     stop = time.time() + duration
-    counts = {"put": 0, "del": 0, "stale_create": 0}
+    counts = {"put": 0, "del": 0}
 
     def worker(nd, r):
         cl = None
@@ -445,15 +445,11 @@ def t_chaos(c, base):
                         except FileNotFoundError:
                             pass
                     else:
-                        try:
-                            nd.write_file(key, val)
-                        except FileNotFoundError:
-                            # known fs bug (ml_delete_recreate.py): a key deleted
-                            # behind the kernel's back keeps a positive dentry for
-                            # entry_timeout and open(O_CREAT) fails with ENOENT.
-                            # Nothing was written: not acknowledged, state unchanged.
-                            counts["stale_create"] += 1
-                            continue
+                        # a key deleted behind the kernel's back (socket,
+                        # replication) must be re-creatable at once: an ENOENT
+                        # here is the stale-dentry bug fixed in 526736b
+                        # (ml_delete_recreate.py) and fails the scenario
+                        nd.write_file(key, val)
                 else:
                     if cl is None:
                         cl = nd.ctl()
@@ -496,9 +492,7 @@ def t_chaos(c, base):
         c.heal()
 
     run_threads([lambda nd=nd, r=random.Random(rnd.random()): worker(nd, r) for nd in c.nodes] + [chaos])
-    log(f"  {counts['put']} puts and {counts['del']} deletes done under partition/kill/restart "
-        f"({counts['stale_create']} mount creates failed with ENOENT after a delete elsewhere: "
-        "see ml_delete_recreate)")
+    log(f"  {counts['put']} puts and {counts['del']} deletes done under partition/kill/restart")
     took = c.wait_converged(owned, timeout=CONVERGE_S)
     seen = {}
 

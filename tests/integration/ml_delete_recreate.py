@@ -4,8 +4,9 @@ replication from another node, or over this node's control socket) must be
 gone for the mount at once: `stat f` says ENOENT and `echo new > f` creates
 it again.
 
-Found by ml_cluster.py's chaos scenario. What happens (kvfs as of this
-commit): the kernel keeps the positive dentry for the deleted file until
+A regression test. Found by ml_cluster.py's chaos scenario and fixed in
+526736b (fs: open of a key deleted under a cached dentry answers ESTALE, so
+the kernel looks the name up again). What happened before the fix: the kernel keeps the positive dentry for the deleted file until
 entry_timeout (1 s) runs out. fuse_invalidate_path() (fs/main.c, inval_main)
 only invalidates the inode (attributes and pages), not the directory entry,
 and the control socket path does not invalidate at all (fs/fsops.c kv_init
@@ -15,9 +16,6 @@ which kvfs answers ENOENT: `echo x > f` fails ("No such file or directory";
 dash says "Directory nonexistent") although the directory exists. Measured:
 about 0.93 s of failed creates after a replicated delete. The keys here sit
 at the top level so the parent directory surely exists.
-A fix needs an entry invalidation for deletes
-(fuse_lowlevel_notify_inval_entry / notify_delete on the parent), or
-entry_timeout 0 in replicated modes.
 
 Cases (each prints PASS/FAIL; exit 1 if any fails):
   replicated   rm on node 0, converged (node 1's socket says not_found),
