@@ -276,6 +276,73 @@ static void appended_nodes_support_deletes_replacements_and_inserts(void **state
 	map_free(m);
 }
 
+/* map_get goes through the hash index, seeks through the skiplist: after
+ * any mix of puts, appends, replacements and deletes (deletes shift probe
+ * chains back, also around the end of the table) both agree with a model. */
+static void lookups_agree_with_the_ordered_list_after_random_changes(void **state)
+{
+	/* 127 keys, ~80% present, keep the table at 256 slots and ~40% full:
+	 * long probe chains that wrap around its end. */
+	static const uint32_t spaces[] = { 127, 1500 };
+	static uint64_t model[1500]; /* version + 1 of key i, 0 = absent */
+
+	(void)state;
+	for (size_t sp = 0; sp < 2; sp++) {
+		const uint32_t SPACE = spaces[sp];
+		uint64_t seed = 777 + sp, s = seed;
+		map *m = map_new(9);
+		char key[32];
+		map_iter it;
+		kv_rec *r;
+
+		memset(model, 0, sizeof model);
+		/* A bulk-loaded start: every fourth key. */
+		for (uint32_t i = 0; i < SPACE; i += 4) {
+			snprintf(key, sizeof key, "key%05u", i);
+			assert_int_equal(map_append(m, mk(key, i)), 0);
+			model[i] = i + 1;
+		}
+		for (uint64_t step = 0; step < 60000; step++) {
+			uint32_t i = (uint32_t)(rng(&s) % SPACE);
+
+			snprintf(key, sizeof key, "key%05u", i);
+			if (rng(&s) % 5 < (SPACE < 1000 ? 1 : 2)) {
+				r = map_del(m, key, strlen(key));
+				assert_true(model[i] ? r != NULL : r == NULL);
+				kv_rec_unref(r);
+				model[i] = 0;
+			} else {
+				put(m, key, step);
+				model[i] = step + 1;
+			}
+			if (step % (SPACE < 1000 ? 7 : 997) == 0 || step > 59000) {
+				size_t n = 0;
+
+				for (uint32_t k = 0; k < SPACE; k++) {
+					snprintf(key, sizeof key, "key%05u", k);
+					r = map_get(m, key, strlen(key));
+					if (!model[k]) {
+						assert_null(r);
+						continue;
+					}
+					if (!r || kv_rec_version(r) + 1 != model[k])
+						fprintf(stderr, "seed %llu step %llu: key %s wrong\n",
+							(unsigned long long)seed,
+							(unsigned long long)step, key);
+					assert_non_null(r);
+					assert_int_equal(kv_rec_version(r) + 1, model[k]);
+					assert_ptr_equal(map_seek(m, key, strlen(key), 0, &it), r);
+					n++;
+				}
+				assert_int_equal(n, map_count(m));
+			}
+		}
+		assert_null(map_get(m, "nokey", 5));
+		assert_null(map_get(m, "key", 3));
+		map_free(m);
+	}
+}
+
 /* Keys with long shared prefixes (longer than the 16 bytes the recovery
  * table sorts by at once), some of them prefixes of others. */
 static void shared_prefix_key(uint64_t *s, char *key, size_t size)
@@ -387,6 +454,7 @@ int main(void)
 		cmocka_unit_test(a_million_keys_fit_and_stay_ordered),
 		cmocka_unit_test(appended_nodes_support_deletes_replacements_and_inserts),
 		cmocka_unit_test(replay_table_flush_equals_applying_ops_in_order),
+		cmocka_unit_test(lookups_agree_with_the_ordered_list_after_random_changes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
