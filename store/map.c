@@ -104,15 +104,19 @@ static uint64_t key_hash(const char *k, size_t n)
 	return h ^ (h >> 33);
 }
 
-/* Makes room for one more key (grows at half full). 0 or -ENOMEM. */
-static int idx_reserve(map *m)
+/* Makes room for `more` keys on top of those in the map (the table stays
+ * at most half full). 0 or -ENOMEM. */
+static int idx_room(map *m, size_t more)
 {
+	size_t cap = m->idx_cap ? m->idx_cap : 256;
 	struct hslot *v;
-	size_t cap;
 
-	if ((m->count + 1) * 2 <= m->idx_cap)
+	if (more > SIZE_MAX / 4 - m->count)
+		return -ENOMEM;
+	while (cap / 2 < m->count + more)
+		cap *= 2;
+	if (cap == m->idx_cap)
 		return 0;
-	cap = m->idx_cap ? m->idx_cap * 2 : 256;
 	v = calloc(cap, sizeof *v);
 	if (!v)
 		return -ENOMEM;
@@ -129,6 +133,16 @@ static int idx_reserve(map *m)
 	m->idx = v;
 	m->idx_cap = cap;
 	return 0;
+}
+
+static int idx_reserve(map *m)
+{
+	return idx_room(m, 1);
+}
+
+int map_reserve(map *m, size_t n)
+{
+	return idx_room(m, n);
 }
 
 /* The slot of key, or NULL. */

@@ -46,6 +46,11 @@ int map_put(map *m, kv_rec *rec, kv_rec **old);
  * (see map.c): if it is deleted later, its bytes are kept until map_free. */
 int map_append(map *m, kv_rec *rec);
 
+/* Sizes the lookup index for n more keys at once (a bulk load that knows
+ * its size spares the rehashing of growing step by step). A hint: 0 or
+ * -ENOMEM, and the map works either way. */
+int map_reserve(map *m, size_t n);
+
 /* Removes key; returns the removed record with the map's reference (caller
  * unrefs), or NULL when missing. */
 kv_rec *map_del(map *m, const char *key, size_t klen);

@@ -276,6 +276,9 @@ int rtab_flush(rtab *t, map *m, int64_t *tomb_delta)
 			t->v[k++] = t->v[i];
 	if (k > 1)
 		sort_entries(t->v, k);
+	/* A hint (deletes are counted too): on failure the puts still work
+	 * or fail on their own. */
+	(void)map_reserve(m, k);
 	for (size_t i = 0; i < k; i++) {
 		struct rentry *e = &t->v[i];
 		kv_rec *old = NULL;

@@ -293,6 +293,10 @@ int snap_load(const struct kvio *io, const char *dir, uint64_t lsn, map *m,
 		*state_len = slen;
 	}
 	p += slen;
+	/* Size the lookup index once; the count is checksummed, and bounded
+	 * by the bytes left (an entry takes far more than 16) in any case. */
+	(void)map_reserve(m, (size_t)(count < (uint64_t)(end - p) / 16 ? count
+								   : (uint64_t)(end - p) / 16));
 	for (uint64_t i = 0; i < count; i++) {
 		struct kv_meta meta;
 		uint16_t klen, elen;

@@ -242,6 +242,7 @@ static void appended_nodes_support_deletes_replacements_and_inserts(void **state
 	uint32_t n = 0;
 
 	(void)state;
+	assert_int_equal(map_reserve(m, N), 0);
 	for (uint32_t i = 0; i < N; i++) {
 		snprintf(key, sizeof key, "k%07u", i * 2);
 		assert_int_equal(map_append(m, mk(key, i)), 0);
