@@ -9,6 +9,7 @@
  *   store/N  N threads, each store_write() of one small put in a loop
  *   recovery N single-put batches logged (group commit, many in flight),
  *            reopen from the log only; then snapshot and reopen from it
+ *   get      random point lookups (store_get) of those keys, CPU per call
  *
  * SECONDS 0 skips the throughput phases. For profiling recovery:
  *   BENCH_STORE_KEEP=1   keep DIR/store-recovery and reuse it when it already
@@ -213,6 +214,52 @@ static double open_time(const char *sdir, uint64_t *keys)
 	return t;
 }
 
+/* Point lookups (the GET / FUSE lookup path): random store_get of the keys
+ * recovery() wrote, one thread, CPU time per call (key formatting excluded). */
+static void get_rate(const char *sdir, long nkeys)
+{
+	struct store_options o = { .snapshot_log_bytes = SIZE_MAX };
+	const long N = 2000000;
+	uint64_t s = 88172645463325252ull;
+	char key[64];
+	double c0, c1, c2;
+	long found = 0;
+	kv_rec *r;
+	store *st;
+
+	if (store_open(sdir, &o, &st))
+		exit(1);
+	c0 = cpu_now();
+	for (long i = 0; i < N; i++) {
+		long k;
+		int n;
+
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		k = (long)(s % (uint64_t)nkeys);
+		n = snprintf(key, sizeof key, "dir%04ld/file%08ld", k % 1000, k);
+		if (store_get(st, key, (size_t)n, 0, &r) == 0) {
+			found++;
+			kv_rec_unref(r);
+		}
+	}
+	c1 = cpu_now();
+	for (long i = 0; i < N; i++) {
+		long k;
+
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		k = (long)(s % (uint64_t)nkeys);
+		found += snprintf(key, sizeof key, "dir%04ld/file%08ld", k % 1000, k) < 0;
+	}
+	c2 = cpu_now();
+	printf("get       %ld random store_get on %ld keys: %.0f ns CPU each (%ld found)\n", N,
+	       nkeys, ((c1 - c0) - (c2 - c1)) / (double)N * 1e9, found);
+	store_close(st);
+}
+
 static void recovery(const char *dir, long nkeys)
 {
 	struct store_options o = { .snapshot_log_bytes = SIZE_MAX };
@@ -239,6 +286,7 @@ static void recovery(const char *dir, long nkeys)
 				       " keys, RSS %ld MB)\n", tlog, last_cpu, keys,
 				       last_rss_kb / 1024);
 			}
+			get_rate(sdir, nkeys);
 			return;
 		}
 	}
@@ -280,6 +328,7 @@ static void recovery(const char *dir, long nkeys)
 	printf("recovery  %ld keys written as %ld durable batches in %.2f s\n", nkeys, nkeys, tfill);
 	printf("recovery  from log only:  %.2f s (%.2f s CPU, %" PRIu64 " keys, RSS %ld MB)\n", tlog,
 	       last_cpu, keys, last_rss_kb / 1024);
+	get_rate(sdir, nkeys);
 	if (keep)
 		return;
 
