@@ -9,7 +9,10 @@
  * and a copy of the key, so that a search reads only the nodes it passes.
  * A million 20-byte keys cost about 50 MB of index on top of the records
  * (a B+tree would save the per-key pointers but not the key copy, and needs
- * split/merge code). Heights come from a per-map
+ * split/merge code). Point lookups (map_get) do not walk the skiplist: a
+ * hash index from key to node, kept by every put/append/delete, answers them
+ * with about one cache miss, for some 32 more bytes per key. Bulk-appended
+ * nodes come from large chunks (map.c). Heights come from a per-map
  * xorshift generator with a fixed seed, so runs are reproducible.
  *
  * Not thread-safe: the store serialises writers and readers with a rwlock.

@@ -6,7 +6,9 @@
  * Why: replaying a million single-key batches straight into the skiplist
  * costs a random O(log n) search — some 30 cache misses — per record; in key
  * order consecutive searches walk the same, cached, path. Sorting uses a
- * 16-byte key prefix kept in the entry, so most comparisons touch no record.
+ * 16-byte key prefix kept in the entry, so most comparisons touch no record;
+ * entries sharing it (paths in one directory) are sorted by the next 16
+ * bytes, and so on. The table and the sort buffer sit on huge pages.
  *
  * Not thread-safe; used by store_open() only.
  */
