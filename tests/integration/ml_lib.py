@@ -217,6 +217,8 @@ class Node:
         return a + self.c.extra_args
 
     def start(self, wait=True):
+        if self.c.closed:  # a test thread still running after the cleanup
+            raise RuntimeError(f"node {self.i}: cluster already closed")
         env = dict(os.environ)
         env.update(self.c.env)
         env["KVFS_FAULTS"] = "file=" + self.faults
@@ -338,6 +340,7 @@ class MlCluster:
         ports = free_ports(2 * n if tcp_control else n)
         self.addrs = [f"127.0.0.1:{p}" for p in ports[:n]]
         self.ctl_ports = ports[n:] if tcp_control else None
+        self.closed = False
         self.nodes = [Node(self, i) for i in range(n)]
 
     def __enter__(self):
@@ -347,6 +350,7 @@ class MlCluster:
         self.close()
 
     def close(self):
+        self.closed = True
         for nd in self.nodes:
             try:
                 nd.stop()
