@@ -4,6 +4,8 @@ node 0's mount while node 1 keeps writing and deleting the same keys over
 its control socket must return, not hang.
 
 Found by ml_cluster.py's chaos scenario (which now skips self-renames).
+Not masterless-specific: a standalone node hangs the same way when the
+writes and deletes come over its own control socket (about 240 renames in).
 What happens (kvfs at commit 6980a8a + libfuse 3.14, masterless, 3 nodes):
 within a few hundred renames the rename(2) never returns. gdb on the node:
 one libfuse worker sits in pthread_cond_wait inside libfuse's high-level
