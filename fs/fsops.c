@@ -87,9 +87,37 @@ static int read_barrier(void)
 	return node_read_barrier(K->n);
 }
 
+/* One per open file descriptor: the open file it shares with every other
+ * descriptor of the key, and whether THIS descriptor changed it since its
+ * last commit. Only such a descriptor commits on flush/fsync/release: the
+ * close of a reader, or the late release of an earlier writer, must never
+ * commit what another descriptor is half-way through writing. */
+struct fhandle {
+	struct ofile *of;
+	int           wrote; /* protected by of->lock */
+};
+
+static struct fhandle *fh_get(const struct fuse_file_info *fi)
+{
+	return (struct fhandle *)(uintptr_t)fi->fh;
+}
+
 static struct ofile *fh_of(const struct fuse_file_info *fi)
 {
-	return (struct ofile *)(uintptr_t)fi->fh;
+	return fh_get(fi)->of;
+}
+
+/* Gives the caller's pin of `of` to a new handle stored in fi->fh. */
+static int fh_attach(struct fuse_file_info *fi, struct ofile *of, int wrote)
+{
+	struct fhandle *h = malloc(sizeof *h);
+
+	if (!h)
+		return -ENOMEM;
+	h->of = of;
+	h->wrote = wrote;
+	fi->fh = (uintptr_t)h;
+	return 0;
 }
 
 /* ---- committing open files ----------------------------------------------- */
@@ -171,6 +199,28 @@ static void of_touch(struct ofile *of)
 {
 	of->meta.mtime_ns = of->meta.ctime_ns = fsops_now_ns();
 	of->dirty = 1;
+}
+
+/* Commits through descriptor `h` if it changed the file since its last
+ * commit (see struct fhandle). */
+static int fh_commit(struct fhandle *h)
+{
+	int wrote, rc;
+
+	pthread_mutex_lock(&h->of->lock);
+	wrote = h->wrote;
+	h->wrote = 0;
+	pthread_mutex_unlock(&h->of->lock);
+	if (!wrote)
+		return 0;
+	rc = of_commit(h->of);
+	if (rc) {
+		/* Still this descriptor's to commit (or to report) next time. */
+		pthread_mutex_lock(&h->of->lock);
+		h->wrote = 1;
+		pthread_mutex_unlock(&h->of->lock);
+	}
+	return rc;
 }
 
 /* ---- callbacks ------------------------------------------------------------ */
@@ -551,8 +601,10 @@ static int kv_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		of = fh_of(fi);
 		pthread_mutex_lock(&of->lock);
 		rc = ofile_resize(of, (size_t)size);
-		if (rc == 0)
+		if (rc == 0) {
 			of_touch(of);
+			fh_get(fi)->wrote = 1;
+		}
 		pthread_mutex_unlock(&of->lock);
 		return rc;
 	}
@@ -578,7 +630,7 @@ static int kv_open(const char *path, struct fuse_file_info *fi)
 	struct ofile *of;
 	const char *key;
 	size_t klen;
-	int rc;
+	int rc, trunc;
 
 	if (fsp_is_search(path))
 		return -EACCES;
@@ -593,14 +645,20 @@ static int kv_open(const char *path, struct fuse_file_info *fi)
 	 * a plain open gets ENOENT. */
 	if ((rc = of_acquire(key, klen, &of)))
 		return rc == -ENOENT ? -ESTALE : rc;
-	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+	trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+	if (trunc) {
 		pthread_mutex_lock(&of->lock);
 		rc = ofile_resize(of, 0);
 		if (rc == 0)
 			of_touch(of);
 		pthread_mutex_unlock(&of->lock);
 	}
-	fi->fh = (uintptr_t)of;
+	if (rc == 0)
+		rc = fh_attach(fi, of, trunc);
+	if (rc) {
+		ofile_put(of);
+		return rc;
+	}
 	/* A read-only descriptor has nothing to commit: spare close() the
 	 * FLUSH round trip. */
 	if ((fi->flags & O_ACCMODE) == O_RDONLY)
@@ -637,8 +695,10 @@ static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	of->meta = ent_new_meta(key, klen, S_IFREG | (mode & 07777));
 	of->dirty = 1; /* even an empty new file is committed at close */
 	pthread_mutex_unlock(&of->lock);
-	fi->fh = (uintptr_t)of;
-	return 0;
+	rc = fh_attach(fi, of, 1);
+	if (rc)
+		ofile_put(of);
+	return rc;
 }
 
 static int kv_read(const char *path, char *buf, size_t size, off_t off,
@@ -672,8 +732,10 @@ static int kv_write(const char *path, const char *buf, size_t size, off_t off,
 	if (fi->flags & O_APPEND) /* the shared size may be newer than the kernel's */
 		off = (off_t)of->size;
 	rc = ofile_pwrite(of, buf, size, (size_t)off);
-	if (rc == 0)
+	if (rc == 0) {
 		of_touch(of);
+		fh_get(fi)->wrote = 1;
+	}
 	pthread_mutex_unlock(&of->lock);
 	return rc ? rc : (int)size;
 }
@@ -681,26 +743,27 @@ static int kv_write(const char *path, const char *buf, size_t size, off_t off,
 static int kv_flush(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
-	return of_commit(fh_of(fi));
+	return fh_commit(fh_get(fi));
 }
 
 static int kv_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	(void)path;
 	(void)datasync;
-	return of_commit(fh_of(fi));
+	return fh_commit(fh_get(fi));
 }
 
 static int kv_release(const char *path, struct fuse_file_info *fi)
 {
-	struct ofile *of = fh_of(fi);
+	struct fhandle *h = fh_get(fi);
 
 	(void)path;
 	/* Normally flush already committed; this covers writes that arrive
 	 * after the last close (writable shared mmap). Nobody can receive an
 	 * error here, so it is only logged (by of_commit). */
-	(void)of_commit(of);
-	ofile_put(of);
+	(void)fh_commit(h);
+	ofile_put(h->of);
+	free(h);
 	return 0;
 }
 

@@ -125,6 +125,32 @@ def verify(mnt, st, cycle):
         raise AssertionError(f"cycle {cycle}:\n  " + "\n  ".join(problems[:20]))
 
 
+def reader_close_does_not_commit_a_half_written_file(m):
+    """The close of another descriptor (here a reader) must not commit what a
+    writer has half written: after a crash the file holds its last committed
+    contents, never the writer's unfinished ones."""
+    path = os.path.join(m.mnt, "shared.txt")
+    with open(path, "w") as f:
+        f.write("COMMITTED\n")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"PARTIAL")
+    with open(path) as r:   # open + close of a second, read-only descriptor
+        r.read()
+    time.sleep(0.5)         # RELEASE reaches the daemon after close() returns
+    m.kill()                # the writer never closed: nothing of it is acknowledged
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    m.start()
+    with open(path) as f:
+        got = f.read()
+    if got != "COMMITTED\n":
+        raise AssertionError(f"a reader's close committed a half-written file: {got!r}")
+    os.unlink(path)  # the cycles below verify every file of the mount
+    print("reader close commits nothing of another descriptor's writes: ok")
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -141,6 +167,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="kvfs-crash.") as tmp:
         with Mount(kvfs, tmp) as m:
             try:
+                reader_close_does_not_commit_a_half_written_file(m)
                 for cycle in range(cycles):
                     stop = threading.Event()
                     ts = [threading.Thread(target=writer,
