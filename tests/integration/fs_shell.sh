@@ -32,6 +32,18 @@ expect_fail "is not empty" "$KVFS" "$T/full" --data "$D"
 expect_fail "needs --listen" "$KVFS" "$M" --data "$D" --mode raft
 expect_fail "needs a value" "$KVFS" "$M" --data
 expect_fail "bad FUSE options" "$KVFS" "$M" --data "$D" -o no_such_option
+# A port in use (control socket or peer address): one line, non-zero exit.
+# The listener holding the port exits by itself after 30 s at the latest.
+python3 -c 'import socket,sys,time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(30)' > "$T/port" &
+busy_pid=$!
+for _ in $(seq 50); do [ -s "$T/port" ] && break; sleep 0.1; done
+busy=$(cat "$T/port")
+expect_fail "Address already in use" "$KVFS" "$M" --data "$T/d-ctl" --control "127.0.0.1:$busy"
+[ "$(lines_of "$KVFS" "$M" --data "$T/d-ctl" --control "127.0.0.1:$busy")" = 1 ] || fail "busy control port: not one line"
+expect_fail "Address already in use" "$KVFS" "$M" --data "$T/d-peer" --listen "127.0.0.1:$busy" --peers 127.0.0.1:1
+kill "$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null || true
 [ "$(lines_of "$KVFS" "$M" --data "$D" -o no_such_option)" = 1 ] || fail "-o no_such_option: not one line"
 "$KVFS" --help | grep -q "usage: kvfs MOUNTPOINT" || fail "--help"
 "$KVFS" --version | grep -q "^kvfs [0-9]" || fail "--version"
