@@ -300,22 +300,30 @@ static int c_del(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	return CTL_STEP_DONE;
 }
 
+/* Whether key `a` exists (any lookup error counts as missing, as these
+ * commands report it), and its value's length. */
+static int key_size(struct ctl_sess *s, const struct resp_arg *a, size_t *len)
+{
+	const struct ctl_backend *be = s->be;
+	struct ctl_rec rec;
+
+	if (be->get(be->self, a->p, a->len, &rec))
+		return 0;
+	*len = rec.len;
+	be->release(be->self, &rec);
+	return 1;
+}
+
 static int c_exists(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	int gate;
-	const struct ctl_backend *be = s->be;
-	struct ctl_rec rec;
 	long long n = 0;
-	size_t i;
+	size_t i, len;
 
 	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
 		return gate;
-	for (i = 1; i < ac; i++) {
-		if (be->get(be->self, av[i].p, av[i].len, &rec) == 0) {
-			be->release(be->self, &rec);
-			n++;
-		}
-	}
+	for (i = 1; i < ac; i++)
+		n += key_size(s, &av[i], &len);
 	resp_int(&s->out, n);
 	return CTL_STEP_DONE;
 }
@@ -347,54 +355,37 @@ static int c_mget(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 static int c_strlen(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	int gate;
-	const struct ctl_backend *be = s->be;
-	struct ctl_rec rec;
+	size_t len;
 
 	(void)ac;
 	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
 		return gate;
-	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
-		resp_int(&s->out, 0);
-	} else {
-		resp_int(&s->out, (long long)rec.len);
-		be->release(be->self, &rec);
-	}
+	resp_int(&s->out, key_size(s, &av[1], &len) ? (long long)len : 0);
 	return CTL_STEP_DONE;
 }
 
 static int c_type(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	int gate;
-	const struct ctl_backend *be = s->be;
-	struct ctl_rec rec;
+	size_t len;
 
 	(void)ac;
 	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
 		return gate;
-	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
-		resp_simple(&s->out, "none");
-	} else {
-		resp_simple(&s->out, "string");
-		be->release(be->self, &rec);
-	}
+	resp_simple(&s->out, key_size(s, &av[1], &len) ? "string" : "none");
 	return CTL_STEP_DONE;
 }
 
 static int c_ttl(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	int gate;
-	const struct ctl_backend *be = s->be;
-	struct ctl_rec rec;
+	size_t len;
 
 	(void)ac;
 	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
 		return gate;
-	if (be->get(be->self, av[1].p, av[1].len, &rec)) {
-		resp_int(&s->out, -2);
-	} else {
-		resp_int(&s->out, -1); /* exists, never expires */
-		be->release(be->self, &rec);
-	}
+	/* -1: exists and never expires; -2: no such key. */
+	resp_int(&s->out, key_size(s, &av[1], &len) ? -1 : -2);
 	return CTL_STEP_DONE;
 }
 
