@@ -119,31 +119,21 @@ static void invalid_key_is_refused_and_node_stays_up(void **state)
 struct writer_arg {
 	node *n;
 	int   id;
-	int   ok;        /* writes acknowledged */
-	int   refused;   /* -ESHUTDOWN (node closing) */
-	int   other;     /* any other error */
-	int   stop_at;   /* write this many, or until refused */
+	int   ok;        /* writes acknowledged, in order; stops at the first error */
 };
 
 static void *writer(void *p)
 {
 	struct writer_arg *a = p;
 	char key[64], val[64];
-	int i, rc;
+	int i;
 
-	for (i = 0; i < a->stop_at; i++) {
+	for (i = 0; i < PER_WRITER; i++) {
 		snprintf(key, sizeof key, "w%02d/k%04d", a->id, i);
 		snprintf(val, sizeof val, "value-%d-%d", a->id, i);
-		rc = put(a->n, key, val);
-		if (rc == 0)
-			a->ok++;
-		else if (rc == -ESHUTDOWN) {
-			a->refused++;
+		if (put(a->n, key, val))
 			break;
-		} else {
-			a->other++;
-			break;
-		}
+		a->ok++;
 	}
 	return NULL;
 }
@@ -161,7 +151,7 @@ static void concurrent_writers_share_syncs_and_survive_restart(void **state)
 	(void)state;
 	store_get_stats(node_store(n), &before);
 	for (i = 0; i < WRITERS; i++) {
-		args[i] = (struct writer_arg){ .n = n, .id = i, .stop_at = PER_WRITER };
+		args[i] = (struct writer_arg){ .n = n, .id = i };
 		assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
 	}
 	for (i = 0; i < WRITERS; i++) {
