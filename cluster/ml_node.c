@@ -9,8 +9,10 @@
  *                     ext (the ml_ext blob: origin, HLC timestamp, clock).
  *   io->put/purge   = a KV_PUT (with flags and ext) / KV_DEL op. The ops made
  *                     during one call into the core (one client request, one
- *                     received frame, one tick) are submitted as ONE store
- *                     batch, so a client request stays atomic locally.
+ *                     received frame, one tick) go into ONE store batch, so
+ *                     a client request (and a received frame) stays atomic
+ *                     locally; received frames and ticks share the lazy
+ *                     batch below.
  *   io->get         = the overlay (versions submitted but not yet applied by
  *                     the store: the core must read its own puts at once),
  *                     else store_get(with_tombstones = 1).
@@ -23,7 +25,25 @@
  *   io->now_ms      = CLOCK_REALTIME (the HLC's physical part must be wall
  *                     time, comparable across nodes).
  * A client write is acknowledged once its batch is durable (SPEC §6);
- * replication is off the write path. Versions applied by replication are
+ * replication is off the write path.
+ *
+ * Lazy batch. A replicated version is acknowledged to no client: it is
+ * durable at its coordinator, which pushed it only once durable. So a
+ * receiver need not sync each one (that cost one fdatasync per received
+ * frame on every node, on a disk the nodes share). Versions received (and
+ * purges made by ticks) collect in one open batch, submitted after
+ * MN_LAZY_MS, when MN_LAZY_BYTES/MN_LAZY_OPS are pending, or by the next
+ * local write, which adopts the batch and so shares its sync. A receiver
+ * crash loses at most that batch; the core sees it as a put not yet
+ * durable, exactly what io->durable() reports, so nothing a peer relies on
+ * is sent before the covering sync: the core pushes and forwards only
+ * durable versions and acknowledges only durable tombstones (ml.c,
+ * Durability), and after a restart the digest is rebuilt from the store,
+ * so anti-entropy fetches what was lost. While the lazy batch is open it
+ * is the newest submission that holds keys (a later one would reach the
+ * log first and be overwritten by older versions at apply): the local
+ * write adopts it instead of starting its own; only keyless floor records
+ * may follow it. Versions applied by replication are
  * reported through node_notify_change() so that the mount drops its caches;
  * the search index follows every apply through the store's apply hook.
  *
@@ -55,6 +75,13 @@
 #define MN_TICK_MS   20
 #define MN_META_LEN  28
 
+/* Replicated versions wait at most this long (or until this much is
+ * pending, or until the next local write) before they go to the store: one
+ * sync per group instead of one per received frame (see "Lazy batch"). */
+#define MN_LAZY_MS    5
+#define MN_LAZY_BYTES (4u << 20)
+#define MN_LAZY_OPS   16384u
+
 /* A version the store has been handed but may not have applied yet, or a
  * store record wrapped for get(). Reference counted. */
 struct ov {
@@ -80,6 +107,8 @@ struct mn_sub {
 	int              done;
 	int              status;
 	struct node_req *req;   /* the client write it carries, or NULL */
+	uint32_t         nremote; /* with req: ops[0..nremote) are replicated
+	                             versions it picked up (lazy batch) */
 	struct kv_op    *ops;
 	struct ov      **ovs;   /* ops point into these (one ref each) */
 	uint32_t         nops, cap;
@@ -99,13 +128,18 @@ struct mn {
 	struct mn_sub      *dhead, *dtail;
 	struct mn_sub      *shead, *stail; /* submitted, in seq order */
 	struct mn_sub      *cur;         /* batch being collected */
+	struct mn_sub      *lazy;        /* replicated versions not yet submitted */
+	size_t              lazy_bytes;
+	uint64_t            lazy_ms;     /* MN_LAZY_MS or $KVFS_ML_LAZY_MS */
+	uv_timer_t          lazy_timer;
+	uint64_t            lazy_batches, lazy_ops, piggybacked;
 	uint64_t            next_seq, durable;
 	uint64_t            inflight;    /* submitted to the store, not completed */
 	uint64_t            floor, replayed_floor, snapshots;
 	uint64_t            rnd;
 	struct ov         **ht;
 	size_t              ht_cap, ht_n;
-	int                 handles;     /* 1 async, 2 timer */
+	int                 handles;     /* 1 async, 2 timer, 4 lazy_timer */
 	int                 stopping;
 	int                 failed;      /* sticky store error seen */
 };
@@ -355,7 +389,7 @@ static void sub_finish(struct mn *mn, struct mn_sub *s, int status)
 		/* Applied (or failed): the store answers reads from now on. */
 		if (o->in_map && o->seq == s->seq)
 			ov_unlink(mn, o);
-		if (!status && !s->req)
+		if (!status && (!s->req || i < s->nremote))
 			node_notify_change(mn->n, o->key, o->klen);
 	}
 	if (s->req) {
@@ -401,14 +435,12 @@ static void mn_begin(struct mn *mn, struct node_req *req)
 	mn->cur = sub_new(mn, req);
 }
 
-/* Submits what the last call into the core produced. */
-static void mn_commit(struct mn *mn)
+/* Hands a collected batch to the store. */
+static void mn_submit(struct mn *mn, struct mn_sub *s)
 {
-	struct mn_sub *s = mn->cur;
 	struct kv_batch b;
 	int rc;
 
-	mn->cur = NULL;
 	if (!s)
 		return;
 	if (!s->nops) {
@@ -423,6 +455,70 @@ static void mn_commit(struct mn *mn)
 		mn->inflight--;
 		sub_finish(mn, s, rc);
 	}
+}
+
+/* Submits what the last call into the core produced. */
+static void mn_commit(struct mn *mn)
+{
+	struct mn_sub *s = mn->cur;
+
+	mn->cur = NULL;
+	mn_submit(mn, s);
+}
+
+/* ---- lazy batch (see the top of this file) ---------------------------------------- */
+
+/* Detaches the lazy batch (to submit it, or for a local write to adopt). */
+static struct mn_sub *lazy_take(struct mn *mn)
+{
+	struct mn_sub *s = mn->lazy;
+
+	mn->lazy = NULL;
+	mn->lazy_bytes = 0;
+	if (mn->handles & 4)
+		uv_timer_stop(&mn->lazy_timer);
+	return s;
+}
+
+static void lazy_flush(struct mn *mn)
+{
+	struct mn_sub *s = lazy_take(mn);
+
+	if (s && s->nops) {
+		mn->lazy_batches++;
+		mn->lazy_ops += s->nops;
+	}
+	mn_submit(mn, s);
+}
+
+static void on_lazy_timer(uv_timer_t *t)
+{
+	lazy_flush(t->data);
+}
+
+/* Before a call into the core whose puts need no sync of their own. */
+static void lazy_begin(struct mn *mn)
+{
+	if (!mn->lazy)
+		mn->lazy = sub_new(mn, NULL);
+	mn->cur = mn->lazy; /* NULL on ENOMEM: collect() starts a batch */
+}
+
+/* After it: a batch collect() had to start is submitted now; the lazy
+ * batch waits for its timer unless it is large or was left empty. */
+static void lazy_end(struct mn *mn)
+{
+	struct mn_sub *s = mn->lazy;
+
+	if (mn->cur != s)
+		mn_commit(mn);
+	mn->cur = NULL;
+	if (!s)
+		return;
+	if (!s->nops || !mn->lazy_ms || s->nops >= MN_LAZY_OPS || mn->lazy_bytes >= MN_LAZY_BYTES)
+		lazy_flush(mn);
+	else if (!uv_is_active((uv_handle_t *)&mn->lazy_timer))
+		uv_timer_start(&mn->lazy_timer, on_lazy_timer, mn->lazy_ms, 0);
 }
 
 /* ---- the core's io ------------------------------------------------------------- */
@@ -545,6 +641,8 @@ static int collect(struct mn *mn, const char *key, size_t klen, const struct ml_
 	rc = ov_insert(mn, o);
 	if (rc == 0)
 		rc = sub_add(mn->cur, o, &op);
+	if (rc == 0 && mn->cur == mn->lazy)
+		mn->lazy_bytes += klen + o->vlen + o->elen + sizeof(op);
 	ov_unref(o);
 	if (rc == 0 && seq)
 		*seq = mn->cur->seq;
@@ -656,9 +754,9 @@ static void on_tick(uv_timer_t *t)
 		mn->snapshots = st.snapshots;
 		io_save_floor(mn, mn->floor, &seq);
 	}
-	mn_begin(mn, NULL);
+	lazy_begin(mn);
 	ml_tick(mn->m);
-	mn_commit(mn);
+	lazy_end(mn);
 }
 
 static void on_message(void *arg, unsigned from, uint16_t type, const void *buf, size_t len)
@@ -667,10 +765,10 @@ static void on_message(void *arg, unsigned from, uint16_t type, const void *buf,
 
 	if (mn->stopping || !mn->m || type < ML_MSG_FIRST || type > ML_MSG_LAST)
 		return;
-	mn_begin(mn, NULL);
+	lazy_begin(mn);
 	if (ml_receive(mn->m, from, type, buf, len) < 0)
 		LOG(LOG_WARN, "masterless: frame %#x from %s failed", type, mn->mem.addrs[from]);
-	mn_commit(mn);
+	lazy_end(mn);
 }
 
 static void on_peer_state(void *arg, unsigned id, int up)
@@ -713,7 +811,16 @@ static void mn_write(void *self, struct node_req *req)
 			node_req_done(mn->n, req, -EFBIG);
 			return;
 		}
-	mn_begin(mn, req);
+	if (mn->lazy) {
+		/* Adopt the pending replicated versions: they share this
+		 * write's sync and stay before it in the log. */
+		mn->cur = lazy_take(mn);
+		mn->cur->req = req;
+		mn->cur->nremote = mn->cur->nops;
+		mn->piggybacked += mn->cur->nops;
+	} else {
+		mn_begin(mn, req);
+	}
 	if (!mn->cur) {
 		node_req_done(mn->n, req, -ENOMEM);
 		return;
@@ -795,6 +902,11 @@ static void mn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "ae_diff_leaves", json_integer((json_int_t)st.ae_diff_leaves));
 	json_object_set_new(obj, "clock_ahead", json_integer((json_int_t)st.clock_ahead));
 	json_object_set_new(obj, "failed", json_boolean(mn->failed != 0));
+	json_object_set_new(obj, "msgs_sent", json_integer((json_int_t)st.msgs_sent));
+	json_object_set_new(obj, "versions_recv", json_integer((json_int_t)st.versions_recv));
+	json_object_set_new(obj, "lazy_batches", json_integer((json_int_t)mn->lazy_batches));
+	json_object_set_new(obj, "lazy_ops", json_integer((json_int_t)mn->lazy_ops));
+	json_object_set_new(obj, "piggybacked_ops", json_integer((json_int_t)mn->piggybacked));
 	peers = json_array();
 	for (unsigned i = 0; i < mn->mem.n; i++) {
 		json_t *p;
@@ -818,6 +930,28 @@ static int mn_replay(void *self, uint8_t type, uint64_t lsn, const void *p, size
 	if (type == MN_REC_FLOOR && len == 8 && get64(p) > mn->replayed_floor)
 		mn->replayed_floor = get64(p);
 	return 0;
+}
+
+/* $KVFS_ML_LAZY_MS overrides MN_LAZY_MS: 0 submits every received frame
+ * at once (one sync each, the behaviour before the lazy batch, for
+ * comparison); tests make it long to hold versions unsynced on purpose. */
+static uint64_t lazy_ms_from_env(void)
+{
+	const char *e = getenv("KVFS_ML_LAZY_MS");
+	char *end;
+	unsigned long v;
+
+	if (!e || !*e)
+		return MN_LAZY_MS;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	if (errno || *end || v > 3600000) {
+		LOG(LOG_WARN, "masterless: ignoring KVFS_ML_LAZY_MS=%s (want 0..3600000)", e);
+		return MN_LAZY_MS;
+	}
+	if (v != MN_LAZY_MS)
+		LOG(LOG_INFO, "masterless: replicated versions are synced within %lu ms", v);
+	return v;
 }
 
 static int mn_start(void *self)
@@ -849,6 +983,10 @@ static int mn_start(void *self)
 	uv_timer_init(node_loop(mn->n), &mn->timer);
 	mn->timer.data = mn;
 	mn->handles |= 2;
+	uv_timer_init(node_loop(mn->n), &mn->lazy_timer);
+	mn->lazy_timer.data = mn;
+	mn->handles |= 4;
+	mn->lazy_ms = lazy_ms_from_env();
 
 	memset(&mc, 0, sizeof(mc));
 	mc.self = mn->mem.self;
@@ -893,6 +1031,9 @@ static void mn_stop(void *self)
 {
 	struct mn *mn = self;
 
+	/* Received versions go to the store like any batch: cheaper than
+	 * fetching them again after the restart. */
+	lazy_flush(mn);
 	mn->stopping = 1;
 	if (mn->net) {
 		peer_net_close(mn->net, on_net_closed, mn);
@@ -901,6 +1042,10 @@ static void mn_stop(void *self)
 	if (mn->handles & 2) {
 		mn->handles &= ~2;
 		uv_close((uv_handle_t *)&mn->timer, NULL);
+	}
+	if (mn->handles & 4) {
+		mn->handles &= ~4;
+		uv_close((uv_handle_t *)&mn->lazy_timer, NULL);
 	}
 	/* The async handle stays open until the store has reported every
 	 * submission: their callbacks point at us. */
