@@ -194,6 +194,7 @@ class Node:
         self.addr = cluster.addrs[i]
         self.ctl_port = cluster.ctl_ports[i] if cluster.ctl_ports else None
         self.proc = None
+        self.env = {}  # this node's own environment, over the cluster's
         os.makedirs(self.mnt, exist_ok=True)
         os.makedirs(self.data, exist_ok=True)
 
@@ -221,6 +222,7 @@ class Node:
             raise RuntimeError(f"node {self.i}: cluster already closed")
         env = dict(os.environ)
         env.update(self.c.env)
+        env.update(self.env)
         env["KVFS_FAULTS"] = "file=" + self.faults
         with open(self.log, "ab") as log:
             log.write(f"===== start {time.strftime('%H:%M:%S')} =====\n".encode())
