@@ -119,12 +119,7 @@ def t_different_keys(c):
                 nd.write_file(k, v)
 
         def by_socket(nd=nd, items=skeys):
-            cl = nd.ctl()
-            try:
-                for k, v in items:
-                    cl.put(k, v)
-            finally:
-                cl.close()
+            nd.put_many(items)
         fns += [by_mount, by_socket]
     run_threads(fns)
     took = c.wait_converged(expect, timeout=CONVERGE_S)

@@ -56,15 +56,6 @@ def gets(nd, keys):
         cl.close()
 
 
-def puts(nd, items):
-    cl = nd.ctl()
-    try:
-        for k, v in items:
-            cl.put(k, v)
-    finally:
-        cl.close()
-
-
 def received(nd, before, n):
     """Waits until node nd has received n more versions than `before`."""
     wait(lambda: stat(nd, "versions_recv") >= before + n,
@@ -75,13 +66,13 @@ def t_piggyback(c):
     n0, n2 = c.nodes[0], c.nodes[2]
     items = [(f"pb/{i}", f"piggyback {i}") for i in range(20)]
     r0 = stat(n2, "versions_recv")
-    puts(n0, items)
+    n0.put_many(items)
     received(n2, r0, len(items))
     time.sleep(0.3)
     have = gets(n2, [k for k, _ in items])
     assert all(v is None for v in have.values()), \
         f"node 2 serves versions it was told to hold unsynced: {have}"
-    puts(n2, [("pb/local", "local write on node 2")])
+    n2.put_many([("pb/local", "local write on node 2")])
     # acknowledged: the adopted versions were in the same durable batch
     have = gets(n2, [k for k, _ in items])
     assert have == dict(items), f"after a local write node 2 serves {have}"
@@ -93,7 +84,7 @@ def t_lost_on_kill(c):
     items = [(f"lk/{i:03d}", f"lost on kill {i}") for i in range(200)]
     r0 = stat(n2, "versions_recv")
     syncs0 = stat(n2, "syncs")
-    puts(n0, items)
+    n0.put_many(items)
     received(n2, r0, len(items))
     assert stat(n2, "syncs") == syncs0, "node 2 synced while holding its batch"
     assert all(v is None for v in gets(n2, [k for k, _ in items]).values())
@@ -111,9 +102,9 @@ def t_tombstone(c):
     n0, n1, n2 = c.nodes
     key = "tb/doomed"
     r0 = stat(n2, "versions_recv")
-    puts(n0, [(key, "about to be deleted")])
+    n0.put_many([(key, "about to be deleted")])
     received(n2, r0, 1)
-    puts(n2, [("tb/flush", "adopts what node 2 holds")])
+    n2.put_many([("tb/flush", "adopts what node 2 holds")])
     assert gets(n2, [key])[key] == "about to be deleted"
     col = [stat(nd, "tombstones_collected") for nd in c.nodes]
     r0 = stat(n2, "versions_recv")
@@ -139,27 +130,33 @@ def t_tombstone(c):
     assert all(gets(nd, [key])[key] is None for nd in c.nodes), "the deleted value came back"
 
 
+def run_case(c, name, fn):
+    t0 = time.time()
+    try:
+        fn(c)
+    except Exception as e:  # noqa: BLE001 - reported, the next case runs
+        print(f"FAIL {name}: {e!r}", flush=True)
+        return False
+    print(f"PASS {name} ({time.time() - t0:.1f} s)", flush=True)
+    return True
+
+
 def main():
     ml_lib.skip_without_fuse()
     ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs(sys.argv)
+    cases = (("piggyback", t_piggyback), ("lost_on_kill", t_lost_on_kill),
+             ("tombstone", t_tombstone))
     scratch = tempfile.mkdtemp(prefix="kvfs-ml-ls-")
-    failed = []
-    with MlCluster(kvfs, scratch, n=3) as c:
-        c.nodes[2].env = dict(HOLD)
-        c.start_all()
-        for name, fn in (("piggyback", t_piggyback), ("lost_on_kill", t_lost_on_kill),
-                         ("tombstone", t_tombstone)):
-            t0 = time.time()
-            try:
-                fn(c)
-                print(f"PASS {name} ({time.time() - t0:.1f} s)", flush=True)
-            except Exception as e:  # noqa: BLE001 - reported, next case runs
-                failed.append(name)
-                print(f"FAIL {name}: {e!r}", flush=True)
-        if failed:
-            c.dump_logs()
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        with MlCluster(kvfs, scratch, n=3) as c:
+            c.nodes[2].env = dict(HOLD)
+            c.start_all()
+            failed = [name for name, fn in cases if not run_case(c, name, fn)]
+            if failed:
+                c.dump_logs()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print("OK" if not failed else f"FAILED: {failed}")
     return 1 if failed else 0
 

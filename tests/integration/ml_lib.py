@@ -285,6 +285,15 @@ class Node:
     def ctl(self, timeout=10.0):
         return Ctl(self.ctl_addr, timeout)
 
+    def put_many(self, items):
+        """Puts (key, value) pairs one at a time over the control socket."""
+        cl = self.ctl()
+        try:
+            for k, v in items:
+                cl.put(k, v)
+        finally:
+            cl.close()
+
     def status(self, timeout=3.0):
         c = Ctl(self.ctl_addr, timeout)
         try:
