@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <fuse.h>
-
 #include "fs/fsops.h"
 #include "fs/path.h"
 
@@ -55,13 +53,25 @@ int ent_write(struct kv_op *ops, uint32_t n)
 }
 
 /* The calling process's ids for new files: pjdfstest and users with
- * allow_other expect files owned by whoever created them, not by the daemon. */
+ * allow_other expect files owned by whoever created them, not by the daemon.
+ * Set per request by the FUSE callback running on this thread. */
+static __thread struct {
+	int   set;
+	uid_t uid;
+	gid_t gid;
+} caller;
+
+void ent_set_caller(uid_t uid, gid_t gid)
+{
+	caller.set = 1;
+	caller.uid = uid;
+	caller.gid = gid;
+}
+
 static void caller_ids(uint32_t *uid, uint32_t *gid)
 {
-	struct fuse_context *c = fuse_get_context();
-
-	*uid = c ? c->uid : (uint32_t)getuid();
-	*gid = c ? c->gid : (uint32_t)getgid();
+	*uid = caller.set ? caller.uid : (uint32_t)getuid();
+	*gid = caller.set ? caller.gid : (uint32_t)getgid();
 }
 
 /* ---- resolving a key ----------------------------------------------------- */

@@ -50,6 +50,9 @@ int  ent_has_children(const char *prefix, size_t plen);
  * mk (KV_KEY_MAX + 2 bytes) holds the marker key. Returns 1 when filled. */
 int  ent_keep_parent(const char *key, size_t klen, char *mk, struct kv_op *op);
 
+/* The uid/gid that new entries made by this thread get (the FUSE caller's). */
+void ent_set_caller(uid_t uid, gid_t gid);
+
 /* Metadata of the root and of implicit directories. */
 struct kv_meta ent_dir_meta(void);
 /* Metadata of a new entry: the caller's uid/gid, now, a setgid parent's group. */

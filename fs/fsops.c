@@ -225,34 +225,7 @@ static int fh_commit(struct fhandle *h)
 
 /* ---- callbacks ------------------------------------------------------------ */
 
-static void *kv_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
-{
-	/* Short timeouts: replicated changes also reach the kernel through
-	 * fuse_invalidate_path(), but writes made over the control socket of
-	 * this very node do not, so cached attributes must expire soon. */
-	if (K->timeout >= 0) {
-		cfg->entry_timeout = K->timeout;
-		cfg->attr_timeout = K->timeout;
-	}
-	cfg->negative_timeout = 0;
-	/* No ".fuse_hiddenXXX" files: they would become keys. Open files of an
-	 * unlinked key live on in the ofile table instead. */
-	cfg->hard_remove = 1;
-	cfg->nullpath_ok = 1;
-	/* Keep the page cache across opens while mtime and size are unchanged;
-	 * not in Raft mode, where a read after the barrier must not be served
-	 * from pages the asynchronous invalidation has not dropped yet. */
-	cfg->auto_cache = node_get_mode(K->n) != NODE_RAFT;
-	cfg->use_ino = 0;
-	conn->time_gran = 1;
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	conn->max_write = 1u << 20;
-	conn->max_readahead = 1u << 20;
-	return NULL;
-}
-
-static int kv_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+int fsops_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	struct ent e;
 	const char *key;
@@ -280,7 +253,7 @@ static int kv_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	return 0;
 }
 
-static int kv_readlink(const char *path, char *buf, size_t size)
+int fsops_readlink(const char *path, char *buf, size_t size)
 {
 	const char *key;
 	size_t klen, n;
@@ -338,7 +311,7 @@ static int put_new(const char *path, int is_dir, mode_t mode, const char *val, s
 	return ent_write(&op, 1);
 }
 
-static int kv_mknod(const char *path, mode_t mode, dev_t rdev)
+int fsops_mknod(const char *path, mode_t mode, dev_t rdev)
 {
 	(void)rdev;
 	/* Only regular files have a meaning as keys; devices, FIFOs and sockets
@@ -348,12 +321,12 @@ static int kv_mknod(const char *path, mode_t mode, dev_t rdev)
 	return put_new(path, 0, mode, "", 0);
 }
 
-static int kv_mkdir(const char *path, mode_t mode)
+int fsops_mkdir(const char *path, mode_t mode)
 {
 	return put_new(path, 1, S_IFDIR | (mode & 07777), "", 0);
 }
 
-static int kv_symlink(const char *target, const char *path)
+int fsops_symlink(const char *target, const char *path)
 {
 	size_t tlen = strlen(target);
 
@@ -362,14 +335,7 @@ static int kv_symlink(const char *target, const char *path)
 	return put_new(path, 0, S_IFLNK | 0777, target, tlen);
 }
 
-static int kv_link(const char *from, const char *to)
-{
-	(void)from;
-	(void)to;
-	return -EPERM; /* a key has one name; hard links cannot be expressed */
-}
-
-static int kv_unlink(const char *path)
+int fsops_unlink(const char *path)
 {
 	char mk[KV_KEY_MAX + 2];
 	struct kv_op ops[2];
@@ -416,7 +382,7 @@ static int kv_unlink(const char *path)
 	return rc;
 }
 
-static int kv_rmdir(const char *path)
+int fsops_rmdir(const char *path)
 {
 	char mk[KV_KEY_MAX + 2], pk[KV_KEY_MAX + 2];
 	struct kv_op ops[2];
@@ -561,21 +527,21 @@ open_file:
 	return rc;
 }
 
-static int kv_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+int fsops_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct meta_change c = { .what = 0, .mode = mode };
 
 	return change_meta(path, fi, &c);
 }
 
-static int kv_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+int fsops_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
 	struct meta_change c = { .what = 1, .uid = uid, .gid = gid };
 
 	return change_meta(path, fi, &c);
 }
 
-static int kv_utimens(const char *path, const struct timespec tv[2],
+int fsops_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
 	struct timespec now[2] = { { .tv_nsec = UTIME_NOW }, { .tv_nsec = UTIME_NOW } };
@@ -586,7 +552,7 @@ static int kv_utimens(const char *path, const struct timespec tv[2],
 
 /* ---- contents ------------------------------------------------------------- */
 
-static int kv_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+int fsops_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	struct ofile *of;
 	const char *key;
@@ -625,7 +591,7 @@ static int kv_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	return rc;
 }
 
-static int kv_open(const char *path, struct fuse_file_info *fi)
+int fsops_open(const char *path, struct fuse_file_info *fi)
 {
 	struct ofile *of;
 	const char *key;
@@ -666,7 +632,7 @@ static int kv_open(const char *path, struct fuse_file_info *fi)
 	return rc;
 }
 
-static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+int fsops_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct ofile *of;
 	const char *key;
@@ -689,7 +655,7 @@ static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		ofile_put(of);
 		if (fi->flags & O_EXCL)
 			return -EEXIST;
-		return kv_open(path, fi);
+		return fsops_open(path, fi);
 	}
 	pthread_mutex_lock(&of->lock);
 	of->meta = ent_new_meta(key, klen, S_IFREG | (mode & 07777));
@@ -701,31 +667,32 @@ static int kv_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return rc;
 }
 
-static int kv_read(const char *path, char *buf, size_t size, off_t off,
-		   struct fuse_file_info *fi)
+const char *fsops_read_begin(struct fuse_file_info *fi, size_t size, off_t off,
+			     size_t *n)
 {
 	struct ofile *of = fh_of(fi);
-	size_t n = 0;
 
-	(void)path;
 	pthread_mutex_lock(&of->lock);
-	if ((uint64_t)off < of->size) {
-		n = of->size - (size_t)off;
-		if (n > size)
-			n = size;
-		memcpy(buf, ofile_data(of) + off, n);
+	*n = 0;
+	if (off >= 0 && (uint64_t)off < of->size) {
+		*n = of->size - (size_t)off;
+		if (*n > size)
+			*n = size;
+		return ofile_data(of) + off;
 	}
-	pthread_mutex_unlock(&of->lock);
-	return (int)n;
+	return "";
 }
 
-static int kv_write(const char *path, const char *buf, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+void fsops_read_end(struct fuse_file_info *fi)
+{
+	pthread_mutex_unlock(&fh_of(fi)->lock);
+}
+
+int fsops_write(struct fuse_file_info *fi, const char *buf, size_t size, off_t off)
 {
 	struct ofile *of = fh_of(fi);
 	int rc;
 
-	(void)path;
 	if (off < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&of->lock);
@@ -740,24 +707,33 @@ static int kv_write(const char *path, const char *buf, size_t size, off_t off,
 	return rc ? rc : (int)size;
 }
 
-static int kv_flush(const char *path, struct fuse_file_info *fi)
+void fsops_fh_state(struct fuse_file_info *fi, uint64_t *version, int64_t *mtime_ns,
+		    uint64_t *size)
 {
-	(void)path;
+	struct ofile *of = fh_of(fi);
+
+	pthread_mutex_lock(&of->lock);
+	/* Uncommitted changes have no version yet: never equal to a cached one. */
+	*version = of->dirty ? UINT64_MAX : of->version;
+	*mtime_ns = of->meta.mtime_ns;
+	*size = of->size;
+	pthread_mutex_unlock(&of->lock);
+}
+
+int fsops_flush(struct fuse_file_info *fi)
+{
 	return fh_commit(fh_get(fi));
 }
 
-static int kv_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+int fsops_fsync(struct fuse_file_info *fi)
 {
-	(void)path;
-	(void)datasync;
 	return fh_commit(fh_get(fi));
 }
 
-static int kv_release(const char *path, struct fuse_file_info *fi)
+int fsops_release(struct fuse_file_info *fi)
 {
 	struct fhandle *h = fh_get(fi);
 
-	(void)path;
 	/* Normally flush already committed; this covers writes that arrive
 	 * after the last close (writable shared mmap). Nobody can receive an
 	 * error here, so it is only logged (by of_commit). */
@@ -797,8 +773,7 @@ static void pending_fill(void *arg, struct ofile *of)
 		f->full = 1;
 }
 
-static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+int fsops_readdir(const char *path, void *buf, fuse_fill_dir_t filler)
 {
 	char prefix[KV_KEY_MAX + 2], after[KV_KEY_MAX + 1], key[KV_KEY_MAX + 1];
 	char name[KV_NAME_MAX + 1], last[KV_NAME_MAX + 1] = "";
@@ -809,10 +784,6 @@ static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	int rc, sub;
 	kv_rec *r;
 
-	(void)off;
-	(void)flags;
-	/* nullpath_ok hands readdir no path: opendir kept it in fh. */
-	path = (const char *)(uintptr_t)fi->fh;
 	if (fsp_is_search(path))
 		return sview_readdir(path, buf, filler);
 	k = fsp_key(path, &klen);
@@ -869,40 +840,12 @@ static int kv_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	return 0;
 }
 
-static int kv_opendir(const char *path, struct fuse_file_info *fi)
-{
-	char *p = strdup(path);
-
-	if (!p)
-		return -ENOMEM;
-	fi->fh = (uintptr_t)p;
-	return 0;
-}
-
-/* Every change is durable when its callback returns (one node_write), so
- * there is nothing left to sync for a directory. */
-static int kv_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
-{
-	(void)path;
-	(void)datasync;
-	(void)fi;
-	return 0;
-}
-
-static int kv_releasedir(const char *path, struct fuse_file_info *fi)
-{
-	(void)path;
-	free((char *)(uintptr_t)fi->fh);
-	return 0;
-}
-
 /* ---- the rest ------------------------------------------------------------- */
 
-static int kv_statfs(const char *path, struct statvfs *sv)
+int fsops_statfs(struct statvfs *sv)
 {
 	struct store_stats ss;
 
-	(void)path;
 	if (statvfs(K->data_dir, sv) != 0)
 		return -errno;
 	store_get_stats(K->st, &ss);
@@ -915,70 +858,19 @@ static int kv_statfs(const char *path, struct statvfs *sv)
 	return 0;
 }
 
-static int kv_getxattr(const char *path, const char *name, char *value, size_t size)
+int fsops_getxattr(const char *path, const char *name, char *value, size_t size)
 {
 	if (path && fsp_is_search(path))
 		return sview_getxattr(path, name, value, size);
 	return -ENODATA;
 }
 
-static int kv_listxattr(const char *path, char *list, size_t size)
+int fsops_listxattr(const char *path, char *list, size_t size)
 {
 	if (path && fsp_is_search(path))
 		return sview_listxattr(path, list, size);
 	return 0;
 }
-
-static int kv_setxattr(const char *path, const char *name, const char *value,
-		       size_t size, int flags)
-{
-	(void)path;
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	return -ENOTSUP; /* keys carry no extended attributes */
-}
-
-static int kv_removexattr(const char *path, const char *name)
-{
-	(void)path;
-	(void)name;
-	return -ENOTSUP;
-}
-
-static const struct fuse_operations ops = {
-	.init        = kv_init,
-	.getattr     = kv_getattr,
-	.readlink    = kv_readlink,
-	.mknod       = kv_mknod,
-	.mkdir       = kv_mkdir,
-	.unlink      = kv_unlink,
-	.rmdir       = kv_rmdir,
-	.symlink     = kv_symlink,
-	.rename      = move_path,
-	.link        = kv_link,
-	.chmod       = kv_chmod,
-	.chown       = kv_chown,
-	.truncate    = kv_truncate,
-	.open        = kv_open,
-	.read        = kv_read,
-	.write       = kv_write,
-	.statfs      = kv_statfs,
-	.flush       = kv_flush,
-	.release     = kv_release,
-	.fsync       = kv_fsync,
-	.setxattr    = kv_setxattr,
-	.getxattr    = kv_getxattr,
-	.listxattr   = kv_listxattr,
-	.removexattr = kv_removexattr,
-	.opendir     = kv_opendir,
-	.readdir     = kv_readdir,
-	.releasedir  = kv_releasedir,
-	.fsyncdir    = kv_fsyncdir,
-	.create      = kv_create,
-	.utimens     = kv_utimens,
-};
 
 int fsops_init(struct kvfs_ctx *ctx)
 {
@@ -995,9 +887,4 @@ void fsops_fini(void)
 	sview_fini();
 	ofile_fini();
 	ent_fini();
-}
-
-const struct fuse_operations *fsops_get(void)
-{
-	return &ops;
 }

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,17 +27,19 @@
 #include <unistd.h>
 
 #include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include "cluster/node.h"
 #include "fs/fsops.h"
+#include "fs/llops.h"
 #include "fs/opts.h"
 #include "store/log.h"
 
 /* ---- kernel cache invalidation for replicated changes ---------------------- */
 
 /* The change listener runs on replication threads and must not block, but
- * fuse_invalidate_path() can wait on the kernel's inode lock, held by a FUSE
- * request that in turn waits for the node: hand paths to a thread of their
+ * the kernel's invalidation calls can wait on an inode lock held by a FUSE
+ * request that in turn waits for the node: hand keys to a thread of their
  * own. When the queue is full, changes are dropped; the short attribute
  * timeout bounds how long the kernel can show the old contents. */
 #define INVAL_MAX 4096
@@ -47,7 +50,7 @@ static struct {
 	char           *q[INVAL_MAX];
 	size_t          head, n;
 	int             stop;
-	struct fuse    *f;
+	struct fuse_session *se;
 	pthread_t       thr;
 	int             running;
 } inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -57,14 +60,11 @@ static void on_change(void *arg, const char *key, size_t klen)
 	char *p;
 
 	(void)arg;
-	while (klen && key[klen - 1] == '/') /* a directory marker names its directory */
-		klen--;
-	p = malloc(klen + 2);
+	p = malloc(klen + 1);
 	if (!p)
 		return;
-	p[0] = '/';
-	memcpy(p + 1, key, klen);
-	p[klen + 1] = '\0';
+	memcpy(p, key, klen);
+	p[klen] = '\0';
 	pthread_mutex_lock(&inval.lock);
 	if (inval.n < INVAL_MAX && !inval.stop) {
 		inval.q[(inval.head + inval.n++) % INVAL_MAX] = p;
@@ -88,8 +88,7 @@ static void *inval_main(void *arg)
 		inval.head = (inval.head + 1) % INVAL_MAX;
 		inval.n--;
 		pthread_mutex_unlock(&inval.lock);
-		/* -ENOENT: the kernel does not know the path; nothing to drop. */
-		(void)fuse_invalidate_path(inval.f, p);
+		llops_invalidate(inval.se, p, strlen(p));
 		free(p);
 		pthread_mutex_lock(&inval.lock);
 	}
@@ -113,6 +112,17 @@ static void inval_stop(void)
 	pthread_join(inval.thr, NULL);
 	inval.running = 0;
 }
+
+/* -o entry_timeout=/attr_timeout= (seconds) are ours, not the kernel's. */
+struct user_timeouts {
+	double entry, attr;
+};
+
+static const struct fuse_opt timeout_opts[] = {
+	{ "entry_timeout=%lf", offsetof(struct user_timeouts, entry), 0 },
+	{ "attr_timeout=%lf", offsetof(struct user_timeouts, attr), 0 },
+	FUSE_OPT_END
+};
 
 /* Where start-up errors go: stderr, or in daemon mode the caller's stderr
  * saved before the daemon's own stderr was pointed at DATA/kvfs.log (so that
@@ -285,7 +295,8 @@ int main(int argc, char **argv)
 	struct node_config cfg = { 0 };
 	struct kvfs_ctx ctx = { 0 };
 	struct kvfs_opts o;
-	struct fuse *f = NULL;
+	struct fuse_session *se = NULL;
+	struct user_timeouts ut = { -1, -1 };
 	node *n = NULL;
 	sigset_t sigs, old;
 	int fd = -1, rc, status = 1;
@@ -330,8 +341,8 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
-	/* Checked before the node opens, so a bad -o fails at once. fuse_new()
-	 * starts no threads. default_permissions is the user's choice (-o);
+	/* Checked before the node opens, so a bad -o fails at once.
+	 * fuse_session_new() starts no threads. default_permissions is the user's choice (-o);
 	 * fsname/subtype make the mount recognisable in /proc/mounts and df. */
 	rc = asprintf(&fopts, "fsname=kvfs:%s,subtype=kvfs%s%s", data,
 		      o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "");
@@ -341,9 +352,10 @@ int main(int argc, char **argv)
 	}
 	char *fargv[] = { argv[0], "-o", fopts, o.debug ? "-d" : NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
-	f = fuse_new(&args, fsops_get(), sizeof(struct fuse_operations), NULL);
+	if (fuse_opt_parse(&args, &ut, timeout_opts, NULL) == 0)
+		se = fuse_session_new(&args, llops_get(), sizeof(struct fuse_lowlevel_ops), NULL);
 	fuse_opt_free_args(&args);
-	if (!f) {
+	if (!se) {
 		fprintf(errf, "kvfs: bad FUSE options '%s'\n", o.fuse_opts ? o.fuse_opts : "");
 		goto out_report;
 	}
@@ -372,17 +384,22 @@ int main(int argc, char **argv)
 	ctx.uid = getuid();
 	ctx.gid = getgid();
 	ctx.start_ns = fsops_now_ns();
-	/* Raft reads are linearizable only if the kernel asks every time; the
-	 * other modes accept a second of staleness for cached stat/lookup. */
-	ctx.timeout = o.mode == NODE_RAFT ? 0.0 : 1.0;
-	if (o.fuse_opts && (strstr(o.fuse_opts, "entry_timeout=") || strstr(o.fuse_opts, "attr_timeout=")))
-		ctx.timeout = -1; /* the user's choice wins */
-	if ((rc = fsops_init(&ctx))) {
+	/* Raft reads are linearizable only if the kernel asks every time (and
+	 * never from pages an asynchronous invalidation has not dropped yet);
+	 * the other modes accept a second of staleness for cached stat/lookup.
+	 * -o entry_timeout=/attr_timeout= win. */
+	ctx.entry_timeout = ctx.attr_timeout = o.mode == NODE_RAFT ? 0.0 : 1.0;
+	ctx.keep_cache = o.mode != NODE_RAFT;
+	if (ut.entry >= 0)
+		ctx.entry_timeout = ut.entry;
+	if (ut.attr >= 0)
+		ctx.attr_timeout = ut.attr;
+	if ((rc = fsops_init(&ctx)) || (rc = llops_init())) {
 		fprintf(errf, "kvfs: init: %s\n", strerror(-rc));
 		goto out_node;
 	}
 
-	if (fuse_mount(f, mnt) != 0) {
+	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(errf, "kvfs: cannot mount on %s\n", mnt);
 		goto out_fs;
 	}
@@ -391,11 +408,11 @@ int main(int argc, char **argv)
 	 * SIGTERM to unmount cleanly whoever started us. */
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
-	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0) {
+	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(errf, "kvfs: cannot install signal handlers\n");
 		goto out_unmount;
 	}
-	inval.f = f;
+	inval.se = se;
 	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
 		inval.running = 1;
 		node_set_change_listener(n, on_change, NULL);
@@ -412,21 +429,22 @@ int main(int argc, char **argv)
 		(void)0; /* a daemon must not pin its start directory; not fatal */
 
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
-	rc = fuse_loop_mt(f, &lc);
+	rc = fuse_session_loop_mt(se, &lc);
 	status = rc < 0 ? 1 : 0;
 	LOG(LOG_INFO, "unmounting %s", mnt);
 
 	node_set_change_listener(n, NULL, NULL);
 	inval_stop();
-	fuse_remove_signal_handlers(fuse_get_session(f));
+	fuse_remove_signal_handlers(se);
 out_unmount:
-	fuse_unmount(f);
+	fuse_session_unmount(se);
 out_fs:
+	llops_fini();
 	fsops_fini();
 out_node:
 	node_close(n);
 out_fuse:
-	fuse_destroy(f);
+	fuse_session_destroy(se);
 out_report:
 	report(fd, (char)status);
 	free(fopts);

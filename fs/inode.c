@@ -1,0 +1,445 @@
+/*
+ * inode.c — the inode table (see inode.h): two chained hash tables, by ino
+ * and by (parent, name), over one set of nodes, under one mutex.
+ */
+#include "fs/inode.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct inode {
+	uint64_t      ino;
+	uint64_t      parent;    /* meaningful while named */
+	char         *name;      /* malloc'd, or NULL once unlinked/replaced */
+	size_t        nlen;
+	uint64_t      nlookup;   /* lookups the kernel has not forgotten */
+	uint64_t      nchildren; /* named nodes whose parent this is */
+	mode_t        type;
+	int           cached;    /* the c_* fields describe the kernel's pages */
+	uint64_t      c_version;
+	int64_t       c_mtime;
+	uint64_t      c_size;
+	struct inode *next_ino;
+	struct inode *next_name;
+};
+
+struct htab {
+	struct inode **b;
+	size_t         nb; /* power of two */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct htab by_ino, by_name;
+static size_t nnodes, nnamed;
+static uint64_t next_ino = INO_ROOT + 1;
+static struct inode *root;
+
+/* ---- hashing -------------------------------------------------------------- */
+
+static size_t hash_ino(uint64_t ino, size_t nb)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 17) & (nb - 1);
+}
+
+static size_t hash_name(uint64_t parent, const char *name, size_t nlen, size_t nb)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ (parent * 0x9e3779b97f4a7c15ull);
+
+	for (size_t i = 0; i < nlen; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 0x100000001b3ull;
+	}
+	return (size_t)(h ^ (h >> 29)) & (nb - 1);
+}
+
+static struct inode **ino_slot(struct inode *n)
+{
+	return &by_ino.b[hash_ino(n->ino, by_ino.nb)];
+}
+
+static struct inode **name_slot(struct inode *n)
+{
+	return &by_name.b[hash_name(n->parent, n->name, n->nlen, by_name.nb)];
+}
+
+/* Doubles a table when it holds more nodes than buckets. Failing to grow
+ * only makes chains longer. */
+static void grow(struct htab *t, size_t count, int names)
+{
+	struct inode **nb, *n, *next;
+	size_t size;
+
+	if (count <= t->nb)
+		return;
+	size = t->nb * 2;
+	nb = calloc(size, sizeof(*nb));
+	if (!nb)
+		return;
+	for (size_t i = 0; i < t->nb; i++) {
+		for (n = t->b[i]; n; n = next) {
+			size_t h;
+			if (names) {
+				next = n->next_name;
+				h = hash_name(n->parent, n->name, n->nlen, size);
+				n->next_name = nb[h];
+			} else {
+				next = n->next_ino;
+				h = hash_ino(n->ino, size);
+				n->next_ino = nb[h];
+			}
+			nb[h] = n;
+		}
+	}
+	free(t->b);
+	t->b = nb;
+	t->nb = size;
+}
+
+static struct inode *get(uint64_t ino)
+{
+	struct inode *n = by_ino.b[hash_ino(ino, by_ino.nb)];
+
+	while (n && n->ino != ino)
+		n = n->next_ino;
+	return n;
+}
+
+static struct inode *get_child(uint64_t parent, const char *name, size_t nlen)
+{
+	struct inode *n = by_name.b[hash_name(parent, name, nlen, by_name.nb)];
+
+	while (n && !(n->parent == parent && n->nlen == nlen && !memcmp(n->name, name, nlen)))
+		n = n->next_name;
+	return n;
+}
+
+/* ---- naming and freeing --------------------------------------------------- */
+
+static void maybe_free(struct inode *n);
+
+/* Takes the node's name away: it leaves the name hash and stops holding its
+ * parent in the table. Returns the parent for the caller to maybe_free. */
+static struct inode *drop_name(struct inode *n)
+{
+	struct inode **pp = name_slot(n), *p;
+
+	while (*pp != n)
+		pp = &(*pp)->next_name;
+	*pp = n->next_name;
+	free(n->name);
+	n->name = NULL;
+	n->nlen = 0;
+	nnamed--;
+	p = get(n->parent);
+	if (p)
+		p->nchildren--;
+	return p;
+}
+
+static void unname(struct inode *n)
+{
+	maybe_free(drop_name(n));
+}
+
+/* Gives the node the name (parent, name); name is malloc'd and owned now. */
+static void name_it(struct inode *n, uint64_t parent, char *name, size_t nlen)
+{
+	struct inode **slot;
+
+	n->parent = parent;
+	n->name = name;
+	n->nlen = nlen;
+	get(parent)->nchildren++;
+	nnamed++;
+	grow(&by_name, nnamed, 1);
+	slot = name_slot(n);
+	n->next_name = *slot;
+	*slot = n;
+}
+
+static void maybe_free(struct inode *n)
+{
+	struct inode **pp;
+
+	while (n && n != root && n->nlookup == 0 && n->nchildren == 0) {
+		/* The parent is checked by this loop, not recursively. */
+		struct inode *p = n->name ? drop_name(n) : NULL;
+
+		pp = ino_slot(n);
+		while (*pp != n)
+			pp = &(*pp)->next_ino;
+		*pp = n->next_ino;
+		nnodes--;
+		free(n);
+		n = p;
+	}
+}
+
+/* ---- public --------------------------------------------------------------- */
+
+int ino_init(void)
+{
+	by_ino.nb = by_name.nb = 1024;
+	by_ino.b = calloc(by_ino.nb, sizeof(*by_ino.b));
+	by_name.b = calloc(by_name.nb, sizeof(*by_name.b));
+	root = calloc(1, sizeof(*root));
+	if (!by_ino.b || !by_name.b || !root) {
+		ino_fini();
+		return -ENOMEM;
+	}
+	root->ino = INO_ROOT;
+	root->nlookup = 1; /* the kernel never forgets the root */
+	root->type = S_IFDIR;
+	by_ino.b[hash_ino(INO_ROOT, by_ino.nb)] = root;
+	nnodes = 1;
+	nnamed = 0;
+	next_ino = INO_ROOT + 1;
+	return 0;
+}
+
+void ino_fini(void)
+{
+	for (size_t i = 0; by_ino.b && i < by_ino.nb; i++) {
+		struct inode *n = by_ino.b[i], *next;
+		for (; n; n = next) {
+			next = n->next_ino;
+			free(n->name);
+			free(n);
+		}
+	}
+	free(by_ino.b);
+	free(by_name.b);
+	if (!by_ino.b)
+		free(root);
+	memset(&by_ino, 0, sizeof(by_ino));
+	memset(&by_name, 0, sizeof(by_name));
+	root = NULL;
+	nnodes = nnamed = 0;
+}
+
+uint64_t ino_lookup(uint64_t parent, const char *name, size_t nlen, mode_t type)
+{
+	struct inode *n;
+	uint64_t ino = 0;
+	char *copy;
+
+	type &= S_IFMT;
+	pthread_mutex_lock(&lock);
+	if (!get(parent))
+		goto out;
+	n = get_child(parent, name, nlen);
+	if (n && n->type != type) {
+		unname(n); /* the kernel must see a new inode for a new type */
+		maybe_free(n);
+		n = NULL;
+		if (!get(parent))
+			goto out;
+	}
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		copy = malloc(nlen + 1);
+		if (!n || !copy) {
+			free(n);
+			free(copy);
+			goto out;
+		}
+		memcpy(copy, name, nlen);
+		copy[nlen] = '\0';
+		n->ino = next_ino++;
+		n->type = type;
+		nnodes++;
+		grow(&by_ino, nnodes, 0);
+		struct inode **slot = ino_slot(n);
+		n->next_ino = *slot;
+		*slot = n;
+		name_it(n, parent, copy, nlen);
+	}
+	n->nlookup++;
+	ino = n->ino;
+out:
+	pthread_mutex_unlock(&lock);
+	return ino;
+}
+
+void ino_forget(uint64_t ino, uint64_t count)
+{
+	struct inode *n;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n && n != root) {
+		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
+		maybe_free(n);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+/* Builds the path of n from its end backwards. Called under the lock. */
+static int build_path(const struct inode *n, const char *extra, char *buf, size_t size)
+{
+	size_t len = 0, elen = extra ? strlen(extra) : 0;
+	const struct inode *p;
+
+	if (extra)
+		len = elen + 1;
+	for (p = n; p != root; p = get(p->parent)) {
+		if (!p || !p->name)
+			return -ENOENT;
+		len += p->nlen + 1;
+	}
+	if (len == 0)
+		len = 1; /* the root itself: "/" */
+	if (len + 1 > size)
+		return -ENAMETOOLONG;
+	buf[len] = '\0';
+	buf[0] = '/';
+	size_t at = len;
+	if (extra) {
+		at -= elen;
+		memcpy(buf + at, extra, elen);
+		buf[--at] = '/';
+	}
+	for (p = n; p != root; p = get(p->parent)) {
+		at -= p->nlen;
+		memcpy(buf + at, p->name, p->nlen);
+		buf[--at] = '/';
+	}
+	return (int)len;
+}
+
+int ino_path(uint64_t ino, char *buf, size_t size)
+{
+	struct inode *n;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&lock);
+	if ((n = get(ino)))
+		rc = build_path(n, NULL, buf, size);
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+int ino_child_path(uint64_t parent, const char *name, char *buf, size_t size)
+{
+	struct inode *n;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&lock);
+	if ((n = get(parent)))
+		rc = build_path(n, name, buf, size);
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+void ino_unlink(uint64_t parent, const char *name)
+{
+	struct inode *n;
+
+	pthread_mutex_lock(&lock);
+	n = get_child(parent, name, strlen(name));
+	if (n) {
+		unname(n);
+		maybe_free(n);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
+		const char *newname)
+{
+	struct inode *n, *old;
+	size_t nlen = strlen(newname);
+	char *copy = malloc(nlen + 1);
+
+	pthread_mutex_lock(&lock);
+	n = get_child(parent, name, strlen(name));
+	old = get_child(newparent, newname, nlen);
+	if (old && old != n) {
+		unname(old); /* replaced: lives on for its open handles */
+		maybe_free(old);
+	}
+	if (n && n != old) {
+		/* Keep the node while it is renamed: unname() may otherwise free it
+		 * (and its old parent) when the kernel holds no lookup. */
+		n->nlookup++;
+		unname(n);
+		if (copy && get(newparent)) {
+			memcpy(copy, newname, nlen + 1);
+			name_it(n, newparent, copy, nlen);
+			copy = NULL;
+		}
+		n->nlookup--;
+		maybe_free(n);
+	}
+	pthread_mutex_unlock(&lock);
+	free(copy);
+}
+
+int ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
+{
+	const char *p = path, *end = path + len;
+	struct inode *dir, *n = NULL;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&lock);
+	dir = root;
+	for (;;) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		const char *e = slash ? slash : end;
+		n = get_child(dir->ino, p, (size_t)(e - p));
+		if (!slash)
+			break;
+		if (!n)
+			goto out;
+		dir = n;
+		p = slash + 1;
+	}
+	*parent = dir->ino;
+	*ino = n ? n->ino : 0;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+int ino_cache_check(uint64_t ino, uint64_t version, int64_t mtime_ns, uint64_t size)
+{
+	struct inode *n;
+	int keep = 0;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n) {
+		keep = n->cached && n->c_version == version && n->c_mtime == mtime_ns &&
+		       n->c_size == size;
+		n->cached = 1;
+		n->c_version = version;
+		n->c_mtime = mtime_ns;
+		n->c_size = size;
+	}
+	pthread_mutex_unlock(&lock);
+	return keep;
+}
+
+void ino_cache_drop(uint64_t ino)
+{
+	struct inode *n;
+
+	pthread_mutex_lock(&lock);
+	if ((n = get(ino)))
+		n->cached = 0;
+	pthread_mutex_unlock(&lock);
+}
+
+size_t ino_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&lock);
+	n = nnodes;
+	pthread_mutex_unlock(&lock);
+	return n;
+}

@@ -1,0 +1,75 @@
+/*
+ * inode.h — the inode table of the low-level FUSE front-end.
+ *
+ * The kernel names files by inode number; the store names them by path. A
+ * node is {ino, parent ino, name, nlookup}: inode numbers are 64-bit and
+ * never reused, and a path is found by walking the parents up to the root
+ * (FUSE_ROOT_ID) under one short mutex. There are no per-path locks: the
+ * store applies every batch atomically, so an operation racing a rename acts
+ * on whatever key its path named at that moment (as NFS does).
+ *
+ * A node is hashed by ino and, while it has a name, by (parent, name). A
+ * node that is unlinked or replaced by a rename loses its name (and with it
+ * its path) but lives until the kernel forgets it. A directory's children
+ * hang off its ino, so renaming a directory moves them all at once. A node
+ * also stays while it has children in the table, so a path walk always ends
+ * at the root.
+ *
+ * Each node remembers the file type it was looked up with (a key that
+ * changed from a file into a directory gets a new ino, as the kernel wants)
+ * and what the kernel's page cache holds of it (see ino_cache_check).
+ */
+#ifndef KVFS_FS_INODE_H
+#define KVFS_FS_INODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define INO_ROOT 1
+
+int  ino_init(void);
+void ino_fini(void);
+
+/* The ino of (parent, name) with file type `type` (S_IFMT bits), created
+ * when missing or when the existing node has another type (which then loses
+ * its name); counts one kernel lookup. 0 on ENOMEM or an unknown parent. */
+uint64_t ino_lookup(uint64_t parent, const char *name, size_t nlen, mode_t type);
+
+/* Drops `n` kernel lookups; a node without lookups and children is freed. */
+void ino_forget(uint64_t ino, uint64_t n);
+
+/* Writes the FUSE path of `ino` ("/" or "/a/b") into buf. Returns its length,
+ * -ENOENT when the node is unknown or (an ancestor) has lost its name,
+ * -ENAMETOOLONG when it does not fit. */
+int  ino_path(uint64_t ino, char *buf, size_t size);
+
+/* Writes the path of the child `name` of directory `parent`, as ino_path. */
+int  ino_child_path(uint64_t parent, const char *name, char *buf, size_t size);
+
+/* The name (parent, name) went away (unlink, rmdir): its node loses it. */
+void ino_unlink(uint64_t parent, const char *name);
+
+/* Moves the node named (parent, name) to (newparent, newname); a node that
+ * had the new name loses it. */
+void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
+		const char *newname);
+
+/* Finds the nodes of a store path "a/b/c" (no leading '/'): sets *parent to
+ * the directory's ino and *ino to the entry's ino (0 when the kernel does not
+ * know the entry itself). -ENOENT when the directory is unknown. */
+int  ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino);
+
+/* Page-cache bookkeeping for keep_cache. Returns 1 when the kernel's pages
+ * of `ino` were filled from contents with this version/mtime/size (so they
+ * may be kept on open), 0 otherwise; either way records these as what the
+ * pages will hold from now on. */
+int  ino_cache_check(uint64_t ino, uint64_t version, int64_t mtime_ns, uint64_t size);
+
+/* Forgets what the kernel caches of `ino` (its pages were dropped). */
+void ino_cache_drop(uint64_t ino);
+
+/* Number of nodes (for tests). */
+size_t ino_count(void);
+
+#endif

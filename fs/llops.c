@@ -1,0 +1,686 @@
+/*
+ * llops.c — the low-level FUSE callbacks (see llops.h).
+ *
+ * The kernel counts lookups of each inode (entry replies) and gives them
+ * back with FORGET; the inode table keeps a node exactly that long. Inode
+ * numbers are never reused, so the generation is constant.
+ *
+ * Caching: entry and attribute replies carry the context's timeouts. The
+ * page cache is kept across opens (keep_cache) only while the file is the
+ * same as when the kernel filled it: same store version, mtime and size
+ * (libfuse's auto_cache does the same with an extra getattr per open).
+ * Replicated and control-socket changes drop the kernel's caches through
+ * llops_invalidate.
+ */
+#include "fs/llops.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs/ent.h"
+#include "fs/fsops.h"
+#include "fs/inode.h"
+#include "fs/move.h"
+#include "store/log.h"
+
+#define K (fsops_ctx())
+
+/* Room for any key plus one more component, so that an over-long name is
+ * refused by the path-based checks with their errno. */
+#define PBUF (KV_KEY_MAX + KV_NAME_MAX + 3)
+
+/* d_ino of listed entries: their inodes are assigned by lookup. */
+#define UNKNOWN_INO 0xffffffffu
+
+static void reply_rc(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, -rc);
+}
+
+static void set_caller(fuse_req_t req)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	ent_set_caller(c->uid, c->gid);
+}
+
+/* Answers a lookup (or a create/mkdir/...) of the child `name` of `parent`
+ * whose path is `path`: its attributes and an inode counted by the kernel.
+ * fi, when not NULL, is a new descriptor (create) to hand over with it. */
+static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			const char *path, struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	int rc, sent;
+
+	memset(&e, 0, sizeof(e));
+	if ((rc = fsops_getattr(path, &e.attr, fi)))
+		goto fail;
+	e.ino = ino_lookup(parent, name, strlen(name), e.attr.st_mode);
+	if (!e.ino) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	e.generation = 1;
+	e.attr.st_ino = e.ino;
+	e.entry_timeout = K->entry_timeout;
+	e.attr_timeout = K->attr_timeout;
+	if (fi) {
+		uint64_t v, size;
+		int64_t mt;
+		fsops_fh_state(fi, &v, &mt, &size);
+		(void)ino_cache_check(e.ino, v, mt, size); /* a new file: pages start now */
+		sent = fuse_reply_create(req, &e, fi);
+	} else {
+		sent = fuse_reply_entry(req, &e);
+	}
+	if (sent == 0)
+		return;
+	/* The request was interrupted: the kernel took neither the lookup
+	 * nor the descriptor. */
+	ino_forget(e.ino, 1);
+	if (fi)
+		(void)fsops_release(fi);
+	return;
+fail:
+	if (fi)
+		(void)fsops_release(fi);
+	reply_rc(req, rc);
+}
+
+/* ---- names ---------------------------------------------------------------- */
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char path[PBUF];
+	int rc;
+
+	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	reply_entry(req, parent, name, path, NULL);
+}
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	ino_forget(ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	for (size_t i = 0; i < count; i++)
+		ino_forget(f[i].ino, f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	char path[PBUF];
+	struct stat st;
+	int rc;
+
+	/* The kernel passes a descriptor only for regular files; it answers
+	 * also for a file unlinked while open. */
+	path[0] = '\0';
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0 && !fi) {
+		reply_rc(req, rc);
+		return;
+	}
+	if ((rc = fsops_getattr(path, &st, fi))) {
+		reply_rc(req, rc);
+		return;
+	}
+	st.st_ino = ino;
+	fuse_reply_attr(req, &st, K->attr_timeout);
+}
+
+static struct timespec set_time(int to_set, int set, int now, const struct timespec *ts)
+{
+	struct timespec t = { .tv_nsec = UTIME_OMIT };
+
+	if (to_set & now)
+		t.tv_nsec = UTIME_NOW;
+	else if (to_set & set)
+		t = *ts;
+	return t;
+}
+
+/* Applies the changes one at a time; each is one durable write. */
+static int setattr_path(const char *path, struct stat *attr, int to_set,
+			struct fuse_file_info *fi)
+{
+	int rc = 0;
+
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		rc = fsops_chown(path,
+				 (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+				 (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1, fi);
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_MODE))
+		rc = fsops_chmod(path, attr->st_mode, fi);
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		rc = fsops_truncate(path, attr->st_size, fi);
+	if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW |
+				  FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		struct timespec tv[2] = {
+			set_time(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, &attr->st_atim),
+			set_time(to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, &attr->st_mtim),
+		};
+		rc = fsops_utimens(path, tv, fi);
+	}
+	if (rc == 0)
+		rc = fsops_getattr(path, attr, fi);
+	return rc;
+}
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	char path[PBUF];
+	int rc;
+
+	path[0] = '\0';
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0 && !fi) {
+		reply_rc(req, rc);
+		return;
+	}
+	if ((rc = setattr_path(path, attr, to_set, fi))) {
+		reply_rc(req, rc);
+		return;
+	}
+	attr->st_ino = ino;
+	fuse_reply_attr(req, attr, K->attr_timeout);
+}
+
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char path[PBUF], buf[PATH_MAX + 1];
+	int rc;
+
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0 ||
+	    (rc = fsops_readlink(path, buf, sizeof(buf)))) {
+		reply_rc(req, rc);
+		return;
+	}
+	fuse_reply_readlink(req, buf);
+}
+
+/* The kinds of new entries, made by one path-based operation each. */
+enum mkkind { MK_NOD, MK_DIR, MK_LINK };
+
+static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkind k,
+		 mode_t mode, const char *target)
+{
+	char path[PBUF];
+	int rc;
+
+	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	set_caller(req);
+	if (k == MK_NOD)
+		rc = fsops_mknod(path, mode, 0);
+	else if (k == MK_DIR)
+		rc = fsops_mkdir(path, mode);
+	else
+		rc = fsops_symlink(target, path);
+	if (rc) {
+		reply_rc(req, rc);
+		return;
+	}
+	reply_entry(req, parent, name, path, NULL);
+}
+
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	(void)rdev;
+	make(req, parent, name, MK_NOD, mode, NULL);
+}
+
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make(req, parent, name, MK_DIR, mode, NULL);
+}
+
+static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
+		       const char *name)
+{
+	make(req, parent, name, MK_LINK, 0, target);
+}
+
+static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	(void)ino;
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM); /* a key has one name */
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+{
+	char path[PBUF];
+	int rc;
+
+	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	rc = dir ? fsops_rmdir(path) : fsops_unlink(path);
+	if (rc == 0)
+		ino_unlink(parent, name);
+	reply_rc(req, rc);
+}
+
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, 0);
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, 1);
+}
+
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	char from[PBUF], to[PBUF];
+	int rc;
+
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* A name renamed onto itself is a no-op (POSIX); the kernel can send
+	 * one when a remote change invalidated one of its two dentries. */
+	if (parent == newparent && strcmp(name, newname) == 0) {
+		fuse_reply_err(req, (flags & RENAME_NOREPLACE) ? EEXIST : 0);
+		return;
+	}
+	if ((rc = ino_child_path(parent, name, from, sizeof(from))) < 0 ||
+	    (rc = ino_child_path(newparent, newname, to, sizeof(to))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	rc = move_path(from, to, flags);
+	if (rc == 0)
+		ino_rename(parent, name, newparent, newname);
+	reply_rc(req, rc);
+}
+
+/* ---- open files ----------------------------------------------------------- */
+
+/* Whether the kernel may keep the pages it holds of `ino` for the file that
+ * descriptor fi opened. */
+static int keep_cache(fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	uint64_t v, size;
+	int64_t mt;
+
+	fsops_fh_state(fi, &v, &mt, &size);
+	return ino_cache_check(ino, v, mt, size) && K->keep_cache;
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	char path[PBUF];
+	int rc;
+
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0) {
+		reply_rc(req, rc == -ENOENT ? -ESTALE : rc);
+		return;
+	}
+	if ((rc = fsops_open(path, fi))) {
+		reply_rc(req, rc);
+		return;
+	}
+	fi->keep_cache = keep_cache(ino, fi);
+	if (fuse_reply_open(req, fi) != 0)
+		(void)fsops_release(fi);
+}
+
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	char path[PBUF];
+	int rc;
+
+	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	set_caller(req);
+	if ((rc = fsops_create(path, mode, fi))) {
+		reply_rc(req, rc);
+		return;
+	}
+	reply_entry(req, parent, name, path, fi);
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	const char *p;
+	size_t n;
+
+	(void)ino;
+	/* Replied from the file's bytes under its lock: no copy. */
+	p = fsops_read_begin(fi, size, off, &n);
+	fuse_reply_buf(req, p, n);
+	fsops_read_end(fi);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	int rc;
+
+	(void)ino;
+	if ((rc = fsops_write(fi, buf, size, off))) {
+		reply_rc(req, rc);
+		return;
+	}
+	fuse_reply_write(req, size);
+}
+
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	reply_rc(req, fsops_flush(fi));
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	reply_rc(req, fsops_fsync(fi));
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	reply_rc(req, fsops_release(fi));
+}
+
+/* ---- directories ---------------------------------------------------------- */
+
+/* An open directory: the listing taken at its first readdir (and again at
+ * offset 0, after rewinddir), served by offset. */
+struct dhandle {
+	char  *names;  /* type byte, name, NUL; one after another */
+	size_t used, cap;
+	size_t *at;    /* offset of each entry in names */
+	size_t n, nat;
+	int    err;
+};
+
+static int dh_add(void *buf, const char *name, const struct stat *st, off_t off,
+		  enum fuse_fill_dir_flags flags)
+{
+	struct dhandle *d = buf;
+	size_t len = strlen(name) + 2;
+
+	(void)off;
+	(void)flags;
+	if (d->n == d->nat) {
+		size_t nat = d->nat ? d->nat * 2 : 64;
+		size_t *at = realloc(d->at, nat * sizeof(*at));
+		if (!at)
+			goto nomem;
+		d->at = at;
+		d->nat = nat;
+	}
+	if (d->used + len > d->cap) {
+		size_t cap = (d->cap + len) * 2;
+		char *p = realloc(d->names, cap);
+		if (!p)
+			goto nomem;
+		d->names = p;
+		d->cap = cap;
+	}
+	d->at[d->n++] = d->used;
+	d->names[d->used] = (char)(st ? (st->st_mode & S_IFMT) >> 12 : 0);
+	memcpy(d->names + d->used + 1, name, len - 1);
+	d->used += len;
+	return 0;
+nomem:
+	d->err = -ENOMEM;
+	return 1;
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dhandle *d = calloc(1, sizeof(*d));
+
+	(void)ino;
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0)
+		free(d);
+}
+
+static int dh_fill(struct dhandle *d, fuse_ino_t ino)
+{
+	char path[PBUF];
+	int rc;
+
+	d->used = d->n = 0;
+	d->err = 0;
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0 ||
+	    (rc = fsops_readdir(path, d, dh_add)))
+		return rc;
+	return d->err;
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dhandle *d = (struct dhandle *)(uintptr_t)fi->fh;
+	struct stat st;
+	size_t pos = 0;
+	char *buf;
+	int rc;
+
+	if (off == 0 && (rc = dh_fill(d, ino))) {
+		reply_rc(req, rc);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	st.st_ino = UNKNOWN_INO;
+	for (size_t i = off > 0 ? (size_t)off : 0; i < d->n; i++) {
+		const char *e = d->names + d->at[i];
+		st.st_mode = (mode_t)(unsigned char)e[0] << 12;
+		size_t len = fuse_add_direntry(req, buf + pos, size - pos, e + 1, &st,
+					       (off_t)i + 1);
+		if (len > size - pos)
+			break;
+		pos += len;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dhandle *d = (struct dhandle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	free(d->names);
+	free(d->at);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* Every change is durable when its request is answered (one node_write), so
+ * there is nothing left to sync for a directory. */
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* ---- the rest ------------------------------------------------------------- */
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int rc;
+
+	(void)ino;
+	if ((rc = fsops_statfs(&sv))) {
+		reply_rc(req, rc);
+		return;
+	}
+	fuse_reply_statfs(req, &sv);
+}
+
+/* getxattr and listxattr: size 0 asks for the length only. */
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char path[PBUF], *buf = NULL;
+	int rc;
+
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = name ? fsops_getxattr(path, name, buf, size) : fsops_listxattr(path, buf, size);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+	free(buf);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	reply_xattr(req, ino, name, size);
+}
+
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	reply_xattr(req, ino, NULL, size);
+}
+
+static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, ENOTSUP); /* keys carry no extended attributes */
+}
+
+static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->time_gran = 1;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init         = ll_init,
+	.lookup       = ll_lookup,
+	.forget       = ll_forget,
+	.forget_multi = ll_forget_multi,
+	.getattr      = ll_getattr,
+	.setattr      = ll_setattr,
+	.readlink     = ll_readlink,
+	.mknod        = ll_mknod,
+	.mkdir        = ll_mkdir,
+	.unlink       = ll_unlink,
+	.rmdir        = ll_rmdir,
+	.symlink      = ll_symlink,
+	.rename       = ll_rename,
+	.link         = ll_link,
+	.open         = ll_open,
+	.read         = ll_read,
+	.write        = ll_write,
+	.flush        = ll_flush,
+	.release      = ll_release,
+	.fsync        = ll_fsync,
+	.opendir      = ll_opendir,
+	.readdir      = ll_readdir,
+	.releasedir   = ll_releasedir,
+	.fsyncdir     = ll_fsyncdir,
+	.statfs       = ll_statfs,
+	.setxattr     = ll_setxattr,
+	.getxattr     = ll_getxattr,
+	.listxattr    = ll_listxattr,
+	.removexattr  = ll_removexattr,
+	.create       = ll_create,
+};
+
+const struct fuse_lowlevel_ops *llops_get(void)
+{
+	return &ops;
+}
+
+int llops_init(void)
+{
+	return ino_init();
+}
+
+void llops_fini(void)
+{
+	ino_fini();
+}
+
+void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
+{
+	uint64_t parent, ino;
+	const char *name;
+
+	while (klen && key[klen - 1] == '/') /* a directory marker names its directory */
+		klen--;
+	if (klen == 0 || ino_find(key, klen, &parent, &ino) != 0)
+		return; /* the kernel knows nothing on that path */
+	name = memrchr(key, '/', klen);
+	name = name ? name + 1 : key;
+	if (ino) {
+		ino_cache_drop(ino);
+		/* -ENOENT: the kernel already forgot it. */
+		(void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	}
+	/* The name too: the key may be gone or now name another kind of entry.
+	 * The directory's own attributes (mtime) change with its entries. */
+	(void)fuse_lowlevel_notify_inval_entry(se, parent, name, klen - (size_t)(name - key));
+	(void)fuse_lowlevel_notify_inval_inode(se, parent, -1, 0);
+}
