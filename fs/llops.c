@@ -383,11 +383,11 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	int rc;
 
 	(void)ino;
-	if ((rc = fsops_write(fi, buf, size, off))) {
+	if ((rc = fsops_write(fi, buf, size, off)) < 0) {
 		reply_rc(req, rc);
 		return;
 	}
-	fuse_reply_write(req, size);
+	fuse_reply_write(req, (size_t)rc);
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
