@@ -310,18 +310,6 @@ static int build_path(const struct inode *n, const char *extra, char *buf, size_
 	return (int)len;
 }
 
-int ino_path(uint64_t ino, char *buf, size_t size)
-{
-	struct inode *n;
-	int rc = -ENOENT;
-
-	pthread_mutex_lock(&lock);
-	if ((n = get(ino)))
-		rc = build_path(n, NULL, buf, size);
-	pthread_mutex_unlock(&lock);
-	return rc;
-}
-
 int ino_child_path(uint64_t parent, const char *name, char *buf, size_t size)
 {
 	struct inode *n;
@@ -332,6 +320,11 @@ int ino_child_path(uint64_t parent, const char *name, char *buf, size_t size)
 		rc = build_path(n, name, buf, size);
 	pthread_mutex_unlock(&lock);
 	return rc;
+}
+
+int ino_path(uint64_t ino, char *buf, size_t size)
+{
+	return ino_child_path(ino, NULL, buf, size);
 }
 
 void ino_unlink(uint64_t parent, const char *name)

@@ -48,6 +48,17 @@ static void set_caller(fuse_req_t req)
 	ent_set_caller(c->uid, c->gid);
 }
 
+/* The path of the child `name` of `parent` into path (PBUF bytes); 0 when
+ * there is none (and the request was answered with the error). */
+static int child_path(fuse_req_t req, fuse_ino_t parent, const char *name, char *path)
+{
+	int rc = ino_child_path(parent, name, path, PBUF);
+
+	if (rc < 0)
+		reply_rc(req, rc);
+	return rc >= 0;
+}
+
 /* Answers a lookup (or a create/mkdir/...) of the child `name` of `parent`
  * whose path is `path`: its attributes and an inode counted by the kernel.
  * fi, when not NULL, is a new descriptor (create) to hand over with it. */
@@ -97,13 +108,9 @@ fail:
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char path[PBUF];
-	int rc;
 
-	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
-		reply_rc(req, rc);
-		return;
-	}
-	reply_entry(req, parent, name, path, NULL);
+	if (child_path(req, parent, name, path))
+		reply_entry(req, parent, name, path, NULL);
 }
 
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -219,10 +226,8 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkin
 	char path[PBUF];
 	int rc;
 
-	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
-		reply_rc(req, rc);
+	if (!child_path(req, parent, name, path))
 		return;
-	}
 	set_caller(req);
 	if (k == MK_NOD)
 		rc = fsops_mknod(path, mode, 0);
@@ -268,10 +273,8 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int
 	char path[PBUF];
 	int rc;
 
-	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
-		reply_rc(req, rc);
+	if (!child_path(req, parent, name, path))
 		return;
-	}
 	rc = dir ? fsops_rmdir(path) : fsops_unlink(path);
 	if (rc == 0)
 		ino_unlink(parent, name);
@@ -352,10 +355,8 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char path[PBUF];
 	int rc;
 
-	if ((rc = ino_child_path(parent, name, path, sizeof(path))) < 0) {
-		reply_rc(req, rc);
+	if (!child_path(req, parent, name, path))
 		return;
-	}
 	set_caller(req);
 	if ((rc = fsops_create(path, mode, fi))) {
 		reply_rc(req, rc);
