@@ -484,18 +484,58 @@ static int dh_fill(struct dhandle *d, fuse_ino_t ino)
 	return d->err;
 }
 
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/* One entry of a READDIRPLUS reply: the entry's attributes and an inode
+ * the kernel counts as looked up, as a lookup would give. Returns what
+ * fuse_add_direntry_plus returns; a lookup that does not fit is undone.
+ * Entries that vanished since the listing (and "." and "..") go without
+ * attributes (ino 0: the kernel then looks them up itself). */
+static size_t add_plus(fuse_req_t req, char *buf, size_t room, fuse_ino_t dir,
+		       char *path, size_t plen, const char *name, mode_t type, off_t next)
+{
+	struct fuse_entry_param e;
+	size_t nlen = strlen(name), len;
+
+	memset(&e, 0, sizeof(e));
+	e.attr.st_ino = UNKNOWN_INO;
+	e.attr.st_mode = type;
+	if (strcmp(name, ".") && strcmp(name, "..") && plen + nlen + 2 <= PBUF) {
+		memcpy(path + plen, name, nlen + 1);
+		if (fsops_getattr(path, &e.attr, NULL) == 0 &&
+		    (e.ino = ino_lookup(dir, name, nlen, e.attr.st_mode))) {
+			e.generation = 1;
+			e.attr.st_ino = e.ino;
+			e.entry_timeout = K->entry_timeout;
+			e.attr_timeout = K->attr_timeout;
+		}
+	}
+	len = fuse_add_direntry_plus(req, buf, room, name, &e, next);
+	if (len > room && e.ino)
+		ino_forget(e.ino, 1);
+	return len;
+}
+
+static void dir_reply(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi, int plus)
 {
 	struct dhandle *d = (struct dhandle *)(uintptr_t)fi->fh;
+	char path[PBUF];
 	struct stat st;
-	size_t pos = 0;
+	size_t pos = 0, plen = 0;
 	char *buf;
 	int rc;
 
 	if (off == 0 && (rc = dh_fill(d, ino))) {
 		reply_rc(req, rc);
 		return;
+	}
+	if (plus && (rc = ino_path(ino, path, sizeof(path))) < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	if (plus) { /* children's paths are built after the directory's "/" */
+		plen = (size_t)rc;
+		if (plen > 1)
+			path[plen++] = '/';
 	}
 	buf = malloc(size);
 	if (!buf) {
@@ -506,15 +546,34 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	st.st_ino = UNKNOWN_INO;
 	for (size_t i = off > 0 ? (size_t)off : 0; i < d->n; i++) {
 		const char *e = d->names + d->at[i];
+		size_t len;
 		st.st_mode = (mode_t)(unsigned char)e[0] << 12;
-		size_t len = fuse_add_direntry(req, buf + pos, size - pos, e + 1, &st,
-					       (off_t)i + 1);
+		if (plus)
+			len = add_plus(req, buf + pos, size - pos, ino, path, plen, e + 1,
+				       st.st_mode, (off_t)i + 1);
+		else
+			len = fuse_add_direntry(req, buf + pos, size - pos, e + 1, &st,
+						(off_t)i + 1);
 		if (len > size - pos)
 			break;
 		pos += len;
 	}
 	fuse_reply_buf(req, buf, pos);
 	free(buf);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	dir_reply(req, ino, size, off, fi, 0);
+}
+
+/* `ls -l` and `find` get every entry's attributes with the listing instead
+ * of one LOOKUP round trip per entry. */
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	dir_reply(req, ino, size, off, fi, 1);
 }
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -614,6 +673,10 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
+	/* Raft mode caches nothing and passes a read barrier per getattr:
+	 * attributes in the listing would only cost a barrier per entry. */
+	if (node_get_mode(K->n) == NODE_RAFT)
+		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -639,6 +702,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsync        = ll_fsync,
 	.opendir      = ll_opendir,
 	.readdir      = ll_readdir,
+	.readdirplus  = ll_readdirplus,
 	.releasedir   = ll_releasedir,
 	.fsyncdir     = ll_fsyncdir,
 	.statfs       = ll_statfs,
