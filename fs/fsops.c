@@ -707,6 +707,29 @@ int fsops_write(struct fuse_file_info *fi, const char *buf, size_t size, off_t o
 	return rc ? rc : (int)size;
 }
 
+void *fsops_pin_open(const char *path)
+{
+	const char *key;
+	size_t klen;
+
+	key = fsp_key(path, &klen);
+	return klen ? ofile_find(key, klen) : NULL;
+}
+
+void fsops_put_open(void *of)
+{
+	ofile_put(of);
+}
+
+void fsops_open_stat(void *arg, struct stat *st)
+{
+	struct ofile *of = arg;
+
+	pthread_mutex_lock(&of->lock);
+	fsops_fill_stat(st, &of->meta, of->size);
+	pthread_mutex_unlock(&of->lock);
+}
+
 void fsops_fh_state(struct fuse_file_info *fi, uint64_t *version, int64_t *mtime_ns,
 		    uint64_t *size)
 {

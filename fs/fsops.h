@@ -66,6 +66,11 @@ int fsops_write(struct fuse_file_info *fi, const char *buf, size_t size, off_t o
 int fsops_flush(struct fuse_file_info *fi);
 int fsops_fsync(struct fuse_file_info *fi);
 int fsops_release(struct fuse_file_info *fi);
+/* The open file of `path` pinned (NULL when the file is not open here), to
+ * keep answering fstat() after an unlink; fsops_put_open drops the pin. */
+void *fsops_pin_open(const char *path);
+void  fsops_put_open(void *of);
+void  fsops_open_stat(void *of, struct stat *st);
 /* What the descriptor's file holds now, to decide whether the kernel may
  * keep its cached pages (store version, mtime, size). */
 void fsops_fh_state(struct fuse_file_info *fi, uint64_t *version, int64_t *mtime_ns,

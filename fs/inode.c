@@ -22,6 +22,7 @@ struct inode {
 	uint64_t      c_version;
 	int64_t       c_mtime;
 	uint64_t      c_size;
+	void         *orphan;    /* open file kept after unlink (ino_unlink) */
 	struct inode *next_ino;
 	struct inode *next_name;
 };
@@ -36,6 +37,7 @@ static struct htab by_ino, by_name;
 static size_t nnodes, nnamed;
 static uint64_t next_ino = INO_ROOT + 1;
 static struct inode *root;
+static void (*orphan_free)(void *orphan);
 
 /* ---- hashing -------------------------------------------------------------- */
 
@@ -173,6 +175,8 @@ static void maybe_free(struct inode *n)
 			pp = &(*pp)->next_ino;
 		*pp = n->next_ino;
 		nnodes--;
+		if (n->orphan && orphan_free)
+			orphan_free(n->orphan);
 		free(n);
 		n = p;
 	}
@@ -180,8 +184,9 @@ static void maybe_free(struct inode *n)
 
 /* ---- public --------------------------------------------------------------- */
 
-int ino_init(void)
+int ino_init(void (*free_fn)(void *orphan))
 {
+	orphan_free = free_fn;
 	by_ino.nb = by_name.nb = 1024;
 	by_ino.b = calloc(by_ino.nb, sizeof(*by_ino.b));
 	by_name.b = calloc(by_name.nb, sizeof(*by_name.b));
@@ -206,6 +211,8 @@ void ino_fini(void)
 		struct inode *n = by_ino.b[i], *next;
 		for (; n; n = next) {
 			next = n->next_ino;
+			if (n->orphan && orphan_free)
+				orphan_free(n->orphan);
 			free(n->name);
 			free(n);
 		}
@@ -327,17 +334,38 @@ int ino_path(uint64_t ino, char *buf, size_t size)
 	return ino_child_path(ino, NULL, buf, size);
 }
 
-void ino_unlink(uint64_t parent, const char *name)
+void ino_unlink(uint64_t parent, const char *name, void *orphan)
 {
 	struct inode *n;
 
 	pthread_mutex_lock(&lock);
 	n = get_child(parent, name, strlen(name));
 	if (n) {
+		if (orphan && !n->orphan) {
+			n->orphan = orphan;
+			orphan = NULL;
+		}
 		unname(n);
 		maybe_free(n);
 	}
+	if (orphan && orphan_free)
+		orphan_free(orphan);
 	pthread_mutex_unlock(&lock);
+}
+
+int ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg)
+{
+	struct inode *n;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n && !n->name && n->orphan) {
+		fn(arg, n->orphan);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
 }
 
 void ino_rename(uint64_t parent, const char *name, uint64_t newparent,

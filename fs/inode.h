@@ -28,7 +28,8 @@
 
 #define INO_ROOT 1
 
-int  ino_init(void);
+/* orphan_free releases what ino_unlink kept for an open file (may be NULL). */
+int  ino_init(void (*orphan_free)(void *orphan));
 void ino_fini(void);
 
 /* The ino of (parent, name) with file type `type` (S_IFMT bits), created
@@ -47,8 +48,16 @@ int  ino_path(uint64_t ino, char *buf, size_t size);
 /* Writes the path of the child `name` of directory `parent`, as ino_path. */
 int  ino_child_path(uint64_t parent, const char *name, char *buf, size_t size);
 
-/* The name (parent, name) went away (unlink, rmdir): its node loses it. */
-void ino_unlink(uint64_t parent, const char *name);
+/* The name (parent, name) went away (unlink, rmdir): its node loses it.
+ * `orphan` (may be NULL), the open file the name referred to, is kept with
+ * the node until the kernel forgets it, so that fstat() of a descriptor
+ * still answers (the kernel asks by inode, without the descriptor); it is
+ * handed to orphan_free then, or at once when the node is unknown. */
+void ino_unlink(uint64_t parent, const char *name, void *orphan);
+
+/* Calls fn(arg, orphan) under the table lock when `ino` has no name but
+ * keeps an open file; returns -ENOENT otherwise. */
+int  ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg);
 
 /* Moves the node named (parent, name) to (newparent, newname); a node that
  * had the new name loses it. */

@@ -126,16 +126,29 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+static void orphan_stat(void *arg, void *orphan)
+{
+	fsops_open_stat(orphan, arg);
+}
+
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	char path[PBUF];
 	struct stat st;
 	int rc;
 
-	/* The kernel passes a descriptor only for regular files; it answers
-	 * also for a file unlinked while open. */
+	/* The kernel passes a descriptor only for regular files, and not for
+	 * fstat(): a file unlinked while open answers from the open file the
+	 * unlink kept with the inode. */
 	path[0] = '\0';
-	if ((rc = ino_path(ino, path, sizeof(path))) < 0 && !fi) {
+	if ((rc = ino_path(ino, path, sizeof(path))) < 0 && !fi &&
+	    (rc = ino_orphan(ino, orphan_stat, &st)) == 0) {
+		st.st_ino = ino;
+		st.st_nlink = 0;
+		fuse_reply_attr(req, &st, K->attr_timeout);
+		return;
+	}
+	if (rc < 0 && !fi) {
 		reply_rc(req, rc);
 		return;
 	}
@@ -275,9 +288,18 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int
 
 	if (!child_path(req, parent, name, path))
 		return;
-	rc = dir ? fsops_rmdir(path) : fsops_unlink(path);
-	if (rc == 0)
-		ino_unlink(parent, name);
+	if (dir) {
+		rc = fsops_rmdir(path);
+		if (rc == 0)
+			ino_unlink(parent, name, NULL);
+	} else {
+		void *of = fsops_pin_open(path);
+		rc = fsops_unlink(path);
+		if (rc == 0)
+			ino_unlink(parent, name, of); /* takes the pin */
+		else if (of)
+			fsops_put_open(of);
+	}
 	reply_rc(req, rc);
 }
 
@@ -720,7 +742,7 @@ const struct fuse_lowlevel_ops *llops_get(void)
 
 int llops_init(void)
 {
-	return ino_init();
+	return ino_init(fsops_put_open);
 }
 
 void llops_fini(void)

@@ -143,6 +143,24 @@ os.close(fd2); os.close(fd)
 assert open("rw", "rb").read() == b"abX"
 PY
 
+step "a file unlinked while open: read, write and fstat go on"
+python3 - <<'PY'
+import os
+with open("gone", "wb") as f:
+    f.write(b"still here")
+fd = os.open("gone", os.O_RDWR)
+os.unlink("gone")
+assert not os.path.exists("gone")
+st = os.fstat(fd)   # the kernel asks by inode only, without the descriptor
+assert st.st_size == 10 and st.st_nlink == 0, (st.st_size, st.st_nlink)
+assert os.pread(fd, 100, 0) == b"still here"
+os.pwrite(fd, b"!", 10)
+assert os.fstat(fd).st_size == 11
+os.close(fd)
+assert not os.path.exists("gone"), "a write after unlink must not resurrect it"
+PY
+[ "$(cat <(exec 3<rw; rm -f rw; cat <&3))" = abX ] || fail "cat of an unlinked open file"
+
 step "limits: NAME_MAX, key length"
 long=$(printf 'n%.0s' $(seq 1 256))
 expect_fail "File name too long" touch "$long"

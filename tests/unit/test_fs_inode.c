@@ -19,7 +19,7 @@
 static int setup(void **state)
 {
 	(void)state;
-	return ino_init();
+	return ino_init(NULL);
 }
 
 static int teardown(void **state)
@@ -105,7 +105,7 @@ static void unlinked_nodes_lose_their_path_but_live_until_forgotten(void **state
 
 	(void)state;
 	f = look(INO_ROOT, "f", S_IFREG);
-	ino_unlink(INO_ROOT, "f");
+	ino_unlink(INO_ROOT, "f", NULL);
 	assert_int_equal(ino_path(f, buf, sizeof(buf)), -ENOENT);
 	assert_int_equal(ino_count(), 2);
 	g = look(INO_ROOT, "f", S_IFREG); /* a new file of the same name */
@@ -114,6 +114,44 @@ static void unlinked_nodes_lose_their_path_but_live_until_forgotten(void **state
 	ino_forget(f, 1);
 	assert_path(g, "/f");
 	assert_int_equal(ino_count(), 2);
+}
+
+static int freed;
+
+static void count_free(void *orphan)
+{
+	(void)orphan;
+	freed++;
+}
+
+static void copy_orphan(void *arg, void *orphan)
+{
+	*(void **)arg = orphan;
+}
+
+static void an_unlinked_open_file_is_kept_until_forgotten(void **state)
+{
+	int token = 42, other = 7;
+	void *got = NULL;
+	uint64_t f, g;
+
+	(void)state;
+	ino_fini();
+	assert_int_equal(ino_init(count_free), 0);
+	freed = 0;
+	f = look(INO_ROOT, "f", S_IFREG);
+	g = look(INO_ROOT, "g", S_IFREG);
+	assert_int_equal(ino_orphan(f, copy_orphan, &got), -ENOENT); /* named */
+	ino_unlink(INO_ROOT, "f", &token);
+	assert_int_equal(ino_orphan(f, copy_orphan, &got), 0);
+	assert_ptr_equal(got, &token);
+	assert_int_equal(freed, 0);
+	ino_forget(f, 1);
+	assert_int_equal(freed, 1); /* handed back with the node */
+	ino_unlink(INO_ROOT, "nobody", &other);
+	assert_int_equal(freed, 2); /* no node to keep it */
+	ino_unlink(INO_ROOT, "g", NULL);
+	assert_int_equal(ino_orphan(g, copy_orphan, &got), -ENOENT);
 }
 
 static void rename_moves_a_directory_with_its_children(void **state)
@@ -202,6 +240,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_directory_stays_while_it_has_children, setup, teardown),
 		cmocka_unit_test_setup_teardown(unlinked_nodes_lose_their_path_but_live_until_forgotten,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(an_unlinked_open_file_is_kept_until_forgotten, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(rename_moves_a_directory_with_its_children, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_new_type_gets_a_new_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(page_cache_is_kept_only_for_the_same_contents, setup,
