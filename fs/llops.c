@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,7 +24,6 @@
 #include "fs/fsops.h"
 #include "fs/inode.h"
 #include "fs/move.h"
-#include "store/log.h"
 
 #define K (fsops_ctx())
 
