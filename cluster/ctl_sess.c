@@ -273,6 +273,19 @@ int ctl_sess_read_ready(struct ctl_sess *s)
 
 /* ---- metadata for puts ---------------------------------------------------- */
 
+/* The metadata of a put over an existing key: its own, with new times.
+ * Releases r. */
+static int existing_meta(const struct ctl_backend *be, struct ctl_rec *r, struct kv_meta *m,
+			 int64_t now)
+{
+	*m = r->meta;
+	be->release(be->self, r);
+	if (S_ISDIR(m->mode))
+		return -EISDIR;
+	m->mtime_ns = m->ctime_ns = now;
+	return 0;
+}
+
 int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct kv_meta *m)
 {
 	const struct ctl_backend *be = s->be;
@@ -284,6 +297,13 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 
 	if (klen && key[klen - 1] == '/')
 		return -EISDIR; /* a directory marker key (see store/key.h) */
+	/* Overwriting a key (the common case) takes one hash lookup; the
+	 * ordered lookups below are for new keys only. */
+	rc = be->get(be->self, key, klen, &r);
+	if (rc == 0)
+		return existing_meta(be, &r, m, now);
+	if (rc != -ENOENT)
+		return rc;
 	if (!s->kbuf) {
 		s->kbuf = malloc(KV_KEY_MAX + 2);
 		if (!s->kbuf)
@@ -293,14 +313,8 @@ int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct k
 	 * prefix `key` is either the key itself (it exists) or tells whether
 	 * keys "key/..." exist: they sort before any "key<c>..." with c > '/'. */
 	rc = be->next(be->self, key, klen, NULL, 0, s->kbuf, &n, &r);
-	if (rc == 0 && n == klen) {
-		*m = r.meta;
-		be->release(be->self, &r);
-		if (S_ISDIR(m->mode))
-			return -EISDIR;
-		m->mtime_ns = m->ctime_ns = now;
-		return 0;
-	}
+	if (rc == 0 && n == klen)
+		return existing_meta(be, &r, m, now);
 	if (rc == 0) {
 		char c = s->kbuf[klen];
 

@@ -350,9 +350,18 @@ kv_rec *map_get(const map *m, const char *key, size_t klen)
 int map_put(map *m, kv_rec *rec, kv_rec **old)
 {
 	struct node *prev[MAX_HEIGHT], *n;
+	struct hslot *e;
 	uint32_t h;
 
 	*old = NULL;
+	/* Overwriting an existing key (the common write) changes no links:
+	 * the hash index finds its node without a skiplist walk. */
+	e = idx_find(m, rec_key(rec), rec->klen, key_hash(rec_key(rec), rec->klen));
+	if (e) {
+		*old = e->n->rec;
+		e->n->rec = rec;
+		return 0;
+	}
 	n = find_ge(m, rec_key(rec), rec->klen, prev);
 	if (n && node_cmp(n, rec_key(rec), rec->klen) == 0) {
 		*old = n->rec;

@@ -159,18 +159,63 @@ static int complete(store *st, struct pending *list, int status)
 	return arc;
 }
 
+/* Wakes whoever should lead the next sync, if entries wait for one: the
+ * writer of the oldest entry when it blocks in store_write(), else a
+ * committer thread. mu held. */
+static void hand_off(store *st)
+{
+	if (!st->head || st->syncing)
+		return;
+	if (st->head->w)
+		pthread_cond_signal(&st->head->w->cv);
+	else
+		pthread_cond_signal(&st->commit_cv);
+}
+
+/* Completes group number `group` after every earlier group, so batches are
+ * applied and acknowledged in lsn order although two threads complete
+ * groups. An apply error fails this group and every later one (their
+ * batches are durable but can no longer be applied in order). Takes and
+ * drops apply_mu; returns the apply error to make sticky. */
+static int complete_in_order(store *st, uint64_t group, struct pending *list, int status)
+{
+	int arc;
+
+	pthread_mutex_lock(&st->apply_mu);
+	while (st->completed != group)
+		pthread_cond_wait(&st->apply_cv, &st->apply_mu);
+	if (!status)
+		status = st->apply_failed;
+	arc = complete(st, list, status);
+	if (arc && !st->apply_failed)
+		st->apply_failed = arc;
+	st->completed++;
+	pthread_cond_broadcast(&st->apply_cv);
+	pthread_mutex_unlock(&st->apply_mu);
+	return arc;
+}
+
 /* One round of group commit by the calling thread. mu held on entry and on
- * return; dropped while syncing and completing. */
+ * return; dropped while syncing and completing. The next sync is handed on
+ * as soon as this one has returned, so it runs while this group is applied
+ * (the apply, search index updates included, costs about as much CPU time
+ * as a sync takes). */
 static void leader_round(store *st)
 {
 	struct pending *list = NULL, **tailp = &list, *p;
 	struct waiter *wake = NULL, *w;
-	uint64_t target = st->last_lsn;
+	uint64_t target = st->last_lsn, group;
 	int rc = st->failed;
 
 	st->syncing = 1;
 	/* No other sync can be in flight: retired segments are unused now. */
 	wal_release_retired(st->wal);
+	/* The group's records go out in one write, then one sync covers them. */
+	if (!rc && target > st->durable_lsn) {
+		rc = wal_flush(st->wal);
+		if (rc)
+			store__set_failed(st, rc, "log write");
+	}
 	if (!rc && target > st->durable_lsn) {
 		kvio_file *f = wal_sync_file(st->wal);
 
@@ -201,10 +246,10 @@ static void leader_round(store *st)
 	if (!st->head)
 		st->tail = NULL;
 	st->syncing = 0;
-	pthread_mutex_lock(&st->apply_mu);
+	group = st->groups++;
+	hand_off(st);
 	pthread_mutex_unlock(&st->mu);
-	rc = complete(st, list, rc);
-	pthread_mutex_unlock(&st->apply_mu);
+	rc = complete_in_order(st, group, list, rc);
 	pthread_mutex_lock(&st->mu);
 	if (rc)
 		store__set_failed(st, rc, "apply");
@@ -215,13 +260,7 @@ static void leader_round(store *st)
 		w->done = 1;
 		pthread_cond_signal(&w->cv);
 	}
-	/* Hand the next sync to someone who waits for it. */
-	if (st->head && !st->syncing) {
-		if (st->head->w)
-			pthread_cond_signal(&st->head->w->cv);
-		else
-			pthread_cond_signal(&st->commit_cv);
-	}
+	hand_off(st);
 	if (st->async_pending || (st->stop && st->head))
 		pthread_cond_signal(&st->commit_cv);
 }
@@ -240,6 +279,9 @@ void *store__committer_main(void *arg)
 			break;
 		pthread_cond_wait(&st->commit_cv, &st->mu);
 	}
+	/* The other committer may sleep since before the last round emptied
+	 * the queue: it must see `stop` too. */
+	pthread_cond_broadcast(&st->commit_cv);
 	pthread_mutex_unlock(&st->mu);
 	return NULL;
 }
@@ -265,7 +307,7 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn 
 	rc = st->failed ? st->failed : st->stop ? -ESHUTDOWN : 0;
 	if (rc)
 		goto err;
-	rc = wal_append(st->wal, type, rec, len, pcrc, &lsn);
+	rc = wal_add(st->wal, type, rec, len, pcrc, &lsn);
 	if (rc) {
 		store__set_failed(st, rc, "log write");
 		/* Whatever is pending must be failed by a leader now. */

@@ -18,6 +18,10 @@
 #define REC_BATCH          1 /* an encoded kv_batch, applied */
 #define REC_BATCH_NOAPPLY  2 /* an encoded kv_batch, logged only */
 
+/* Committer threads: two, so that one can lead the next sync while the
+ * other completes (applies) the group it has just synced. */
+#define STORE_COMMITTERS 2
+
 struct pending {
 	struct pending *next;
 	uint64_t        lsn;
@@ -59,10 +63,14 @@ struct store {
 	uint64_t           last_lsn, durable_lsn;
 	uint64_t           syncs, records, log_since_snap;
 	uint64_t           pin_lsn;
-	pthread_t          committer, bg;
-	int                threads;
+	pthread_t          committer[STORE_COMMITTERS], bg;
+	int                ncommitters, bg_started;
 
 	pthread_mutex_t    apply_mu;
+	pthread_cond_t     apply_cv;    /* a group finished completing */
+	uint64_t           groups;      /* sync groups detached so far (mu) */
+	uint64_t           completed;   /* sync groups completed so far (apply_mu) */
+	int                apply_failed; /* an apply error: later groups fail too (apply_mu) */
 	pthread_rwlock_t   map_lock;
 	map               *map;
 	uint64_t           ntomb;

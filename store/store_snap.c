@@ -308,6 +308,7 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	pthread_mutex_init(&st->snap_mu, NULL);
 	pthread_rwlock_init(&st->map_lock, NULL);
 	pthread_cond_init(&st->commit_cv, NULL);
+	pthread_cond_init(&st->apply_cv, NULL);
 	pthread_cond_init(&st->bg_cv, NULL);
 	st->dir = strdup(dir);
 	st->map = map_new(0);
@@ -366,14 +367,16 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 	LOG(LOG_INFO, "store %s: %zu keys; CPU s: snapshot %" PRIu64 " loaded %.3f, log to lsn %"
 	    PRIu64 " read %.3f, applied %.3f", dir, map_count(st->map), base, t1 - t0,
 	    st->last_lsn, t2 - t1, t3 - t2);
-	rc = -pthread_create(&st->committer, NULL, store__committer_main, st);
-	if (rc)
-		goto err;
-	st->threads = 1;
+	for (int i = 0; i < STORE_COMMITTERS; i++) {
+		rc = -pthread_create(&st->committer[i], NULL, store__committer_main, st);
+		if (rc)
+			goto err;
+		st->ncommitters++;
+	}
 	rc = -pthread_create(&st->bg, NULL, bg_main, st);
 	if (rc)
 		goto err;
-	st->threads = 2;
+	st->bg_started = 1;
 	*out = st;
 	return 0;
 err:
@@ -390,9 +393,9 @@ void store_close(store *st)
 	pthread_cond_broadcast(&st->commit_cv);
 	pthread_cond_broadcast(&st->bg_cv);
 	pthread_mutex_unlock(&st->mu);
-	if (st->threads >= 1)
-		pthread_join(st->committer, NULL);
-	if (st->threads >= 2)
+	for (int i = 0; i < st->ncommitters; i++)
+		pthread_join(st->committer[i], NULL);
+	if (st->bg_started)
 		pthread_join(st->bg, NULL);
 	wal_close(st->wal);
 	map_free(st->map);
@@ -401,6 +404,7 @@ void store_close(store *st)
 	pthread_mutex_destroy(&st->snap_mu);
 	pthread_rwlock_destroy(&st->map_lock);
 	pthread_cond_destroy(&st->commit_cv);
+	pthread_cond_destroy(&st->apply_cv);
 	pthread_cond_destroy(&st->bg_cv);
 	free(st->open_state);
 	free(st->dir);

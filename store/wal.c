@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,11 @@ struct wal {
 	uint64_t           appended;
 	kvio_file        **retired;   /* rotated-away files a sync may still use */
 	size_t             nretired;
+	/* Records added with wal_add() and not yet written: borrowed buffers,
+	 * which end at cur_size. */
+	struct iovec      *iov;
+	size_t             niov, iov_cap;
+	uint64_t           unwritten; /* their bytes */
 };
 
 void wal_segment_name(uint64_t first_lsn, char *buf, size_t size)
@@ -125,6 +131,7 @@ void wal_close(wal *w)
 	free(w->retired);
 	if (w->cur)
 		kvio_close(w->cur);
+	free(w->iov);
 	free(w->segs);
 	free(w->dir);
 	free(w);
@@ -204,6 +211,9 @@ static int rotate(wal *w)
 
 	/* Everything in the old segment becomes durable now, so a sync that
 	 * covers lsns in both segments only needs the new file. */
+	rc = wal_flush(w);
+	if (rc)
+		return rc;
 	rc = kvio_datasync(w->cur);
 	if (rc) {
 		LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
@@ -231,8 +241,40 @@ static int rotate(wal *w)
 	return 0;
 }
 
-int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc,
-	       uint64_t *lsn)
+/* Forgets the unwritten records (after an error: their owners free them). */
+static void drop_unwritten(wal *w)
+{
+	w->cur_size -= w->unwritten;
+	w->niov = 0;
+	w->unwritten = 0;
+}
+
+int wal_flush(wal *w)
+{
+	uint64_t off = w->cur_size - w->unwritten;
+	size_t i = 0;
+
+	while (i < w->niov) {
+		int cnt = w->niov - i > IOV_MAX ? IOV_MAX : (int)(w->niov - i);
+		size_t total = 0;
+		ssize_t n;
+
+		for (int k = 0; k < cnt; k++)
+			total += w->iov[i + k].iov_len;
+		n = kvio_pwritev(w->cur, w->iov + i, cnt, off);
+		if (n < 0 || (size_t)n != total) {
+			drop_unwritten(w);
+			return n < 0 ? (int)n : -EIO;
+		}
+		off += total;
+		i += (size_t)cnt;
+	}
+	w->niov = 0;
+	w->unwritten = 0;
+	return 0;
+}
+
+int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, uint64_t *lsn)
 {
 	unsigned char *h = rec;
 	int rc;
@@ -241,21 +283,40 @@ int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc
 		return -EBADF;
 	if (w->cur_size > WAL_SEG_HDR && w->cur_size + len > w->segment_bytes) {
 		rc = rotate(w);
-		if (rc)
+		if (rc) {
+			drop_unwritten(w);
 			return rc;
+		}
+	}
+	if (w->niov == w->iov_cap) {
+		size_t cap = w->iov_cap ? w->iov_cap * 2 : 64;
+		struct iovec *v = realloc(w->iov, cap * sizeof *v);
+
+		if (!v)
+			return -ENOMEM;
+		w->iov = v;
+		w->iov_cap = cap;
 	}
 	le_put32(h + 4, (uint32_t)(len - WAL_REC_HDR));
 	le_put64(h + 8, w->next_lsn);
 	h[16] = type;
 	h[17] = h[18] = h[19] = 0;
 	le_put32(h, crc32c(payload_crc, h + 4, 16));
-	rc = kvio_write_all(w->cur, rec, len, w->cur_size);
-	if (rc)
-		return rc;
+	w->iov[w->niov].iov_base = rec;
+	w->iov[w->niov++].iov_len = len;
+	w->unwritten += len;
 	*lsn = w->next_lsn++;
 	w->cur_size += len;
 	w->appended += len;
 	return 0;
+}
+
+int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc,
+	       uint64_t *lsn)
+{
+	int rc = wal_add(w, type, rec, len, payload_crc, lsn);
+
+	return rc ? rc : wal_flush(w);
 }
 
 int wal_drop_before(wal *w, uint64_t lsn, char ***paths, size_t *n)

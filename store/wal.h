@@ -82,6 +82,17 @@ uint64_t wal_next_lsn(const wal *w);
 int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc,
 	       uint64_t *lsn);
 
+/* The same in two steps, so that the records of a whole sync group go out
+ * in one pwritev: wal_add() numbers the record and queues it without
+ * writing (rec is borrowed and must stay unchanged until wal_flush()
+ * returns), wal_flush() writes every queued record (before the sync that is
+ * to cover them). A full segment is rotated by wal_add(), which writes the
+ * queued records first. After an error of either, the queued records are
+ * forgotten (their owners may free them) and the log must not be used for
+ * appends again. */
+int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, uint64_t *lsn);
+int wal_flush(wal *w);
+
 /* The file holding the newest records: datasync it to make every appended
  * record durable. Stays valid until wal_release_retired(). */
 kvio_file *wal_sync_file(wal *w);
