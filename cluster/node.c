@@ -91,6 +91,7 @@ struct node {
 	/* Change listener (FUSE cache invalidation). */
 	pthread_mutex_t lmu;
 	node_change_fn  change_fn;
+	node_change_flush_fn change_flush;
 	void           *change_arg;
 };
 
@@ -196,17 +197,30 @@ static void req_free(struct node_req *req)
 	free(req);
 }
 
-void node_req_done(node *n, struct node_req *req, int status)
+static void notify(node *n, const char *key, size_t klen, int flush);
+
+/* Returns whether it reported anything (a flush is then due). */
+int node_req_notify(node *n, struct node_req *req, int status)
 {
-	node_done_fn done = req->done;
-	void *arg = req->arg;
+	int any = status == 0 && req->notify && req->batch.n;
 	uint32_t i;
 
 	/* Writes that did not come through the mount (the control socket) must
 	 * reach the kernel's caches of the mount too. */
-	if (status == 0 && req->notify)
+	if (any)
 		for (i = 0; i < req->batch.n; i++)
-			node_notify_change(n, req->batch.ops[i].key, req->batch.ops[i].klen);
+			notify(n, req->batch.ops[i].key, req->batch.ops[i].klen, 0);
+	req->notify = 0;
+	return any;
+}
+
+void node_req_done(node *n, struct node_req *req, int status)
+{
+	node_done_fn done = req->done;
+	void *arg = req->arg;
+
+	if (node_req_notify(n, req, status))
+		node_notify_flush(n);
 	req_free(req);
 	n->pending--;
 	if (done)
@@ -789,25 +803,47 @@ enum node_mode node_get_mode(node *n) { return n->cfg.mode; }
 struct search_index *node_search(node *n) { return n->search; }
 const struct node_config *node_config(node *n) { return &n->cfg; }
 
-void node_set_change_listener(node *n, node_change_fn fn, void *arg)
+void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn flush,
+			       void *arg)
 {
 	pthread_mutex_lock(&n->lmu);
 	n->change_fn = fn;
+	n->change_flush = flush;
 	n->change_arg = arg;
 	pthread_mutex_unlock(&n->lmu);
 }
 
-void node_notify_change(node *n, const char *key, size_t klen)
+void node_set_change_listener(node *n, node_change_fn fn, void *arg)
 {
+	node_set_change_listeners(n, fn, NULL, arg);
+}
+
+/* Reports one change; with `flush`, ends the run of changes too. */
+static void notify(node *n, const char *key, size_t klen, int flush)
+{
+	node_change_flush_fn fl;
 	node_change_fn fn;
 	void *arg;
 
 	pthread_mutex_lock(&n->lmu);
 	fn = n->change_fn;
+	fl = n->change_flush;
 	arg = n->change_arg;
 	pthread_mutex_unlock(&n->lmu);
-	if (fn)
+	if (fn && key)
 		fn(arg, key, klen);
+	if (fl && flush)
+		fl(arg);
+}
+
+void node_notify_change(node *n, const char *key, size_t klen)
+{
+	notify(n, key, klen, 1);
+}
+
+void node_notify_flush(node *n)
+{
+	notify(n, NULL, 0, 1);
 }
 
 void node_status(node *n, json_t *obj)

@@ -86,6 +86,13 @@ void node_status(node *n, struct json_t *obj);
  * local node_write), so the mount can invalidate kernel caches. Any thread. */
 typedef void (*node_change_fn)(void *arg, const char *key, size_t klen);
 void node_set_change_listener(node *n, node_change_fn fn, void *arg);
+/* The same with a companion called after each run of changes reported
+ * together (the writes one group commit completed; a lone replicated change
+ * is a run of one): a listener that hands keys to a thread of its own can
+ * queue them in fn and wake the thread once per run in flush. */
+typedef void (*node_change_flush_fn)(void *arg);
+void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn flush,
+			       void *arg);
 
 const char *node_mode_name(enum node_mode m);
 

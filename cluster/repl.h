@@ -35,6 +35,15 @@ struct node_req {
 /* Completes a request on the loop thread: status 0 or a negative errno. */
 void node_req_done(node *n, struct node_req *req, int status);
 
+/* Reports the changes of a successful control-socket write to the change
+ * listener now instead of in node_req_done() (loop thread), without ending
+ * the run of changes. A layer that completes many requests at once calls it
+ * for each of them, then node_notify_flush() once: the listener (the
+ * mount's invalidation thread) is woken once for the lot instead of once
+ * per request. Returns whether anything was reported. */
+int  node_req_notify(node *n, struct node_req *req, int status);
+void node_notify_flush(node *n);
+
 /* A replication layer calls this after it applied a change that did NOT come
  * from this node's own node_write (a replicated write), so the mount can drop
  * kernel caches for the key. Any thread; the listener must not block. */

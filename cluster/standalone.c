@@ -45,11 +45,18 @@ static void sa_drain(uv_async_t *h)
 {
 	struct standalone *sa = h->data;
 	struct sa_done *d, *next;
+	int any = 0;
 
 	pthread_mutex_lock(&sa->mu);
 	d = sa->head;
 	sa->head = sa->tail = NULL;
 	pthread_mutex_unlock(&sa->mu);
+	/* All notifications first, so the mount's invalidation thread is
+	 * woken once per drained group. */
+	for (next = d; next; next = next->next)
+		any |= node_req_notify(sa->n, next->req, next->status);
+	if (any)
+		node_notify_flush(sa->n);
 	for (; d; d = next) {
 		next = d->next;
 		sa->inflight--;

@@ -69,30 +69,47 @@ static void on_change(void *arg, const char *key, size_t klen)
 	if (inval.n < INVAL_MAX && !inval.stop) {
 		inval.q[(inval.head + inval.n++) % INVAL_MAX] = p;
 		p = NULL;
-		/* The thread sleeps only on an empty queue: waking it once
-		 * per batch of changes saves a futex call per change. */
-		if (inval.n == 1)
-			pthread_cond_signal(&inval.cond);
 	}
 	pthread_mutex_unlock(&inval.lock);
 	free(p);
 }
 
-static void *inval_main(void *arg)
+/* The end of a run of changes (node_set_change_listeners): one wake-up for
+ * all of them, not a futex call and lock hand-over per change. */
+static void on_change_flush(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&inval.lock);
+	if (inval.n)
+		pthread_cond_signal(&inval.cond);
+	pthread_mutex_unlock(&inval.lock);
+}
+
+static void *inval_main(void *arg)
+{
+	static char *batch[INVAL_MAX];
+
+	(void)arg;
+	pthread_mutex_lock(&inval.lock);
 	for (;;) {
+		size_t n;
+
 		while (!inval.n && !inval.stop)
 			pthread_cond_wait(&inval.cond, &inval.lock);
 		if (inval.stop)
 			break;
-		char *p = inval.q[inval.head];
-		inval.head = (inval.head + 1) % INVAL_MAX;
-		inval.n--;
+		/* Take everything queued in one go: the writers (the node's
+		 * loop thread) then rarely find the lock taken. */
+		for (n = 0; inval.n; n++) {
+			batch[n] = inval.q[inval.head];
+			inval.head = (inval.head + 1) % INVAL_MAX;
+			inval.n--;
+		}
 		pthread_mutex_unlock(&inval.lock);
-		llops_invalidate(inval.se, p, strlen(p));
-		free(p);
+		for (size_t i = 0; i < n; i++) {
+			llops_invalidate(inval.se, batch[i], strlen(batch[i]));
+			free(batch[i]);
+		}
 		pthread_mutex_lock(&inval.lock);
 	}
 	while (inval.n) {
@@ -418,7 +435,7 @@ int main(int argc, char **argv)
 	inval.se = se;
 	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
 		inval.running = 1;
-		node_set_change_listener(n, on_change, NULL);
+		node_set_change_listeners(n, on_change, on_change_flush, NULL);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
