@@ -133,6 +133,9 @@ typedef int (*store_replay_fn)(void *arg, uint8_t type, uint64_t lsn,
 struct store_options {
 	const struct kvio *io;         /* NULL: the real POSIX file system (kvio_posix()) */
 	size_t   segment_bytes;        /* WAL segment size; 0 = 64 MiB */
+	size_t   wal_prealloc;         /* zeros kept written ahead of the log's end, so a
+	                                  sync need not change the file size (wal.h);
+	                                  0 = 1 MiB, SIZE_MAX = none */
 	size_t   snapshot_log_bytes;   /* snapshot when the log since the last one exceeds this; 0 = 256 MiB;
 	                                  SIZE_MAX = never automatically */
 	store_apply_hook apply_hook;   /* may be NULL; can also be set later with store_set_apply_hook */

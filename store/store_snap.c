@@ -326,6 +326,8 @@ int store_open(const char *dir, const struct store_options *opt, store **out)
 		LOG(LOG_ERROR, "store: cannot list %s: %s", dir, strerror(-rc));
 		goto err;
 	}
+	if (st->opt.wal_prealloc != SIZE_MAX)
+		wal_set_prealloc(st->wal, st->opt.wal_prealloc ? st->opt.wal_prealloc : 1u << 20);
 	rc = load_snapshot(st, &base);
 	if (rc)
 		goto err;

@@ -93,6 +93,12 @@ int wal_append(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc
 int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, uint64_t *lsn);
 int wal_flush(wal *w);
 
+/* Keeps `bytes` of zeros written ahead of the records in the newest
+ * segment (0, the default: none), so that syncs need not update the file
+ * size. Recovery treats an all-zero tail of the newest segment as its clean
+ * end; rotation cuts the zeros off the segment it closes. */
+void wal_set_prealloc(wal *w, size_t bytes);
+
 /* The file holding the newest records: datasync it to make every appended
  * record durable. Stays valid until wal_release_retired(). */
 kvio_file *wal_sync_file(wal *w);

@@ -366,6 +366,108 @@ static void a_torn_new_segment_header_is_recreated(void **state)
 	memdisk_free(md);
 }
 
+static size_t data_bytes(uint64_t from, uint64_t to)
+{
+	size_t n = 0;
+
+	for (uint64_t i = from; i <= to; i++)
+		n += WAL_REC_HDR + payload_len(i);
+	return n;
+}
+
+struct reopen {
+	memdisk   *md;
+	wal       *w;
+	struct seen s;
+};
+
+static void reopen_fn(void *arg)
+{
+	struct reopen *r = arg;
+
+	r->w = open_wal(r->md, 0, &r->s, 0);
+}
+
+static void a_preallocated_zero_tail_is_the_clean_end(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	unsigned char *buf;
+	size_t len;
+	char *path, msg[4096];
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	wal_set_prealloc(w, 8192);
+	append_n(w, 10);
+	wal_close(w);
+	memdisk_crash(md); /* the zeros were synced with the records */
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	assert_true(len >= WAL_SEG_HDR + data_bytes(1, 10) + 4096);
+	for (size_t i = WAL_SEG_HDR + data_bytes(1, 10); i < len; i++)
+		assert_int_equal(buf[i], 0);
+	free(buf);
+	/* Reopening keeps the zeros (no truncation, no warning) and appends
+	 * over them. */
+	{
+		struct reopen r = { .md = md };
+
+		capture_stderr(msg, sizeof msg, reopen_fn, &r);
+		w = r.w;
+		s = r.s;
+	}
+	assert_null(strstr(msg, "truncat"));
+	check_seen(&s, 10);
+	wal_set_prealloc(w, 8192);
+	append_n(w, 5);
+	wal_close(w);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	free(buf);
+	assert_true(len > WAL_SEG_HDR + data_bytes(1, 15));
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 15);
+	wal_close(w);
+	free(path);
+	memdisk_free(md);
+}
+
+static void rotation_cuts_the_zeros_off_the_closed_segment(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	char *names, *line, *save = NULL, path[96];
+	unsigned char *buf;
+	size_t len, nseg = 0;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 4000, &s, 0);
+	wal_set_prealloc(w, 1024);
+	append_n(w, 200);
+	assert_true(wal_segment_count(w) > 5);
+	wal_close(w);
+	memdisk_crash(md);
+	/* Every segment but the newest ends at its last record (recovery
+	 * refuses anything else there), and all records come back. */
+	names = memdisk_listing(md, DIR);
+	for (line = strtok_r(names, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		nseg++;
+	free(names);
+	w = open_wal(md, 4000, &s, 0);
+	check_seen(&s, 200);
+	assert_int_equal(wal_segment_count(w), nseg);
+	wal_close(w);
+	wal_segment_name(1, path + 64, 32);
+	snprintf(path, 64, DIR "/%s", path + 64);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	assert_true(len <= 4000);
+	assert_int_not_equal(buf[len - 1], 0); /* a record's last byte, not a zero tail */
+	free(buf);
+	memdisk_free(md);
+}
+
 static void a_failed_write_is_reported(void **state)
 {
 	memdisk *md = new_disk();
@@ -394,6 +496,8 @@ int main(void)
 		cmocka_unit_test(corruption_in_an_older_segment_is_refused),
 		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
 		cmocka_unit_test(a_failed_write_is_reported),
+		cmocka_unit_test(a_preallocated_zero_tail_is_the_clean_end),
+		cmocka_unit_test(rotation_cuts_the_zeros_off_the_closed_segment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
