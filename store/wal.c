@@ -57,17 +57,28 @@ static char *seg_path(const wal *w, uint64_t first_lsn)
 	return p;
 }
 
+/* Room for one more element in arr (n in use, *cap allocated), doubling
+ * from `first`: returns the array, moved or not, or NULL (arr untouched). */
+static void *grow(void *arr, size_t n, size_t *cap, size_t elem, size_t first)
+{
+	size_t c = *cap ? *cap * 2 : first;
+	void *v;
+
+	if (n < *cap)
+		return arr;
+	v = realloc(arr, c * elem);
+	if (v)
+		*cap = c;
+	return v;
+}
+
 static int add_segment(wal *w, uint64_t first_lsn)
 {
-	if (w->nsegs == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 16;
-		struct segment *s = realloc(w->segs, cap * sizeof *s);
+	struct segment *v = grow(w->segs, w->nsegs, &w->cap, sizeof *v, 16);
 
-		if (!s)
-			return -ENOMEM;
-		w->segs = s;
-		w->cap = cap;
-	}
+	if (!v)
+		return -ENOMEM;
+	w->segs = v;
 	w->segs[w->nsegs++].first_lsn = first_lsn;
 	return 0;
 }
@@ -352,6 +363,7 @@ int wal_flush(wal *w)
 int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, uint64_t *lsn)
 {
 	unsigned char *h = rec;
+	struct iovec *v;
 	int rc;
 
 	if (!w->cur)
@@ -363,15 +375,10 @@ int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, u
 			return rc;
 		}
 	}
-	if (w->niov == w->iov_cap) {
-		size_t cap = w->iov_cap ? w->iov_cap * 2 : 64;
-		struct iovec *v = realloc(w->iov, cap * sizeof *v);
-
-		if (!v)
-			return -ENOMEM;
-		w->iov = v;
-		w->iov_cap = cap;
-	}
+	v = grow(w->iov, w->niov, &w->iov_cap, sizeof *v, 64);
+	if (!v)
+		return -ENOMEM;
+	w->iov = v;
 	le_put32(h + 4, (uint32_t)(len - WAL_REC_HDR));
 	le_put64(h + 8, w->next_lsn);
 	h[16] = type;
