@@ -165,9 +165,13 @@ struct ml_config {
 	uint32_t gossip_ms;        /* anti-entropy period; 0 = 200 */
 	uint32_t tomb_ms;          /* tombstone acknowledgement period; 0 = 250 */
 	uint32_t live_ms;          /* a peer heard from within this is live; 0 = 3000 */
-	uint32_t max_msg_bytes;    /* soft cap per message; 0 = 64 KiB (one version
+	uint32_t max_msg_bytes;    /* soft cap per message; 0 = 256 KiB (one version
 	                              larger than that travels alone) */
-	uint32_t max_keys_msg;     /* keys per message; 0 = 1024 */
+	uint32_t max_keys_msg;     /* keys per message; 0 = 8192. With 256 KiB, a
+	                              KEYS frame lists 8192 keys of up to ~20
+	                              bytes: catch-up is bound by how many keys a
+	                              round lists (4096 leaves hold ~65 keys each
+	                              at 267k keys) */
 	uint32_t max_drift_ms;     /* count remote timestamps further ahead; 0 = 60000 */
 	uint64_t hlc_floor;        /* the largest floor ever passed to io->save_floor, or 0 */
 };

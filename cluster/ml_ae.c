@@ -190,8 +190,10 @@ static int cmp_ent(const void *a, const void *b)
 }
 
 /* Appends one leaf's (key, version hash) list; returns 1 if the frame is
- * full afterwards. */
-static int keys_add_leaf(ml *m, struct fb *f, uint32_t leaf, struct ent ***arr, size_t *arrcap)
+ * full afterwards. *nkeys counts the keys in the frame (f->count counts
+ * leaf sections, which is what the wire carries). */
+static int keys_add_leaf(ml *m, struct fb *f, uint32_t leaf, struct ent ***arr, size_t *arrcap,
+			 size_t *nkeys)
 {
 	size_t n = 0, i, fit, bytes;
 	struct ent *e;
@@ -216,7 +218,7 @@ static int keys_add_leaf(ml *m, struct fb *f, uint32_t leaf, struct ent ***arr, 
 	bytes = f->body.len + 8;
 	for (fit = 0; fit < n; fit++) {
 		bytes += (*arr)[fit]->klen + 12;
-		if ((f->count + fit >= m->cfg.max_keys_msg || bytes > m->cfg.max_msg_bytes) &&
+		if ((*nkeys + fit >= m->cfg.max_keys_msg || bytes > m->cfg.max_msg_bytes) &&
 		    (f->count || fit))
 			break;
 	}
@@ -231,6 +233,7 @@ static int keys_add_leaf(ml *m, struct fb *f, uint32_t leaf, struct ent ***arr, 
 		mlw_put_u64(&f->body, e->vhash);
 	}
 	f->count++; /* counts leaf sections */
+	*nkeys += fit;
 	return !complete;
 }
 
@@ -238,7 +241,7 @@ int ml__recv_leaves(ml *m, unsigned from, struct mlw_in *in)
 {
 	uint64_t count = mlw_get_var(in), i;
 	uint32_t diff[ML_LEAVES];
-	size_t nd = 0, arrcap = 0, d;
+	size_t nd = 0, arrcap = 0, d, nkeys = 0;
 	struct ent **arr = NULL;
 	struct fb *f = &m->fb1;
 	int r = 0, seen[ML_GROUPS] = { 0 };
@@ -269,9 +272,10 @@ int ml__recv_leaves(ml *m, unsigned from, struct mlw_in *in)
 		size_t start = (size_t)(m->io.random(m->io.ctx) % nd);
 		for (d = 0; d < nd; d++) {
 			uint32_t leaf = diff[(start + d) % nd];
-			if (f->count && ml__fb_full(m, f, 16))
+			if (f->count && (nkeys >= m->cfg.max_keys_msg ||
+					 f->body.len + 16 > m->cfg.max_msg_bytes))
 				break;
-			r = keys_add_leaf(m, f, leaf, &arr, &arrcap);
+			r = keys_add_leaf(m, f, leaf, &arr, &arrcap, &nkeys);
 			if (r < 0)
 				goto out;
 			if (r > 0)

@@ -15,8 +15,8 @@
 #define ML_DEF_GOSSIP_MS   200
 #define ML_DEF_TOMB_MS     250
 #define ML_DEF_LIVE_MS     3000
-#define ML_DEF_MSG_BYTES   (64u * 1024)
-#define ML_DEF_KEYS_MSG    1024
+#define ML_DEF_MSG_BYTES   (256u * 1024)
+#define ML_DEF_KEYS_MSG    8192
 #define ML_DEF_DRIFT_MS    60000
 #define ML_ROOT_BYTES      (ML_GROUPS * 8)
 #define ML_LEAVES_ENTRY    (1 + ML_LEAVES_PER * 8)
