@@ -588,8 +588,10 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	dir_reply(req, ino, size, off, fi, 0);
 }
 
-/* `ls -l` and `find` get every entry's attributes with the listing instead
- * of one LOOKUP round trip per entry. */
+/* `du`, `find` and `ls -l` get every entry's attributes with the listing
+ * instead of one LOOKUP round trip per entry. Always, not only for the
+ * first chunk as the kernel's "auto" mode would: a plain `ls` costs a little
+ * more, `du -s` of 3,000 files a third. */
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
@@ -697,6 +699,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	 * attributes in the listing would only cost a barrier per entry. */
 	if (node_get_mode(K->n) == NODE_RAFT)
 		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 }
 
 static const struct fuse_lowlevel_ops ops = {
