@@ -47,6 +47,11 @@ static void nb_release(void *self, struct ctl_rec *r)
 	r->ref = NULL;
 }
 
+static int nb_maybe_dir(void *self, const char *key, size_t klen)
+{
+	return store_maybe_dir(node_store(self), key, klen);
+}
+
 static uint64_t nb_count(void *self)
 {
 	struct store_stats ss;
@@ -120,6 +125,7 @@ void ctl_node_backend(struct node *n, struct ctl_backend *be)
 	be->get = nb_get;
 	be->next = nb_next;
 	be->release = nb_release;
+	be->maybe_dir = nb_maybe_dir;
 	be->count = nb_count;
 	be->key_check = nb_key_check;
 	be->write = nb_write;

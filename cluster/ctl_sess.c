@@ -286,60 +286,68 @@ static int existing_meta(const struct ctl_backend *be, struct ctl_rec *r, struct
 	return 0;
 }
 
-int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct kv_meta *m)
+/* Whether keys "key/..." exist (key, which does not exist itself, is then
+ * a directory of the tree of keys): 1, 0 or a negative errno. */
+static int has_children(struct ctl_sess *s, const char *key, size_t klen)
 {
 	const struct ctl_backend *be = s->be;
-	char *pre = NULL;
 	struct ctl_rec r;
-	int64_t now = be->now_ns(be->self);
-	size_t i, n;
+	size_t n;
+	char *pre;
 	int rc;
 
-	if (klen && key[klen - 1] == '/')
-		return -EISDIR; /* a directory marker key (see store/key.h) */
-	/* Overwriting a key (the common case) takes one hash lookup; the
-	 * ordered lookups below are for new keys only. */
-	rc = be->get(be->self, key, klen, &r);
-	if (rc == 0)
-		return existing_meta(be, &r, m, now);
-	if (rc != -ENOENT)
-		return rc;
+	/* The backend's filter answers "certainly not" for most new keys
+	 * without a walk of the ordered index. */
+	if (be->maybe_dir && !be->maybe_dir(be->self, key, klen))
+		return 0;
 	if (!s->kbuf) {
 		s->kbuf = malloc(KV_KEY_MAX + 2);
 		if (!s->kbuf)
 			return -ENOMEM;
 	}
-	/* One ordered lookup answers two questions: the first key with the
-	 * prefix `key` is either the key itself (it exists) or tells whether
-	 * keys "key/..." exist: they sort before any "key<c>..." with c > '/'. */
+	/* The first key with the prefix `key` tells whether keys "key/..."
+	 * exist: they sort before any "key<c>..." with c > '/'. */
 	rc = be->next(be->self, key, klen, NULL, 0, s->kbuf, &n, &r);
-	if (rc == 0 && n == klen)
-		return existing_meta(be, &r, m, now);
-	if (rc == 0) {
-		char c = s->kbuf[klen];
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	be->release(be->self, &r);
+	if (n == klen || s->kbuf[klen] > '/')
+		return 0; /* the key itself (created meanwhile), or "key<c>..." */
+	if (s->kbuf[klen] == '/')
+		return 1;
+	/* "key-x" or "key.x" sort first: ask about "key/" itself. */
+	pre = malloc(klen + 2);
+	if (!pre)
+		return -ENOMEM;
+	memcpy(pre, key, klen);
+	pre[klen] = '/';
+	rc = be->next(be->self, pre, klen + 1, NULL, 0, s->kbuf, &n, &r);
+	free(pre);
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	be->release(be->self, &r);
+	return 1;
+}
 
-		be->release(be->self, &r);
-		if (c == '/')
-			return -EISDIR;
-		if (c < '/') {
-			/* "key-x" or "key.x" sort first: ask about "key/" itself. */
-			pre = malloc(klen + 2);
-			if (!pre)
-				return -ENOMEM;
-			memcpy(pre, key, klen);
-			pre[klen] = '/';
-			rc = be->next(be->self, pre, klen + 1, NULL, 0, s->kbuf, &n, &r);
-			free(pre);
-			if (rc == 0) {
-				be->release(be->self, &r);
-				return -EISDIR;
-			}
-		} else {
-			rc = -ENOENT;
-		}
-	}
+int ctl_sess_put_meta(struct ctl_sess *s, const char *key, size_t klen, struct kv_meta *m)
+{
+	const struct ctl_backend *be = s->be;
+	struct ctl_rec r;
+	int64_t now = be->now_ns(be->self);
+	size_t i;
+	int rc;
+
+	if (klen && key[klen - 1] == '/')
+		return -EISDIR; /* a directory marker key (see store/key.h) */
+	/* Overwriting a key (the common case) takes one hash lookup. */
+	rc = be->get(be->self, key, klen, &r);
+	if (rc == 0)
+		return existing_meta(be, &r, m, now);
 	if (rc != -ENOENT)
 		return rc;
+	rc = has_children(s, key, klen);
+	if (rc)
+		return rc < 0 ? rc : -EISDIR;
 
 	/* A new key must not live under a file ("a" is a file and the key is
 	 * "a/b"), or the mount could not show it. */

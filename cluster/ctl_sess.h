@@ -65,6 +65,9 @@ struct ctl_backend {
 	int      (*next)(void *self, const char *prefix, size_t plen, const char *after, size_t alen,
 			 char *keybuf /* > KV_KEY_MAX bytes */, size_t *klen, struct ctl_rec *out);
 	void     (*release)(void *self, struct ctl_rec *r);
+	/* Optional (may be NULL): 0 when certainly no key starts with key + '/',
+	 * so creating key needs no ordered lookup; 1 when one may. */
+	int      (*maybe_dir)(void *self, const char *key, size_t klen);
 	uint64_t (*count)(void *self);
 	int      (*key_check)(void *self, const char *key, size_t klen);
 	void     (*write)(void *self, const struct kv_batch *b, ctl_done_fn done, void *arg);

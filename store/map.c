@@ -60,7 +60,24 @@ struct map {
 	struct node *tail[MAX_HEIGHT];
 	int          tail_valid;
 	struct slab *slabs;  /* newest chunk first */
+	uint64_t    *dirs;   /* Bloom filter of directory prefixes, see map_maybe_dir */
 };
+
+/* The directory filter: a Bloom filter over every "a", "a/b" that is a
+ * proper '/'-prefix of a key ever put into the map, so that "is there any
+ * key below K/?" (asked before creating key K) needs a skiplist seek only
+ * when the answer may be yes. Insert-only (deleted keys leave their bits:
+ * a false "maybe" costs just the seek); allocated with the first key that
+ * has a '/'. 2^23 bits (1 MiB), 3 bits per prefix: about 1% false
+ * positives at 800,000 directories. */
+#define DIRS_BITS ((size_t)1 << 23)
+
+static void dirs_bits(uint64_t h, size_t bit[3])
+{
+	bit[0] = (size_t)h & (DIRS_BITS - 1);
+	bit[1] = (size_t)(h >> 23) & (DIRS_BITS - 1);
+	bit[2] = (size_t)(h >> 41) & (DIRS_BITS - 1);
+}
 
 int map_keycmp(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -102,6 +119,41 @@ static uint64_t key_hash(const char *k, size_t n)
 	h ^= h >> 33;
 	h *= 0xC4CEB9FE1A85EC53ull;
 	return h ^ (h >> 33);
+}
+
+/* Notes every directory prefix of key in the filter. -ENOMEM only when the
+ * filter cannot be allocated (the map is then left unchanged). */
+static int dirs_note(map *m, const char *key, size_t klen)
+{
+	const char *slash = memchr(key, '/', klen);
+	size_t bit[3];
+
+	if (!slash)
+		return 0;
+	if (!m->dirs) {
+		m->dirs = calloc(DIRS_BITS / 64, sizeof *m->dirs);
+		if (!m->dirs)
+			return -ENOMEM;
+	}
+	for (; slash; slash = memchr(slash + 1, '/', klen - (size_t)(slash + 1 - key))) {
+		dirs_bits(key_hash(key, (size_t)(slash - key)), bit);
+		for (int i = 0; i < 3; i++)
+			m->dirs[bit[i] / 64] |= 1ull << (bit[i] % 64);
+	}
+	return 0;
+}
+
+int map_maybe_dir(const map *m, const char *key, size_t klen)
+{
+	size_t bit[3];
+
+	if (!m->dirs)
+		return 0;
+	dirs_bits(key_hash(key, klen), bit);
+	for (int i = 0; i < 3; i++)
+		if (!(m->dirs[bit[i] / 64] & (1ull << (bit[i] % 64))))
+			return 0;
+	return 1;
 }
 
 /* Makes room for `more` keys on top of those in the map (the table stays
@@ -312,6 +364,7 @@ void map_free(map *m)
 		hbuf_free(c, SLAB_CHUNK);
 	}
 	hbuf_free(m->idx, m->idx_cap * sizeof *m->idx);
+	free(m->dirs);
 	free(m->head);
 	free(m);
 }
@@ -368,7 +421,7 @@ int map_put(map *m, kv_rec *rec, kv_rec **old)
 		n->rec = rec;
 		return 0;
 	}
-	if (idx_reserve(m))
+	if (idx_reserve(m) || dirs_note(m, rec_key(rec), rec->klen))
 		return -ENOMEM;
 	h = random_height(m);
 	n = node_new(rec, h);
@@ -406,7 +459,7 @@ int map_append(map *m, kv_rec *rec)
 	if (m->tail[0] != m->head &&
 	    node_cmp(m->tail[0], rec_key(rec), rec->klen) >= 0)
 		return -EINVAL;
-	if (idx_reserve(m))
+	if (idx_reserve(m) || dirs_note(m, rec_key(rec), rec->klen))
 		return -ENOMEM;
 	h = random_height(m);
 	n = node_new_slab(m, rec, h);

@@ -38,6 +38,12 @@ size_t map_count(const map *m);
  * expected, about 32 bytes per key more. */
 kv_rec *map_get(const map *m, const char *key, size_t klen);
 
+/* Whether some key ever put into the map may start with key + '/' (key is
+ * a directory of the tree of keys): 0 means certainly not, 1 maybe (a Bloom
+ * filter: deletions and hash collisions give false maybes, never a false
+ * no). O(1). */
+int map_maybe_dir(const map *m, const char *key, size_t klen);
+
 /* Inserts or replaces rec under its own key. The map takes over the caller's
  * reference on rec. *old receives the replaced record with the map's former
  * reference (the caller must unref it), or NULL. 0 or -ENOMEM. */

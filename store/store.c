@@ -453,6 +453,16 @@ int store_get(store *st, const char *key, size_t klen, int with_tombstones, kv_r
 	return rc;
 }
 
+int store_maybe_dir(store *st, const char *key, size_t klen)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&st->map_lock);
+	rc = map_maybe_dir(st->map, key, klen);
+	pthread_rwlock_unlock(&st->map_lock);
+	return rc;
+}
+
 static int has_prefix(const kv_rec *r, const char *prefix, size_t plen)
 {
 	return r->klen >= plen && !memcmp(rec_key(r), prefix, plen);

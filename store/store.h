@@ -203,6 +203,11 @@ int  store_next(store *st, const char *prefix, size_t plen,
 		const char *after, size_t alen, int with_tombstones,
 		char *keybuf, size_t *klen, kv_rec **out);
 
+/* 0 when certainly no key (tombstones included) starts with key + '/', 1
+ * when one may: a constant-time filter to call before store_next() when
+ * asking whether key is a directory of the tree of keys. */
+int  store_maybe_dir(store *st, const char *key, size_t klen);
+
 /* Visits keys starting with prefix, in order, starting after `after` (may be
  * NULL), under the read lock: the callback must be quick and must not call back
  * into the store. It returns 0 to continue, non-zero to stop (returned). */

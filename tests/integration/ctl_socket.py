@@ -279,6 +279,16 @@ def test_resp_round_trips(n):
     check(isinstance(c.call("NOSUCH"), Exception), "unknown command")
     check("invalid key" in str(c.call("SET", "/abs", "v")), "invalid key refused")
     check(isinstance(c.call("SET", "r/k/under", "v"), Exception), "key under a file refused")
+    # A new key that is a directory of other keys is refused, whether its
+    # children sort right after it ("rd/x") or after "rd-x", "rd.x"; keys
+    # never used as directories are created (the store's directory filter
+    # answers for them without an ordered lookup).
+    check(c.call("SET", "rd/sub/x", "1") == "OK", "SET rd/sub/x")
+    check(c.call("SET", "rd-x", "1") == "OK" and c.call("SET", "rd.x", "1") == "OK", "SET rd-x")
+    for k in ("rd", "rd/sub"):
+        check("is a directory" in str(c.call("SET", k, "v")), "SET over directory %s refused" % k)
+    check(c.call("SET", "rd/sub/y", "2") == "OK", "SET beside a key")
+    check(c.call("SET", "rd/sub/x.d", "3") == "OK", "SET of a name that is no directory")
     # Pipelined: 500 SETs then GETs in one write.
     c.s.sendall(b"".join(resp_cmd("SET", "rp/%d" % i, i) for i in range(500)) +
                 b"".join(resp_cmd("GET", "rp/%d" % i) for i in range(500)))

@@ -445,6 +445,43 @@ static void replay_table_flush_equals_applying_ops_in_order(void **state)
 	}
 }
 
+static void directory_filter_never_misses_a_directory(void **state)
+{
+	map *m = map_new(7);
+	char key[64];
+	int maybe = 0;
+
+	(void)state;
+	/* No key with a '/' yet: nothing is a directory. */
+	put(m, "plain", 1);
+	assert_int_equal(map_maybe_dir(m, "plain", 5), 0);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof key, "d%d/e%d/f%d", i % 300, i % 7, i);
+		put(m, key, (uint64_t)i + 1);
+	}
+	/* Every directory prefix answers maybe, through put and append. */
+	assert_int_equal(map_append(m, mk("zz/appended/x", 1)), 0);
+	assert_int_equal(map_maybe_dir(m, "zz", 2), 1);
+	assert_int_equal(map_maybe_dir(m, "zz/appended", 11), 1);
+	for (int i = 0; i < 300; i++) {
+		int n = snprintf(key, sizeof key, "d%d", i);
+
+		assert_int_equal(map_maybe_dir(m, key, (size_t)n), 1);
+		n = snprintf(key, sizeof key, "d%d/e%d", i, i % 7);
+		assert_int_equal(map_maybe_dir(m, key, (size_t)n), 1);
+	}
+	/* Files and unknown names are rarely "maybe" (false positives). */
+	for (int i = 0; i < 2000; i++) {
+		int n = snprintf(key, sizeof key, "d%d/e%d/f%d", i % 300, i % 7, i);
+
+		maybe += map_maybe_dir(m, key, (size_t)n);
+		n = snprintf(key, sizeof key, "other%d", i);
+		maybe += map_maybe_dir(m, key, (size_t)n);
+	}
+	assert_true(maybe < 10);
+	map_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +493,7 @@ int main(void)
 		cmocka_unit_test(appended_nodes_support_deletes_replacements_and_inserts),
 		cmocka_unit_test(replay_table_flush_equals_applying_ops_in_order),
 		cmocka_unit_test(lookups_agree_with_the_ordered_list_after_random_changes),
+		cmocka_unit_test(directory_filter_never_misses_a_directory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
