@@ -498,12 +498,37 @@ err:
 	return rc;
 }
 
+/* The unit in which a file system writes file data back (the page size). */
+#define WAL_PAGE 4096
+
 static int all_zero(const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (p[i])
 			return 0;
 	return 1;
+}
+
+/* Whether [off, end) holds the zero-filled rest of a page that an
+ * interrupted write-back did not write. A file system writes the pages of
+ * one fdatasync back in any order when it overwrites blocks in place (the
+ * log's preallocated zeros) and may extend a file with holes, so a power
+ * cut during a group commit can keep a later page of the group and lose an
+ * earlier one: the lost page reads as zeros (preallocated or a hole), and
+ * valid records of the same unacknowledged group follow it. Every byte of
+ * an acknowledged group was on disk when its fdatasync returned, so such a
+ * page lies wholly after the last acknowledged record: the log is torn
+ * there, not corrupt. (A disk that zeroes a whole page of acknowledged
+ * records is outside what the log can tell from a torn append.) */
+static int lost_page(const unsigned char *buf, size_t off, size_t end)
+{
+	for (size_t p = off - off % WAL_PAGE; p + WAL_PAGE <= end; p += WAL_PAGE) {
+		size_t from = p > off ? p : off;
+
+		if (all_zero(buf + from, p + WAL_PAGE - from))
+			return 1;
+	}
+	return 0;
 }
 
 static int header_ok(const unsigned char *b, size_t size, uint64_t first_lsn)
@@ -581,10 +606,11 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 				int later = 0;
 
 				/* A valid record further on proves the bad one is
-				 * not just an interrupted append. */
+				 * not just an interrupted append, unless a page
+				 * between them never reached the disk. */
 				for (size_t o = off + 1; last && o + WAL_REC_HDR <= size; o++)
 					if (rec_valid(buf, size, o, 0, expect)) {
-						later = 1;
+						later = !lost_page(buf, off, o);
 						break;
 					}
 				if (!last || later) {

@@ -734,6 +734,45 @@ static void crash(memdisk *md, uint64_t *seed)
 	pthread_mutex_unlock(&md->mu);
 }
 
+/* One file after a power cut with out-of-order write-back: its size is
+ * the durable or the current one, and every page within it holds either
+ * its durable or its current bytes (zeros where that image is shorter). */
+static int crash_pages_one(struct inode *ino, uint64_t *seed, size_t page)
+{
+	size_t len = rnd(seed) & 1 ? ino->cur_len : ino->dur_len;
+	unsigned char *img = calloc(len ? len : 1, 1);
+
+	if (!img)
+		return -ENOMEM;
+	for (size_t off = 0; off < len; off += page) {
+		size_t n = len - off < page ? len - off : page;
+		const unsigned char *src = ino->dur;
+		size_t have = ino->dur_len;
+
+		if (rnd(seed) & 1) {
+			src = ino->cur;
+			have = ino->cur_len;
+		}
+		if (off < have)
+			memcpy(img + off, src + off, have - off < n ? have - off : n);
+	}
+	ino->cur_len = 0;
+	cur_write(ino, img, len, 0);
+	ino->cur_len = len;
+	free(img);
+	return make_durable(ino);
+}
+
+void memdisk_crash_pages(memdisk *md, uint64_t seed, size_t page)
+{
+	pthread_mutex_lock(&md->mu);
+	for (struct inode *ino = md->inodes; ino; ino = ino->next_all)
+		if (ino->ops)
+			(void)crash_pages_one(ino, &seed, page ? page : 4096);
+	pthread_mutex_unlock(&md->mu);
+	crash(md, NULL);
+}
+
 void memdisk_crash(memdisk *md)
 {
 	crash(md, NULL);

@@ -14,6 +14,10 @@
  * cut: for each file it keeps, beyond the durable image, a random prefix of
  * the writes made since its last sync, the last of them torn at a random
  * byte — the page cache written back in order, interrupted mid-write.
+ * memdisk_crash_pages() models write-back out of order, as a file system
+ * does when it overwrites blocks in place: each file of unsynced changes
+ * comes back with its durable or its current size, and each `page`-sized
+ * block within it independently with its durable or its current bytes.
  *
  * Faults: memdisk_fail_write(md, n, err) makes the n-th write from now
  * (1 = the next) fail with err and write nothing; memdisk_fail_sync likewise
@@ -40,6 +44,7 @@ const struct kvio *memdisk_io(memdisk *md);
 
 void memdisk_crash(memdisk *md);
 void memdisk_crash_torn(memdisk *md, uint64_t seed);
+void memdisk_crash_pages(memdisk *md, uint64_t seed, size_t page);
 
 void memdisk_fail_write(memdisk *md, uint64_t nth, int err);
 void memdisk_fail_sync(memdisk *md, uint64_t nth, int err);

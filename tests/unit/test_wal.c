@@ -303,6 +303,64 @@ static void corruption_before_the_tail_is_refused_naming_file_and_offset(void **
 	memdisk_free(md);
 }
 
+/* A page of the newest segment that never reached the disk (zeros up to
+ * its end) with valid records after it is an interrupted group commit
+ * written back out of order: the log is cut at the first record it spoils
+ * (only unacknowledged records can follow). Zeros that stop short of a page
+ * end are still corruption. */
+static void a_lost_page_before_valid_records_is_a_torn_tail(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_args a = { .md = md, .seg = 0 };
+	struct seen s;
+	unsigned char *buf, *orig;
+	size_t len, off = WAL_SEG_HDR, end;
+	char *path, msg[4096];
+	uint64_t kept = 0;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 80);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	assert_true(len > 3 * 4096);
+	orig = malloc(len);
+	assert_non_null(orig);
+	memcpy(orig, buf, len);
+	while (off + WAL_REC_HDR + payload_len(kept + 1) <= 4096)
+		off += WAL_REC_HDR + payload_len(++kept);
+	end = off;
+
+	/* Zeros from inside the record that crosses 4096 to 4096 + 100:
+	 * not the rest of a page, so the valid records after them mean
+	 * corruption. */
+	memset(buf + 4000, 0, 196);
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+	assert_non_null(strstr(msg, "corrupt record"));
+
+	/* The whole page [4096, 8192) of the intact segment lost: torn
+	 * there. */
+	free(buf);
+	buf = malloc(len);
+	assert_non_null(buf);
+	memcpy(buf, orig, len);
+	memset(buf + 4096, 0, 4096);
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, kept);
+	wal_close(w);
+	free(buf);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	assert_int_equal(len, end);
+	free(buf);
+	free(orig);
+	free(path);
+	memdisk_free(md);
+}
+
 static void corruption_in_an_older_segment_is_refused(void **state)
 {
 	memdisk *md = new_disk();
@@ -494,6 +552,7 @@ int main(void)
 		cmocka_unit_test(garbage_after_the_last_record_is_truncated),
 		cmocka_unit_test(corruption_before_the_tail_is_refused_naming_file_and_offset),
 		cmocka_unit_test(corruption_in_an_older_segment_is_refused),
+		cmocka_unit_test(a_lost_page_before_valid_records_is_a_torn_tail),
 		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
 		cmocka_unit_test(a_failed_write_is_reported),
 		cmocka_unit_test(a_preallocated_zero_tail_is_the_clean_end),
