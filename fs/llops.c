@@ -754,22 +754,34 @@ void llops_fini(void)
 
 void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 {
+	size_t nlen = klen;
 	uint64_t parent, ino;
 	const char *name;
+	kv_rec *r;
+	int exists;
 
-	while (klen && key[klen - 1] == '/') /* a directory marker names its directory */
-		klen--;
-	if (klen == 0 || ino_find(key, klen, &parent, &ino) != 0)
+	while (nlen && key[nlen - 1] == '/') /* a directory marker names its directory */
+		nlen--;
+	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0)
 		return; /* the kernel knows nothing on that path */
-	name = memrchr(key, '/', klen);
+	name = memrchr(key, '/', nlen);
 	name = name ? name + 1 : key;
+	exists = store_get(K->st, key, klen, 0, &r) == 0;
+	if (exists)
+		kv_rec_unref(r);
 	if (ino) {
 		ino_cache_drop(ino);
 		/* -ENOENT: the kernel already forgot it. */
 		(void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+		if (exists)
+			return; /* changed in place: the name still holds */
 	}
-	/* The name too: the key may be gone or now name another kind of entry.
-	 * The directory's own attributes (mtime) change with its entries. */
-	(void)fuse_lowlevel_notify_inval_entry(se, parent, name, klen - (size_t)(name - key));
+	/* A name came or went (or now names another kind of entry): drop the
+	 * kernel's entry, and the directory's attributes that change with its
+	 * entries. A new name has no entry to drop (negative entries are not
+	 * cached). */
+	if (!exists)
+		(void)fuse_lowlevel_notify_inval_entry(se, parent, name,
+						       nlen - (size_t)(name - key));
 	(void)fuse_lowlevel_notify_inval_inode(se, parent, -1, 0);
 }
