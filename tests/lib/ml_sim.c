@@ -201,6 +201,8 @@ static int io_send(void *ctx, unsigned to, uint16_t type, const void *buf, size_
 	s->st.bytes += len;
 	if (len > s->st.max_frame)
 		s->st.max_frame = len;
+	if (type == ML_MSG_KEYS && len > s->st.max_keys_frame)
+		s->st.max_keys_frame = len;
 	if (s->now >= nd->win_start + window) {
 		nd->win_start = s->now;
 		nd->win_bytes = 0;

@@ -309,6 +309,55 @@ static void anti_entropy_bandwidth_per_round_stays_bounded(void **state)
 	ml_sim_free(s);
 }
 
+/* The key cap holds for KEYS frames too, whose wire count is leaf sections
+ * (not keys): with about five keys per leaf, counting sections would let a
+ * frame list five times the cap. */
+static void keys_frames_list_at_most_max_keys_msg_keys(void **state)
+{
+	uint64_t seed = base_seed() + 5;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	struct ml_sim_stats st;
+	char key[32];
+	ml_sim *s;
+	int i;
+
+	(void)state;
+	o.cfg.max_msg_bytes = 1u << 20;
+	o.cfg.max_keys_msg = 64;
+	s = sim_new(&o);
+	/* Node 2 holds an old version of every key, so that its leaves are
+	 * not empty (an empty leaf is a 4-byte section without keys). */
+	for (i = 0; i < 20000; i++) {
+		snprintf(key, sizeof(key), "k/%05d", i);
+		assert_int_equal(ml_sim_write(s, 0, key, "v", 0), 0);
+		if (i % 1000 == 0)
+			ml_sim_run(s, 10);
+	}
+	ml_sim_run(s, 1000);
+	ml_sim_isolate(s, 1u << 2);
+	for (i = 0; i < 20000; i++) {
+		snprintf(key, sizeof(key), "k/%05d", i);
+		assert_int_equal(ml_sim_write(s, 0, key, "w", 0), 0);
+		if (i % 1000 == 0)
+			ml_sim_run(s, 10);
+	}
+	ml_sim_run(s, 1000);
+	ml_sim_heal(s);
+	/* A few rounds are enough: every KEYS frame is full. */
+	ml_sim_run(s, 2000);
+	ml_sim_get_stats(s, &st);
+	if (verbose())
+		print_message("20000 keys behind, 64 keys/frame: largest KEYS frame %" PRIu64 " B\n",
+			      st.max_keys_frame);
+	SIM_ASSERT(seed, st.max_keys_frame > 0, "no KEYS frame sent");
+	/* 64 keys of 7 bytes, each with a length byte and an 8-byte hash, in
+	 * at most 64 leaf sections of 4 header bytes, plus the frame header
+	 * (about 1.3 KiB); 64 sections of ~5 keys would be about 5 KiB. */
+	SIM_ASSERT(seed, st.max_keys_frame <= 64 * 16 + 64 * 4 + 64,
+		   "KEYS frame of %" PRIu64 " bytes", st.max_keys_frame);
+	ml_sim_free(s);
+}
+
 /* A node whose clock is behind restarts soon after its writes: its hybrid
  * clock had run ahead of its wall clock (it followed a peer's), and nothing
  * in its store remembers how far (the key was deleted and collected). Its
@@ -515,6 +564,7 @@ int main(void)
 		cmocka_unit_test(tombstone_survives_crash_of_a_replica_and_is_collected_after_restart),
 		cmocka_unit_test(crashed_node_catches_up_after_restart),
 		cmocka_unit_test(anti_entropy_bandwidth_per_round_stays_bounded),
+		cmocka_unit_test(keys_frames_list_at_most_max_keys_msg_keys),
 		cmocka_unit_test(restart_soon_after_a_clock_jump_keeps_timestamps_growing),
 		cmocka_unit_test(garbled_frames_are_survived),
 		cmocka_unit_test(a_node_alone_collects_its_tombstones_at_once),
