@@ -3,27 +3,32 @@
  * WAL, the map and its apply step, snapshots and recovery.
  *
  * Write path. store_submit() encodes and checksums the batch outside any
- * lock, then under `mu` gives it the next lsn and write()s it into the log
- * (page cache), and queues a `pending` entry. One thread at a time is the
- * "leader": it takes the last appended lsn as target, drops `mu`, runs
- * fdatasync, retakes `mu`, detaches every pending entry up to the target and
- * completes them: applies them to the map in lsn order and runs the
- * callbacks. Batches appended while a sync is in flight wait for the next
- * leader and share its sync (group commit).
+ * lock, then under `mu` gives it the next lsn, queues the record in the log
+ * (wal_add: not written yet) and queues a `pending` entry. One thread at a
+ * time is the "leader": it takes the last appended lsn as target, writes
+ * every queued record with one pwritev (wal_flush), drops `mu`, runs
+ * fdatasync, retakes `mu`, detaches every pending entry up to the target,
+ * hands the next sync on to another thread and completes its group: applies
+ * it to the map in lsn order and runs the callbacks. Batches appended while
+ * a sync is in flight wait for the next leader and share its sync (group
+ * commit); that next sync runs while the previous group is being applied.
+ * Groups complete strictly in order (a ticket per group, `completed`).
  *
  * Who leads: a thread blocked in store_write() becomes leader itself when no
  * sync is in flight (LevelDB's leader/follower writers): a lone writer pays
  * exactly one fdatasync and no thread hand-off. Batches submitted with
- * store_submit() wake the committer thread, which leads for them.
+ * store_submit() wake a committer thread, which leads for them; there are
+ * two, so one can sync while the other completes.
  *
  * Failure: the first failed write or sync stores its error in `failed`
  * (sticky). The leader that sees it fails every pending entry; later writes
  * are refused with the same error. A failed sync is never retried.
  *
  * Lock order: mu -> apply_mu -> map_lock; snap_mu is taken before all of
- * them. `mu` guards the log, the pending queue and the sync state; apply_mu
- * makes the completion of sync groups (apply + hook + callbacks) run one at a
- * time in lsn order, and lets a snapshot copy the map between two groups;
+ * them (a leader takes apply_mu only after dropping mu). `mu` guards the
+ * log, the pending queue and the sync state; apply_mu with apply_cv makes the
+ * completion of sync groups (apply + hook + callbacks) run one at a time in
+ * lsn order, and lets a snapshot copy the map between two groups;
  * map_lock is the readers/writer lock of the map.
  */
 #include "store/store_int.h"

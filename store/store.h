@@ -11,10 +11,11 @@
  * Threads: every function here is thread-safe unless it says otherwise.
  * Reads (store_get, store_next, store_scan) run concurrently with each other
  * and are serialised against the (short) apply step only. Completion callbacks
- * run on the store's internal committer thread — or on a thread blocked in
- * store_write() that performed the covering sync itself (leader/follower
- * group commit, as in LevelDB, saves a thread hand-off per sync): they must
- * not block and must not call store_write().
+ * run on one of the store's two internal committer threads — or on a thread
+ * blocked in store_write() that performed the covering sync itself
+ * (leader/follower group commit, as in LevelDB, saves a thread hand-off per
+ * sync), one sync group after the other in lsn order: they must not block
+ * and must not call store_write().
  *
  * Errors: functions return 0 or a negative errno. After a failed write, sync or
  * snapshot the store enters a sticky failed state: every later write fails with
