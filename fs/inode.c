@@ -334,20 +334,25 @@ int ino_path(uint64_t ino, char *buf, size_t size)
 	return ino_child_path(ino, NULL, buf, size);
 }
 
+/* Node n (may be NULL) loses its name; it keeps `orphan` if it has none.
+ * Returns the orphan when not kept, for orphan_free. Under the lock. */
+static void *drop_entry(struct inode *n, void *orphan)
+{
+	if (!n)
+		return orphan;
+	if (orphan && !n->orphan) {
+		n->orphan = orphan;
+		orphan = NULL;
+	}
+	unname(n);
+	maybe_free(n);
+	return orphan;
+}
+
 void ino_unlink(uint64_t parent, const char *name, void *orphan)
 {
-	struct inode *n;
-
 	pthread_mutex_lock(&lock);
-	n = get_child(parent, name, strlen(name));
-	if (n) {
-		if (orphan && !n->orphan) {
-			n->orphan = orphan;
-			orphan = NULL;
-		}
-		unname(n);
-		maybe_free(n);
-	}
+	orphan = drop_entry(get_child(parent, name, strlen(name)), orphan);
 	if (orphan && orphan_free)
 		orphan_free(orphan);
 	pthread_mutex_unlock(&lock);
@@ -369,7 +374,7 @@ int ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg)
 }
 
 void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
-		const char *newname)
+		const char *newname, void *orphan)
 {
 	struct inode *n, *old;
 	size_t nlen = strlen(newname);
@@ -378,10 +383,10 @@ void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 	pthread_mutex_lock(&lock);
 	n = get_child(parent, name, strlen(name));
 	old = get_child(newparent, newname, nlen);
-	if (old && old != n) {
-		unname(old); /* replaced: lives on for its open handles */
-		maybe_free(old);
-	}
+	/* The replaced node lives on for its open handles. */
+	orphan = drop_entry(old != n ? old : NULL, orphan);
+	if (orphan && orphan_free)
+		orphan_free(orphan);
 	if (n && n != old) {
 		/* Keep the node while it is renamed: unname() may otherwise free it
 		 * (and its old parent) when the kernel holds no lookup. */

@@ -60,9 +60,9 @@ void ino_unlink(uint64_t parent, const char *name, void *orphan);
 int  ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg);
 
 /* Moves the node named (parent, name) to (newparent, newname); a node that
- * had the new name loses it. */
+ * had the new name loses it and keeps `orphan` as ino_unlink does. */
 void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
-		const char *newname);
+		const char *newname, void *orphan);
 
 /* Finds the nodes of a store path "a/b/c" (no leading '/'): sets *parent to
  * the directory's ino and *ino to the entry's ino (0 when the kernel does not

@@ -315,6 +315,7 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	char from[PBUF], to[PBUF];
+	void *of;
 	int rc;
 
 	if (flags & ~(unsigned)RENAME_NOREPLACE) {
@@ -332,9 +333,12 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_rc(req, rc);
 		return;
 	}
+	of = fsops_pin_open(to); /* a replaced open file answers fstat() on */
 	rc = move_path(from, to, flags);
 	if (rc == 0)
-		ino_rename(parent, name, newparent, newname);
+		ino_rename(parent, name, newparent, newname, of); /* takes the pin */
+	else if (of)
+		fsops_put_open(of);
 	reply_rc(req, rc);
 }
 

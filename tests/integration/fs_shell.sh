@@ -143,7 +143,7 @@ os.close(fd2); os.close(fd)
 assert open("rw", "rb").read() == b"abX"
 PY
 
-step "a file unlinked while open: read, write and fstat go on"
+step "a file unlinked or renamed over while open: read, write and fstat go on"
 python3 - <<'PY'
 import os
 with open("gone", "wb") as f:
@@ -158,6 +158,17 @@ os.pwrite(fd, b"!", 10)
 assert os.fstat(fd).st_size == 11
 os.close(fd)
 assert not os.path.exists("gone"), "a write after unlink must not resurrect it"
+with open("old", "wb") as f:
+    f.write(b"old contents")
+with open("new", "wb") as f:
+    f.write(b"new")
+fd = os.open("old", os.O_RDONLY)
+os.rename("new", "old")
+assert os.fstat(fd).st_size == 12, "fstat of a file renamed over while open"
+assert os.pread(fd, 100, 0) == b"old contents"
+os.close(fd)
+assert open("old", "rb").read() == b"new"
+os.unlink("old")
 PY
 [ "$(cat <(exec 3<rw; rm -f rw; cat <&3))" = abX ] || fail "cat of an unlinked open file"
 

@@ -152,6 +152,14 @@ static void an_unlinked_open_file_is_kept_until_forgotten(void **state)
 	assert_int_equal(freed, 2); /* no node to keep it */
 	ino_unlink(INO_ROOT, "g", NULL);
 	assert_int_equal(ino_orphan(g, copy_orphan, &got), -ENOENT);
+	/* A node replaced by a rename keeps the open file it named. */
+	uint64_t src = look(INO_ROOT, "src", S_IFREG), dst = look(INO_ROOT, "dst", S_IFREG);
+	ino_rename(INO_ROOT, "src", INO_ROOT, "dst", &other);
+	assert_path(src, "/dst");
+	assert_int_equal(ino_orphan(dst, copy_orphan, &got), 0);
+	assert_ptr_equal(got, &other);
+	ino_forget(dst, 1);
+	assert_int_equal(freed, 3);
 }
 
 static void rename_moves_a_directory_with_its_children(void **state)
@@ -164,11 +172,11 @@ static void rename_moves_a_directory_with_its_children(void **state)
 	b = look(INO_ROOT, "b", S_IFDIR);
 	f = look(a, "f", S_IFREG);
 	old = look(b, "g", S_IFDIR);
-	ino_rename(INO_ROOT, "a", b, "g"); /* replaces the empty b/g */
+	ino_rename(INO_ROOT, "a", b, "g", NULL); /* replaces the empty b/g */
 	assert_path(a, "/b/g");
 	assert_path(f, "/b/g/f");
 	assert_int_equal(ino_path(old, buf, sizeof(buf)), -ENOENT);
-	ino_rename(b, "g", INO_ROOT, "top");
+	ino_rename(b, "g", INO_ROOT, "top", NULL);
 	assert_path(f, "/top/f");
 	uint64_t parent = 0, ino = 0;
 	assert_int_equal(ino_find("top/f", 5, &parent, &ino), 0);
@@ -178,7 +186,7 @@ static void rename_moves_a_directory_with_its_children(void **state)
 	assert_int_equal(ino, 0); /* the directory is known, the entry not */
 	assert_int_equal(ino_find("b/g/f", 5, &parent, &ino), -ENOENT);
 	/* Renaming a name onto itself changes nothing. */
-	ino_rename(INO_ROOT, "top", INO_ROOT, "top");
+	ino_rename(INO_ROOT, "top", INO_ROOT, "top", NULL);
 	assert_path(f, "/top/f");
 }
 
