@@ -761,6 +761,79 @@ static void a_failed_sync_fails_every_pending_batch(void **state)
 	memdisk_free(md);
 }
 
+/* Two committer threads complete sync groups; callbacks must still come
+ * in lsn order, each after its batch was applied, also while writers that
+ * lead their own syncs (store_write) interleave with submitted batches. */
+struct order_state {
+	store     *st;
+	uint64_t   last;      /* written by callbacks only, one at a time */
+	atomic_int calls;
+	atomic_int bad;
+};
+
+static void on_ordered_done(void *arg, int status, uint64_t lsn)
+{
+	struct order_state *o = arg;
+
+	if (status || lsn <= o->last || store_applied_lsn(o->st) < lsn)
+		atomic_fetch_add(&o->bad, 1);
+	o->last = lsn;
+	atomic_fetch_add(&o->calls, 1);
+	/* A slow completion now and then: the next group's sync finishes
+	 * meanwhile and its completion must wait for this one. */
+	if (lsn % 50 == 0)
+		usleep(400);
+}
+
+static void *sync_writer(void *arg)
+{
+	store *st = arg;
+	char key[32];
+
+	for (int i = 0; i < 100; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = key, .val = "w", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		op.klen = (uint32_t)snprintf(key, sizeof key, "w%p/%d", (void *)key, i);
+		if (store_write(st, &b))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void many_sync_groups_complete_in_lsn_order(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct order_state o = { .last = 0 };
+	struct store_stats ss;
+	pthread_t th[4];
+	char key[32];
+	void *ret;
+
+	(void)state;
+	o.st = open_store(md, NULL);
+	memdisk_set_sync_delay(md, 100);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, sync_writer, o.st), 0);
+	for (int i = 0; i < 3000; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = key, .val = "v", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		op.klen = (uint32_t)snprintf(key, sizeof key, "a/%d", i);
+		assert_int_equal(store_submit(o.st, &b, 0, on_ordered_done, &o), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		assert_null(ret);
+	}
+	store_get_stats(o.st, &ss);
+	store_close(o.st);
+	assert_int_equal(atomic_load(&o.calls), 3000);
+	assert_int_equal(atomic_load(&o.bad), 0);
+	assert_true(ss.syncs > 10); /* many groups, not one */
+	memdisk_free(md);
+}
+
 #define THREADS 64
 #define PER_THREAD 40
 
@@ -879,6 +952,7 @@ int main(void)
 		cmocka_unit_test(failed_write_with_eio_fails_the_write_and_sticks),
 		cmocka_unit_test(a_failed_sync_fails_every_pending_batch),
 		cmocka_unit_test(concurrent_writers_share_syncs),
+		cmocka_unit_test(many_sync_groups_complete_in_lsn_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
