@@ -92,7 +92,20 @@ struct node {
 	pthread_mutex_t lmu;
 	node_change_fn  change_fn;
 	node_change_flush_fn change_flush;
+	node_change_fence_fn change_fence;
 	void           *change_arg;
+
+	/* Socket writes whose fence was reached, for the loop (under qmu). */
+	struct fence   *fenced;
+};
+
+/* A reply held back by node_set_change_fence(); the request stays pending. */
+struct fence {
+	struct fence *next;
+	node         *n;
+	node_done_fn  done;
+	void         *arg;
+	int           status;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -211,22 +224,88 @@ int node_req_notify(node *n, struct node_req *req, int status)
 		for (i = 0; i < req->batch.n; i++)
 			notify(n, req->batch.ops[i].key, req->batch.ops[i].klen, 0);
 	req->notify = 0;
+	req->notified |= any;
 	return any;
+}
+
+/* The listener's thread: hands the held-back reply to the loop. The node
+ * stays up until then, since the request still counts as pending. */
+static void fence_reached(void *cookie)
+{
+	struct fence *f = cookie;
+	node *n = f->n;
+
+	pthread_mutex_lock(&n->qmu);
+	f->next = n->fenced;
+	n->fenced = f;
+	pthread_mutex_unlock(&n->qmu);
+	uv_async_send(&n->wake);
+}
+
+/* Holds the reply back until the changes just reported reach the mount's
+ * caches. Returns 0 when there is no fence (or no memory): reply now. */
+static int fence_defer(node *n, node_done_fn done, void *arg, int status)
+{
+	node_change_fence_fn fence;
+	struct fence *f;
+	void *larg;
+
+	pthread_mutex_lock(&n->lmu);
+	fence = n->change_fence;
+	larg = n->change_arg;
+	pthread_mutex_unlock(&n->lmu);
+	if (!fence || !(f = malloc(sizeof *f)))
+		return 0;
+	*f = (struct fence){ .n = n, .done = done, .arg = arg, .status = status };
+	fence(larg, fence_reached, f);
+	return 1;
+}
+
+static void req_finish(node *n, node_done_fn done, void *arg, int status)
+{
+	n->pending--;
+	if (done)
+		done(arg, status);
+	if (n->stopping && n->pending == 0 && !n->closing)
+		uv_async_send(&n->wake); /* let on_wake() finish the shutdown */
 }
 
 void node_req_done(node *n, struct node_req *req, int status)
 {
 	node_done_fn done = req->done;
 	void *arg = req->arg;
+	int notified;
 
+	/* Replication may have reported the changes already (a group of
+	 * them, then one flush); else they are reported now. */
 	if (node_req_notify(n, req, status))
 		node_notify_flush(n);
+	notified = req->notified;
 	req_free(req);
-	n->pending--;
-	if (done)
-		done(arg, status);
-	if (n->stopping && n->pending == 0 && !n->closing)
-		uv_async_send(&n->wake); /* let on_wake() finish the shutdown */
+	if (notified && done && fence_defer(n, done, arg, status))
+		return;
+	req_finish(n, done, arg, status);
+}
+
+/* Loop thread: the replies whose fence was reached, in fence order. */
+static void run_fenced(node *n)
+{
+	struct fence *f, *next, *fifo = NULL;
+
+	pthread_mutex_lock(&n->qmu);
+	f = n->fenced;
+	n->fenced = NULL;
+	pthread_mutex_unlock(&n->qmu);
+	for (; f; f = next) {
+		next = f->next;
+		f->next = fifo;
+		fifo = f;
+	}
+	for (f = fifo; f; f = next) {
+		next = f->next;
+		req_finish(n, f->done, f->arg, f->status);
+		free(f);
+	}
 }
 
 /* Appends to the queue and wakes the loop. Fails with -ESHUTDOWN once the
@@ -320,6 +399,7 @@ static void on_wake(uv_async_t *h)
 
 	/* Requests accepted before node_close() are handed to replication as
 	 * usual; it commits or fails them. */
+	run_fenced(n);
 	drain_queue(n);
 	if (!stopping || n->closing)
 		return;
@@ -810,6 +890,13 @@ void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn 
 	n->change_fn = fn;
 	n->change_flush = flush;
 	n->change_arg = arg;
+	pthread_mutex_unlock(&n->lmu);
+}
+
+void node_set_change_fence(node *n, node_change_fence_fn fence)
+{
+	pthread_mutex_lock(&n->lmu);
+	n->change_fence = fence;
 	pthread_mutex_unlock(&n->lmu);
 }
 

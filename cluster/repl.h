@@ -27,6 +27,7 @@ struct node_req {
 	/* private to the node runtime */
 	int              owns_ops;     /* batch.ops was allocated by the node */
 	int              notify;       /* tell the change listener on success */
+	int              notified;     /* it was told: the reply waits for its fence */
 	node_done_fn     done;
 	void            *arg;
 	struct node_req *next;

@@ -167,11 +167,22 @@ int ent_resolve(const char *key, size_t klen, struct ent *e)
 void ent_stat(const struct ent *e, struct stat *st)
 {
 	struct kv_meta m;
+	int from_of = 0;
 
+	/* An open file shows its own size and times while it holds changes
+	 * of its own, or when the store has nothing newer. A clean one the
+	 * store has moved past (written over the socket or by replication
+	 * since; perhaps a closed descriptor whose release is still on its
+	 * way) must not hide the new version. */
 	if (e->of) {
 		pthread_mutex_lock(&e->of->lock);
-		fsops_fill_stat(st, &e->of->meta, e->of->size);
+		from_of = e->of->dirty || !e->rec || e->of->version == kv_rec_version(e->rec);
+		if (from_of)
+			fsops_fill_stat(st, &e->of->meta, e->of->size);
 		pthread_mutex_unlock(&e->of->lock);
+	}
+	if (from_of) {
+		/* filled above */
 	} else if (e->rec) {
 		fsops_fill_stat(st, kv_rec_meta(e->rec), kv_rec_size(e->rec));
 	} else {

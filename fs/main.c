@@ -41,19 +41,49 @@
  * the kernel's invalidation calls can wait on an inode lock held by a FUSE
  * request that in turn waits for the node: hand keys to a thread of their
  * own. When the queue is full, changes are dropped; the short attribute
- * timeout bounds how long the kernel can show the old contents. */
+ * timeout bounds how long the kernel can show the old contents.
+ *
+ * A fence (node_set_change_fence) rides the same FIFO queue: the thread
+ * calls it back once every key queued before it has been invalidated, and
+ * only then does the control socket answer the write that changed them, so
+ * a client that wrote over the socket finds the change in the mount. A fence
+ * is reached at once when the queue is full or stopping (its changes are
+ * then dropped or moot), never lost. */
 #define INVAL_MAX 4096
 
+struct inval_item {
+	char                  *key;     /* a changed key, or NULL for a fence */
+	node_change_reached_fn reached;
+	void                  *cookie;
+};
+
 static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t  cond;
-	char           *q[INVAL_MAX];
-	size_t          head, n;
-	int             stop;
+	pthread_mutex_t   lock;
+	pthread_cond_t    cond;
+	struct inval_item q[INVAL_MAX];
+	size_t            head, n;
+	size_t            busy;  /* taken off the queue, not yet done */
+	int               stop;
 	struct fuse_session *se;
-	pthread_t       thr;
-	int             running;
+	pthread_t         thr;
+	int               running;
 } inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+/* Queues an item; returns 0 when the queue is full or stopping. */
+static int inval_push(struct inval_item it, int wake)
+{
+	int ok;
+
+	pthread_mutex_lock(&inval.lock);
+	ok = inval.n < INVAL_MAX && !inval.stop;
+	if (ok) {
+		inval.q[(inval.head + inval.n++) % INVAL_MAX] = it;
+		if (wake)
+			pthread_cond_signal(&inval.cond);
+	}
+	pthread_mutex_unlock(&inval.lock);
+	return ok;
+}
 
 static void on_change(void *arg, const char *key, size_t klen)
 {
@@ -65,13 +95,8 @@ static void on_change(void *arg, const char *key, size_t klen)
 		return;
 	memcpy(p, key, klen);
 	p[klen] = '\0';
-	pthread_mutex_lock(&inval.lock);
-	if (inval.n < INVAL_MAX && !inval.stop) {
-		inval.q[(inval.head + inval.n++) % INVAL_MAX] = p;
-		p = NULL;
-	}
-	pthread_mutex_unlock(&inval.lock);
-	free(p);
+	if (!inval_push((struct inval_item){ .key = p }, 0))
+		free(p);
 }
 
 /* The end of a run of changes (node_set_change_listeners): one wake-up for
@@ -85,9 +110,32 @@ static void on_change_flush(void *arg)
 	pthread_mutex_unlock(&inval.lock);
 }
 
+static void on_change_fence(void *arg, node_change_reached_fn reached, void *cookie)
+{
+	int idle;
+
+	(void)arg;
+	pthread_mutex_lock(&inval.lock);
+	idle = !inval.n && !inval.busy;
+	pthread_mutex_unlock(&inval.lock);
+	/* Nothing queued or in progress: nothing to wait for. */
+	if (idle || !inval_push((struct inval_item){ .reached = reached, .cookie = cookie }, 1))
+		reached(cookie);
+}
+
+static void inval_run(const struct inval_item *it)
+{
+	if (it->key) {
+		llops_invalidate(inval.se, it->key, strlen(it->key));
+		free(it->key);
+	} else {
+		it->reached(it->cookie);
+	}
+}
+
 static void *inval_main(void *arg)
 {
-	static char *batch[INVAL_MAX];
+	static struct inval_item batch[INVAL_MAX];
 
 	(void)arg;
 	pthread_mutex_lock(&inval.lock);
@@ -105,17 +153,24 @@ static void *inval_main(void *arg)
 			inval.head = (inval.head + 1) % INVAL_MAX;
 			inval.n--;
 		}
+		inval.busy = n;
 		pthread_mutex_unlock(&inval.lock);
-		for (size_t i = 0; i < n; i++) {
-			llops_invalidate(inval.se, batch[i], strlen(batch[i]));
-			free(batch[i]);
-		}
+		for (size_t i = 0; i < n; i++)
+			inval_run(&batch[i]);
 		pthread_mutex_lock(&inval.lock);
+		inval.busy = 0;
 	}
+	/* Stopping (the mount is going away): fences are reached, keys are
+	 * moot. */
 	while (inval.n) {
-		free(inval.q[inval.head]);
+		struct inval_item *it = &inval.q[inval.head];
+
 		inval.head = (inval.head + 1) % INVAL_MAX;
 		inval.n--;
+		if (it->key)
+			free(it->key);
+		else
+			it->reached(it->cookie);
 	}
 	pthread_mutex_unlock(&inval.lock);
 	return NULL;
@@ -436,6 +491,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
 		inval.running = 1;
 		node_set_change_listeners(n, on_change, on_change_flush, NULL);
+		node_set_change_fence(n, on_change_fence);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -453,6 +509,7 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 	LOG(LOG_INFO, "unmounting %s", mnt);
 
+	node_set_change_fence(n, NULL);
 	node_set_change_listener(n, NULL, NULL);
 	inval_stop();
 	fuse_remove_signal_handlers(se);

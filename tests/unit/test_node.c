@@ -342,6 +342,72 @@ static void socket_writes_notify_the_change_listener(void **state)
 	rm_rf(dir);
 }
 
+/* A socket write's reply waits for the listener's fence: the fake listener
+ * keeps it, the reply must not come, then another thread reaches it. */
+static node_change_reached_fn held_reached;
+static void *held_cookie;
+
+static void hold_fence(void *arg, node_change_reached_fn reached, void *cookie)
+{
+	(void)arg;
+	pthread_mutex_lock(&changes_mu);
+	held_reached = reached;
+	held_cookie = cookie;
+	pthread_mutex_unlock(&changes_mu);
+}
+
+static void *reach_held(void *arg)
+{
+	(void)arg;
+	held_reached(held_cookie);
+	return NULL;
+}
+
+static void socket_write_reply_waits_for_the_change_fence(void **state)
+{
+	char *dir = make_tmpdir();
+	struct async_ctx c = { 0 };
+	pthread_t t;
+	int held;
+
+	(void)state;
+	c.n = open_node(dir);
+	pthread_mutex_init(&c.mu, NULL);
+	pthread_cond_init(&c.cv, NULL);
+	changes[0] = '\0';
+	held_reached = NULL;
+	node_set_change_listener(c.n, on_change, NULL);
+	node_set_change_fence(c.n, hold_fence);
+	assert_int_equal(node_call(c.n, start_async_write, &c), 0);
+	/* The write commits and reports its key, then the reply is held. */
+	for (held = 0; !held; usleep(1000)) {
+		pthread_mutex_lock(&changes_mu);
+		held = held_reached != NULL;
+		pthread_mutex_unlock(&changes_mu);
+	}
+	usleep(50 * 1000);
+	pthread_mutex_lock(&c.mu);
+	assert_int_equal(c.done, 0);
+	pthread_mutex_unlock(&c.mu);
+	pthread_mutex_lock(&changes_mu);
+	assert_string_equal(changes, "async/key;");
+	pthread_mutex_unlock(&changes_mu);
+	assert_value(c.n, "async/key", "async value");
+	/* Reached from another thread: the reply comes, on the loop thread. */
+	assert_int_equal(pthread_create(&t, NULL, reach_held, NULL), 0);
+	pthread_mutex_lock(&c.mu);
+	while (!c.done)
+		pthread_cond_wait(&c.cv, &c.mu);
+	pthread_mutex_unlock(&c.mu);
+	pthread_join(t, NULL);
+	assert_int_equal(c.status, 0);
+	assert_true(pthread_equal(c.loop_thread, c.cb_thread));
+	node_set_change_fence(c.n, NULL);
+	node_set_change_listener(c.n, NULL, NULL);
+	node_close(c.n);
+	rm_rf(dir);
+}
+
 static void data_dir_that_is_a_file_is_refused(void **state)
 {
 	char *dir = make_tmpdir();
@@ -371,6 +437,7 @@ int main(void)
 		cmocka_unit_test(close_with_writes_in_flight_answers_each_once),
 		cmocka_unit_test(async_write_completes_on_the_loop_thread),
 		cmocka_unit_test(socket_writes_notify_the_change_listener),
+		cmocka_unit_test(socket_write_reply_waits_for_the_change_fence),
 		cmocka_unit_test(data_dir_that_is_a_file_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
