@@ -25,6 +25,7 @@ struct sa_done {
 struct standalone {
 	node           *n;
 	uv_async_t      async;
+	uv_prepare_t    kick;      /* runs before the loop waits for I/O again */
 	pthread_mutex_t mu;        /* leaf lock: protects head/tail */
 	struct sa_done *head, *tail;
 	uint64_t        inflight;  /* loop thread: submitted to the store, not yet done */
@@ -38,6 +39,7 @@ static void sa_maybe_close(struct standalone *sa)
 	if (sa->started && sa->stopping && sa->inflight == 0 && !sa->closed) {
 		sa->closed = 1;
 		uv_close((uv_handle_t *)&sa->async, NULL);
+		uv_close((uv_handle_t *)&sa->kick, NULL);
 	}
 }
 
@@ -86,6 +88,22 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
 	uv_async_send(&sa->async);
 }
 
+/* Writes are submitted with STORE_LATER while the loop handles its ready
+ * sockets and queue, and released here, after them (a prepare handle runs
+ * before the loop next waits for I/O, whichever phase submitted): the
+ * requests a burst
+ * of client input brought (every client answered by the last group, say)
+ * then share one sync, as in Redis's one fsync per event-loop iteration,
+ * instead of the first of them starting a sync of its own and splitting
+ * the clients into ever smaller groups. */
+static void sa_kick(uv_prepare_t *h)
+{
+	struct standalone *sa = h->data;
+
+	uv_prepare_stop(h);
+	store_kick(node_store(sa->n));
+}
+
 static void sa_write(void *self, struct node_req *req)
 {
 	struct standalone *sa = self;
@@ -99,7 +117,9 @@ static void sa_write(void *self, struct node_req *req)
 	d->sa = sa;
 	d->req = req;
 	sa->inflight++;
-	rc = store_submit(node_store(sa->n), &req->batch, 0, sa_store_done, d);
+	rc = store_submit(node_store(sa->n), &req->batch, STORE_LATER, sa_store_done, d);
+	if (rc == 0)
+		uv_prepare_start(&sa->kick, sa_kick);
 	if (rc) {
 		sa->inflight--;
 		free(d);
@@ -131,8 +151,13 @@ static int sa_start(void *self)
 
 	sa->async.data = sa;
 	rc = uv_async_init(node_loop(sa->n), &sa->async, sa_drain);
-	sa->started = rc == 0;
-	return rc;
+	if (rc)
+		return rc;
+	uv_prepare_init(node_loop(sa->n), &sa->kick); /* cannot fail */
+	sa->kick.data = sa;
+	uv_unref((uv_handle_t *)&sa->kick);
+	sa->started = 1;
+	return 0;
 }
 
 static void sa_stop(void *self)
@@ -140,6 +165,9 @@ static void sa_stop(void *self)
 	struct standalone *sa = self;
 
 	sa->stopping = 1;
+	/* What is still held for a kick must be synced (or failed) now. */
+	if (sa->started)
+		store_kick(node_store(sa->n));
 	sa_maybe_close(sa);
 }
 

@@ -164,12 +164,22 @@ static int complete(store *st, struct pending *list, int status)
 	return arc;
 }
 
+/* Whether the oldest entry may start a sync now: not when it is a
+ * STORE_LATER batch its submitter has not kicked yet (nor anything eager
+ * waits behind it). mu held. */
+static int head_ready(const store *st)
+{
+	const struct pending *p = st->head;
+
+	return p && (!p->later || p->lsn <= st->kick_lsn || st->eager_pending || st->stop);
+}
+
 /* Wakes whoever should lead the next sync, if entries wait for one: the
  * writer of the oldest entry when it blocks in store_write(), else a
  * committer thread. mu held. */
 static void hand_off(store *st)
 {
-	if (!st->head || st->syncing)
+	if (!head_ready(st) || st->syncing)
 		return;
 	if (st->head->w)
 		pthread_cond_signal(&st->head->w->cv);
@@ -243,6 +253,8 @@ static void leader_round(store *st)
 			wake = p->w;
 		} else {
 			st->async_pending--;
+			if (!p->later)
+				st->eager_pending--;
 		}
 		*tailp = p;
 		tailp = &p->next;
@@ -276,7 +288,7 @@ void *store__committer_main(void *arg)
 
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		if (st->head && !st->syncing) {
+		if (head_ready(st) && !st->syncing) {
 			leader_round(st);
 			continue;
 		}
@@ -297,7 +309,7 @@ void *store__committer_main(void *arg)
  * queues its completion. With w, returns after completion (the status is in
  * w->status) — the calling thread leads a sync round when none is running. */
 static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn done,
-		  void *arg, struct waiter *w)
+		  void *arg, struct waiter *w, int later)
 {
 	uint32_t pcrc = crc32c(0, (char *)rec + WAL_REC_HDR, len - WAL_REC_HDR);
 	struct pending *p = malloc(sizeof *p);
@@ -327,6 +339,7 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn 
 	p->rec = rec;
 	p->len = len;
 	p->w = w;
+	p->later = !w && later;
 	if (st->tail)
 		st->tail->next = p;
 	else
@@ -341,8 +354,11 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn 
 	}
 	if (!w) {
 		st->async_pending++;
-		if (!st->syncing)
-			pthread_cond_signal(&st->commit_cv);
+		if (!later) {
+			st->eager_pending++;
+			if (!st->syncing)
+				pthread_cond_signal(&st->commit_cv);
+		}
 		pthread_mutex_unlock(&st->mu);
 		return 0;
 	}
@@ -381,7 +397,16 @@ int store_submit(store *st, const struct kv_batch *b, unsigned flags, store_done
 	if (rc)
 		return rc;
 	return submit(st, (flags & STORE_NO_APPLY) ? REC_BATCH_NOAPPLY : REC_BATCH, rec, len,
-		      done, arg, NULL);
+		      done, arg, NULL, !!(flags & STORE_LATER));
+}
+
+void store_kick(store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	st->kick_lsn = st->last_lsn;
+	if (!st->syncing && st->head)
+		pthread_cond_signal(&st->commit_cv);
+	pthread_mutex_unlock(&st->mu);
 }
 
 int store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
@@ -398,7 +423,7 @@ int store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
 		return -ENOMEM;
 	if (len)
 		memcpy(rec + WAL_REC_HDR, payload, len);
-	return submit(st, type, rec, WAL_REC_HDR + len, done, arg, NULL);
+	return submit(st, type, rec, WAL_REC_HDR + len, done, arg, NULL, 0);
 }
 
 /* The waiter sleeps until the leader sets done under mu. */
@@ -420,7 +445,7 @@ int store_write(store *st, const struct kv_batch *b)
 	if (rc)
 		return rc;
 	pthread_cond_init(&w.cv, NULL);
-	rc = submit(st, REC_BATCH, rec, len, write_done, &w, &w);
+	rc = submit(st, REC_BATCH, rec, len, write_done, &w, &w, 0);
 	pthread_cond_destroy(&w.cv);
 	return rc ? rc : w.status;
 }

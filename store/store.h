@@ -169,6 +169,11 @@ void store_close(store *st);
 typedef void (*store_done_fn)(void *arg, int status, uint64_t lsn);
 
 #define STORE_NO_APPLY 0x1u /* log durably but do not apply to the map */
+#define STORE_LATER    0x2u /* start no sync for it yet: the submitter calls
+                               store_kick() once it has submitted a burst
+                               (all requests one event-loop iteration read),
+                               so the whole burst shares one sync instead of
+                               the first batch starting a sync of its own */
 
 /* Validates and appends the batch to the log now (in submission order, not yet
  * synced) and arranges for `done` to be called from the committer thread after
@@ -176,6 +181,10 @@ typedef void (*store_done_fn)(void *arg, int status, uint64_t lsn);
  * sticky failure) returns it and `done` is NOT called. */
 int  store_submit(store *st, const struct kv_batch *b, unsigned flags,
 		  store_done_fn done, void *arg);
+
+/* Releases every STORE_LATER batch submitted so far for syncing (the next
+ * sync starts now, or when the one in flight ends). */
+void store_kick(store *st);
 
 /* Same for an opaque record of type >= STORE_REC_USER (never applied). */
 int  store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,

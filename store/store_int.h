@@ -31,6 +31,7 @@ struct pending {
 	void           *rec;   /* WAL record: header + payload */
 	size_t          len;
 	struct waiter  *w;     /* set for store_write() */
+	int             later; /* STORE_LATER: no sync for it before store_kick() */
 };
 
 /* A thread blocked in store_write(). It sleeps on its own condition
@@ -56,6 +57,8 @@ struct store {
 	pthread_cond_t     bg_cv;      /* wakes the snapshot thread */
 	struct pending    *head, *tail;
 	unsigned           async_pending; /* queued entries not from store_write */
+	unsigned           eager_pending; /* ... of those, submitted without STORE_LATER */
+	uint64_t           kick_lsn;      /* STORE_LATER entries up to here may be synced */
 	int                syncing;
 	int                stop;
 	int                snap_requested;

@@ -834,6 +834,46 @@ static void many_sync_groups_complete_in_lsn_order(void **state)
 	memdisk_free(md);
 }
 
+static void later_batches_wait_for_the_kick(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct async_done d = { .calls = 0 };
+	uint64_t syncs0 = memdisk_datasyncs(md);
+	char key[16];
+
+	(void)state;
+	for (int i = 0; i < 10; i++) {
+		struct kv_op op = { .kind = KV_PUT, .key = key, .val = "v", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		op.klen = (uint32_t)snprintf(key, sizeof key, "l%d", i);
+		assert_int_equal(store_submit(st, &b, STORE_LATER, on_done, &d), 0);
+	}
+	usleep(50000);
+	assert_int_equal(atomic_load(&d.calls), 0);
+	assert_int_equal(memdisk_datasyncs(md), syncs0);
+	/* The kick releases the whole burst: one sync covers it. */
+	store_kick(st);
+	for (int i = 0; i < 5000 && atomic_load(&d.calls) < 10; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&d.calls), 10);
+	assert_int_equal(memdisk_datasyncs(md), syncs0 + 1);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(d.lsns[i], (uint64_t)i + 1);
+	/* Held batches are still completed by close. */
+	{
+		struct kv_op op = { .kind = KV_PUT, .key = "late", .klen = 4, .val = "v", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		assert_int_equal(store_submit(st, &b, STORE_LATER, on_done, &d), 0);
+	}
+	store_close(st);
+	assert_int_equal(atomic_load(&d.calls), 11);
+	assert_int_equal(atomic_load(&d.status), 0);
+	memdisk_free(md);
+}
+
 #define THREADS 64
 #define PER_THREAD 40
 
@@ -953,6 +993,7 @@ int main(void)
 		cmocka_unit_test(a_failed_sync_fails_every_pending_batch),
 		cmocka_unit_test(concurrent_writers_share_syncs),
 		cmocka_unit_test(many_sync_groups_complete_in_lsn_order),
+		cmocka_unit_test(later_batches_wait_for_the_kick),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
