@@ -140,6 +140,23 @@ int ent_resolve(const char *key, size_t klen, struct ent *e)
 		return -ENAMETOOLONG;
 	e->of = ofile_find(key, klen);
 	rc = store_get(K->st, key, klen, 0, &e->rec);
+	if (rc == -ENOENT && e->of) {
+		int local;
+
+		/* An open file counts while it holds what the store has not
+		 * seen (created here, or changed, and not committed). A clean
+		 * one whose key was deleted behind it (over the control socket,
+		 * by replication) no longer has a name, as on a local disk when
+		 * another process removes a file: its descriptors keep their
+		 * contents. */
+		pthread_mutex_lock(&e->of->lock);
+		local = e->of->dirty || !e->of->in_store;
+		pthread_mutex_unlock(&e->of->lock);
+		if (!local) {
+			ofile_put(e->of);
+			e->of = NULL;
+		}
+	}
 	if (rc == 0 || e->of) {
 		e->kind = KIND_FILE;
 		return 0;

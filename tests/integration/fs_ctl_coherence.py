@@ -9,7 +9,9 @@ has dropped the kernel's caches of the keys it changed (cluster/node.h,
 node_set_change_fence; fs/main.c). Each round caches a file's entry,
 attributes and pages through the mount, changes the key over one persistent
 JSON-lines connection, and checks at once through the mount: the new size
-(stat), the new contents (cat), gone after a delete, back after a re-put.
+(stat), the new contents (cat), gone after a delete (also while a reader
+holds the file open: the descriptor keeps the contents, the name goes), back
+after a re-put.
 Without the fence the mount shows the old state in a few rounds per thousand
 (measured: 0-3 stale answers per 400 rounds), so the test runs
 FS_COHERENCE_ROUNDS (default 1500) rounds and fails on the first stale one.
@@ -75,9 +77,17 @@ def main():
                     got = fh.read()
                 if got != v:
                     stale.append(f"round {i}: read {got!r} after a socket put of {v!r}")
+                # A reader holding the file open keeps its contents, not
+                # its name (as on a local disk when another process removes
+                # a file).
+                fd = os.open(p, os.O_RDONLY)
                 ctl.req(op="delete", key=k)
                 if os.path.exists(p):
-                    stale.append(f"round {i}: exists after a socket delete")
+                    stale.append(f"round {i}: exists after a socket delete (a reader holds it open)")
+                held = os.read(fd, 100).decode()
+                os.close(fd)
+                if held != v:
+                    stale.append(f"round {i}: the open reader read {held!r}, not {v!r}")
                 ctl.req(op="put", key=k, value="back")
                 try:
                     with open(p) as fh:
