@@ -124,6 +124,26 @@ int ent_has_children(const char *prefix, size_t plen)
 	return a.found;
 }
 
+/* See ent.h. Checked under the ofile's lock, which every commit of it
+ * holds, so no commit slips in between. */
+int ent_detach_deleted(struct ofile *of)
+{
+	kv_rec *r = NULL;
+	int gone;
+
+	pthread_mutex_lock(&of->lock);
+	gone = !of->dirty && of->in_store && !of->unlinked &&
+	       store_get(K->st, of->key, of->klen, 0, &r) == -ENOENT;
+	if (r)
+		kv_rec_unref(r);
+	if (gone)
+		of->unlinked = 1;
+	pthread_mutex_unlock(&of->lock);
+	if (gone)
+		ofile_unhash(of);
+	return gone;
+}
+
 /* Finds what `key` names: a file or symlink (in the store and/or open here),
  * an explicit or implicit directory, the root, or nothing (-ENOENT). */
 int ent_resolve(const char *key, size_t klen, struct ent *e)
@@ -140,22 +160,9 @@ int ent_resolve(const char *key, size_t klen, struct ent *e)
 		return -ENAMETOOLONG;
 	e->of = ofile_find(key, klen);
 	rc = store_get(K->st, key, klen, 0, &e->rec);
-	if (rc == -ENOENT && e->of) {
-		int local;
-
-		/* An open file counts while it holds what the store has not
-		 * seen (created here, or changed, and not committed). A clean
-		 * one whose key was deleted behind it (over the control socket,
-		 * by replication) no longer has a name, as on a local disk when
-		 * another process removes a file: its descriptors keep their
-		 * contents. */
-		pthread_mutex_lock(&e->of->lock);
-		local = e->of->dirty || !e->of->in_store;
-		pthread_mutex_unlock(&e->of->lock);
-		if (!local) {
-			ofile_put(e->of);
-			e->of = NULL;
-		}
+	if (rc == -ENOENT && e->of && ent_detach_deleted(e->of)) {
+		ofile_put(e->of);
+		e->of = NULL;
 	}
 	if (rc == 0 || e->of) {
 		e->kind = KIND_FILE;

@@ -36,6 +36,13 @@ extern pthread_rwlock_t ent_move_lock;
 int  ent_init(void);
 void ent_fini(void);
 
+/* An open file counts while it holds what the store has not seen (created
+ * here, or changed, and not committed). A clean one whose key was deleted
+ * behind it (over the control socket, by replication) is detached from the
+ * name as a local unlink does: its descriptors keep their contents, and a
+ * new file of that name starts afresh. Returns 1 when it was detached. */
+int  ent_detach_deleted(struct ofile *of);
+
 /* Finds what `key` names; -ENOENT when nothing. Release with ent_release. */
 int  ent_resolve(const char *key, size_t klen, struct ent *e);
 void ent_release(struct ent *e);

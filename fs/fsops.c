@@ -716,6 +716,17 @@ void *fsops_pin_open(const char *path)
 	return klen ? ofile_find(key, klen) : NULL;
 }
 
+void *fsops_pin_deleted(const char *path)
+{
+	struct ofile *of = fsops_pin_open(path);
+
+	if (of && !ent_detach_deleted(of)) {
+		ofile_put(of);
+		of = NULL;
+	}
+	return of;
+}
+
 void fsops_put_open(void *of)
 {
 	ofile_put(of);

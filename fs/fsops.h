@@ -69,6 +69,9 @@ int fsops_release(struct fuse_file_info *fi);
 /* The open file of `path` pinned (NULL when the file is not open here), to
  * keep answering fstat() after an unlink; fsops_put_open drops the pin. */
 void *fsops_pin_open(const char *path);
+/* The same for a file deleted behind the mount: its open file, detached from
+ * the name (ent_detach_deleted), or NULL when it has none or it still counts. */
+void *fsops_pin_deleted(const char *path);
 void  fsops_put_open(void *of);
 void  fsops_open_stat(void *of, struct stat *st);
 /* What the descriptor's file holds now, to decide whether the kernel may

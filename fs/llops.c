@@ -773,6 +773,15 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 	exists = store_get(K->st, key, klen, 0, &r) == 0;
 	if (exists)
 		kv_rec_unref(r);
+	if (ino && !exists && nlen == klen) {
+		/* A file deleted behind the mount loses its name here as in a
+		 * local unlink: a new file of that name gets a new inode, and
+		 * descriptors still open keep the old one with its contents. */
+		char path[PBUF];
+
+		if ((size_t)snprintf(path, sizeof(path), "/%.*s", (int)klen, key) < sizeof(path))
+			ino_unlink(parent, path + 1 + (name - key), fsops_pin_deleted(path));
+	}
 	if (ino) {
 		ino_cache_drop(ino);
 		/* -ENOENT: the kernel already forgot it. */

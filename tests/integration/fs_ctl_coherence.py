@@ -10,8 +10,9 @@ node_set_change_fence; fs/main.c). Each round caches a file's entry,
 attributes and pages through the mount, changes the key over one persistent
 JSON-lines connection, and checks at once through the mount: the new size
 (stat), the new contents (cat), gone after a delete (also while a reader
-holds the file open: the descriptor keeps the contents, the name goes), back
-after a re-put.
+holds the file open: the descriptor keeps the contents, the name goes, and a
+new file of that name can be created through the mount), back after a
+re-put.
 Without the fence the mount shows the old state in a few rounds per thousand
 (measured: 0-3 stale answers per 400 rounds), so the test runs
 FS_COHERENCE_ROUNDS (default 1500) rounds and fails on the first stale one.
@@ -84,6 +85,16 @@ def main():
                 ctl.req(op="delete", key=k)
                 if os.path.exists(p):
                     stale.append(f"round {i}: exists after a socket delete (a reader holds it open)")
+                # ...and the name can be created afresh through the mount
+                # meanwhile: a new file, the reader keeps the old one.
+                try:
+                    with open(p, "w") as fh:
+                        fh.write("again")
+                    got = ctl.req(op="get", key=k)["value"]
+                except OSError as e:
+                    got = repr(e)
+                if got != "again":
+                    stale.append(f"round {i}: recreating through the mount gave {got!r}")
                 held = os.read(fd, 100).decode()
                 os.close(fd)
                 if held != v:
