@@ -257,8 +257,10 @@ static int fence_defer(node *n, node_done_fn done, void *arg, int status)
 	if (!fence || !(f = malloc(sizeof *f)))
 		return 0;
 	*f = (struct fence){ .n = n, .done = done, .arg = arg, .status = status };
-	fence(larg, fence_reached, f);
-	return 1;
+	if (fence(larg, fence_reached, f))
+		return 1;
+	free(f); /* nothing left to wait for */
+	return 0;
 }
 
 static void req_finish(node *n, node_done_fn done, void *arg, int status)

@@ -96,12 +96,14 @@ void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn 
 
 /* Read-your-writes between the control socket and this node's mount: the
  * reply to a socket write that reported changes is held back until they have
- * reached the kernel's caches. fence(arg, reached, cookie) must call
- * reached(cookie) exactly once, from any thread, once every change reported
- * before the fence has been applied (or dropped: when its queue is full or
- * it stops). The loop thread never waits for it. NULL: replies at once. */
+ * reached the kernel's caches. fence(arg, reached, cookie) returns 0 when
+ * every change reported before it has been applied already (reached is then
+ * never called and the reply goes out at once); otherwise it returns 1 and
+ * must call reached(cookie) exactly once, from any thread, once they have
+ * been applied (or dropped: when its queue is full or it stops). The loop
+ * thread never waits for it. NULL: replies at once. */
 typedef void (*node_change_reached_fn)(void *cookie);
-typedef void (*node_change_fence_fn)(void *arg, node_change_reached_fn reached, void *cookie);
+typedef int (*node_change_fence_fn)(void *arg, node_change_reached_fn reached, void *cookie);
 void node_set_change_fence(node *n, node_change_fence_fn fence);
 
 const char *node_mode_name(enum node_mode m);

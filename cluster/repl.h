@@ -37,11 +37,13 @@ struct node_req {
 void node_req_done(node *n, struct node_req *req, int status);
 
 /* Reports the changes of a successful control-socket write to the change
- * listener now instead of in node_req_done() (loop thread), without ending
- * the run of changes. A layer that completes many requests at once calls it
- * for each of them, then node_notify_flush() once: the listener (the
- * mount's invalidation thread) is woken once for the lot instead of once
- * per request. Returns whether anything was reported. */
+ * listener now instead of in node_req_done(), without ending the run of
+ * changes. A layer that completes many requests at once calls it for each
+ * of them, then node_notify_flush() once: the listener (the mount's
+ * invalidation thread) is woken once for the lot instead of once per
+ * request. Any thread that owns req at that moment (the store's committer,
+ * say, before it hands the completion to the loop). Returns whether
+ * anything was reported. */
 int  node_req_notify(node *n, struct node_req *req, int status);
 void node_notify_flush(node *n);
 

@@ -47,18 +47,11 @@ static void sa_drain(uv_async_t *h)
 {
 	struct standalone *sa = h->data;
 	struct sa_done *d, *next;
-	int any = 0;
 
 	pthread_mutex_lock(&sa->mu);
 	d = sa->head;
 	sa->head = sa->tail = NULL;
 	pthread_mutex_unlock(&sa->mu);
-	/* All notifications first, so the mount's invalidation thread is
-	 * woken once per drained group. */
-	for (next = d; next; next = next->next)
-		any |= node_req_notify(sa->n, next->req, next->status);
-	if (any)
-		node_notify_flush(sa->n);
 	for (; d; d = next) {
 		next = d->next;
 		sa->inflight--;
@@ -78,6 +71,12 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
 	(void)lsn;
 	d->status = status;
 	d->next = NULL;
+	/* The mount's invalidation thread learns of the change here, and works
+	 * on it while the completion travels to the loop thread: by the time
+	 * the loop answers, the reply's fence has usually been passed and the
+	 * answer needs no second trip through that thread. */
+	if (node_req_notify(sa->n, d->req, status))
+		node_notify_flush(sa->n);
 	pthread_mutex_lock(&sa->mu);
 	if (sa->tail)
 		sa->tail->next = d;

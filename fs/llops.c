@@ -756,7 +756,7 @@ void llops_fini(void)
 	ino_fini();
 }
 
-void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
+void llops_invalidate(struct fuse_session *se, const char *key, size_t klen, uint64_t *dir)
 {
 	size_t nlen = klen;
 	uint64_t parent, ino;
@@ -764,6 +764,7 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 	kv_rec *r;
 	int exists;
 
+	*dir = 0;
 	while (nlen && key[nlen - 1] == '/') /* a directory marker names its directory */
 		nlen--;
 	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0)
@@ -796,5 +797,11 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 	if (!exists)
 		(void)fuse_lowlevel_notify_inval_entry(se, parent, name,
 						       nlen - (size_t)(name - key));
-	(void)fuse_lowlevel_notify_inval_inode(se, parent, -1, 0);
+	*dir = parent;
+}
+
+void llops_invalidate_attrs(struct fuse_session *se, uint64_t ino)
+{
+	/* -ENOENT: the kernel already forgot it. */
+	(void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
 }

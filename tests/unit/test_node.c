@@ -347,13 +347,14 @@ static void socket_writes_notify_the_change_listener(void **state)
 static node_change_reached_fn held_reached;
 static void *held_cookie;
 
-static void hold_fence(void *arg, node_change_reached_fn reached, void *cookie)
+static int hold_fence(void *arg, node_change_reached_fn reached, void *cookie)
 {
 	(void)arg;
 	pthread_mutex_lock(&changes_mu);
 	held_reached = reached;
 	held_cookie = cookie;
 	pthread_mutex_unlock(&changes_mu);
+	return 1;
 }
 
 static void *reach_held(void *arg)
