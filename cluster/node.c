@@ -465,6 +465,12 @@ static void on_apply(void *arg, const char *key, size_t klen,
 	node *n = arg;
 
 	if (rec_is_document(new_rec)) {
+		/* The index is a function of key and contents: a write that
+		 * leaves the contents as they were (chmod, touch, a file saved
+		 * unchanged, a repeated SET) has nothing to re-index. */
+		if (rec_is_document(old_rec) && kv_rec_size(old_rec) == kv_rec_size(new_rec) &&
+		    memcmp(kv_rec_value(old_rec), kv_rec_value(new_rec), kv_rec_size(new_rec)) == 0)
+			return;
 		search_index_put(n->search, key, klen, kv_rec_value(new_rec),
 				 kv_rec_size(new_rec));
 	} else if (rec_is_document(old_rec)) {

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "cluster/node.h"
+#include "search/search.h"
 #include "cluster/repl.h"
 
 static char *make_tmpdir(void)
@@ -90,6 +91,52 @@ static void write_is_visible_after_it_returns(void **state)
 	assert_int_equal(put(n, "greeting", "hello"), 0);
 	assert_value(n, "greeting", "hello");
 	assert_int_equal(node_read_barrier(n), 0);
+	node_close(n);
+	rm_rf(dir);
+}
+
+/* How many documents a text query for `word` finds. */
+static size_t text_hits(node *n, const char *word)
+{
+	struct search_hit *hits = NULL;
+	size_t nh = 0;
+
+	assert_int_equal(search_query(node_search(n), word, strlen(word), SEARCH_TEXT, 0, &hits,
+				      &nh), 0);
+	search_hits_free(hits, nh);
+	return nh;
+}
+
+/* The search index follows every write: a rewrite with the same contents
+ * (which skips re-indexing), a metadata-only change, a rewrite with other
+ * contents, a delete. */
+static void search_index_follows_rewrites(void **state)
+{
+	char *dir = make_tmpdir();
+	node *n = open_node(dir);
+	struct kv_op op;
+	struct kv_batch b = { &op, 1 };
+
+	(void)state;
+	assert_int_equal(put(n, "doc", "zucchini harvest"), 0);
+	assert_int_equal(text_hits(n, "zucchini"), 1);
+	assert_int_equal(put(n, "doc", "zucchini harvest"), 0);
+	assert_int_equal(text_hits(n, "zucchini"), 1);
+	assert_int_equal(search_doc_count(node_search(n)), 1);
+	op = put_op("doc", "");
+	op.kind = KV_META;
+	op.meta.mode = S_IFREG | 0600;
+	assert_int_equal(node_write(n, &b), 0);
+	assert_int_equal(text_hits(n, "harvest"), 1);
+	/* Same length, other words: must be re-indexed. */
+	assert_int_equal(put(n, "doc", "tomatoes ripened"), 0);
+	assert_int_equal(text_hits(n, "zucchini"), 0);
+	assert_int_equal(text_hits(n, "tomatoes"), 1);
+	op = put_op("doc", "");
+	op.kind = KV_DEL;
+	assert_int_equal(node_write(n, &b), 0);
+	assert_int_equal(text_hits(n, "tomatoes"), 0);
+	assert_int_equal(search_doc_count(node_search(n)), 0);
 	node_close(n);
 	rm_rf(dir);
 }
@@ -439,6 +486,7 @@ int main(void)
 		cmocka_unit_test(async_write_completes_on_the_loop_thread),
 		cmocka_unit_test(socket_writes_notify_the_change_listener),
 		cmocka_unit_test(socket_write_reply_waits_for_the_change_fence),
+		cmocka_unit_test(search_index_follows_rewrites),
 		cmocka_unit_test(data_dir_that_is_a_file_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
