@@ -457,13 +457,34 @@ static int rec_is_document(const kv_rec *r)
 	       S_ISREG(kv_rec_meta(r)->mode);
 }
 
-/* Store apply hook: runs on the committing thread under the map write lock,
- * so the index changes atomically with what readers of the store can see. */
+/* The search index's queue holds a reference to each record it will index
+ * (its key and value stay valid until then). */
+static void release_rec(void *ref)
+{
+	kv_rec_unref(ref);
+}
+
+static const char *held_key(const kv_rec *r, size_t *klen)
+{
+	kv_rec_ref((kv_rec *)r); /* records are immutable; only the count moves */
+	return kv_rec_key(r, klen);
+}
+
+/* Store apply hook: runs on the committing thread under the map write lock.
+ * The change is queued for the index there, in apply order, before any
+ * reader can see it; every query first applies what is queued (search.h), so
+ * a write is searchable as soon as it can be read, while its commit does not
+ * wait for the tokenising and vectorising (the index's worker thread does
+ * that, or the next query). */
 static void on_apply(void *arg, const char *key, size_t klen,
 		     const kv_rec *old_rec, const kv_rec *new_rec)
 {
 	node *n = arg;
+	const char *k;
+	size_t kl;
 
+	(void)key;
+	(void)klen;
 	if (rec_is_document(new_rec)) {
 		/* The index is a function of key and contents: a write that
 		 * leaves the contents as they were (chmod, touch, a file saved
@@ -471,10 +492,12 @@ static void on_apply(void *arg, const char *key, size_t klen,
 		if (rec_is_document(old_rec) && kv_rec_size(old_rec) == kv_rec_size(new_rec) &&
 		    memcmp(kv_rec_value(old_rec), kv_rec_value(new_rec), kv_rec_size(new_rec)) == 0)
 			return;
-		search_index_put(n->search, key, klen, kv_rec_value(new_rec),
-				 kv_rec_size(new_rec));
+		k = held_key(new_rec, &kl);
+		search_index_queue_put(n->search, k, kl, kv_rec_value(new_rec),
+				       kv_rec_size(new_rec), release_rec, (void *)new_rec);
 	} else if (rec_is_document(old_rec)) {
-		search_index_del(n->search, key, klen);
+		k = held_key(old_rec, &kl);
+		search_index_queue_del(n->search, k, kl, release_rec, (void *)old_rec);
 	}
 }
 
@@ -482,13 +505,20 @@ static int index_one(void *arg, const char *key, size_t klen, const kv_rec *r)
 {
 	node *n = arg;
 
-	if (rec_is_document(r))
-		return search_index_put(n->search, key, klen, kv_rec_value(r), kv_rec_size(r));
+	if (rec_is_document(r)) {
+		/* key is the record's own: it lives as long as the reference. */
+		kv_rec_ref((kv_rec *)r);
+		search_index_queue_load(n->search, key, klen, kv_rec_value(r), kv_rec_size(r),
+					release_rec, (void *)r);
+	}
 	return 0;
 }
 
 /* The index is rebuilt from the recovered store at every start, so it is
- * consistent with the store after any crash by construction. */
+ * consistent with the store after any crash by construction. The documents
+ * are queued, not indexed, here: the node (and the mount) come up as soon as
+ * the store is recovered, the index's worker thread indexes them in the
+ * background, and a query that comes first helps and waits (search.h). */
 static int build_search_index(node *n)
 {
 	struct search_config scfg = { 0 };
@@ -508,8 +538,13 @@ static int build_search_index(node *n)
 	rc = store_scan(n->st, "", 0, NULL, 0, 0, index_one, n);
 	if (rc)
 		return rc < 0 ? rc : -EIO;
-	LOG(LOG_INFO, "search index: %zu documents, vectors %s", search_doc_count(n->search),
-	    search_vectors_kind(n->search));
+	rc = search_index_start(n->search);
+	if (rc) {
+		LOG(LOG_ERROR, "search index: cannot start its thread: %s", strerror(-rc));
+		return rc;
+	}
+	LOG(LOG_INFO, "search index: %zu documents to index, vectors %s",
+	    search_index_pending(n->search), search_vectors_kind(n->search));
 	store_set_apply_hook(n->st, on_apply, n);
 	return 0;
 }
@@ -957,6 +992,8 @@ void node_status(node *n, json_t *obj)
 	json_object_set_new(obj, "store_error",
 			    ss.failed ? json_string(strerror(-ss.failed)) : json_null());
 	json_object_set_new(obj, "search_docs", json_integer((json_int_t)search_doc_count(n->search)));
+	json_object_set_new(obj, "search_pending",
+			    json_integer((json_int_t)search_index_pending(n->search)));
 	json_object_set_new(obj, "search_vectors", json_string(search_vectors_kind(n->search)));
 	/* The replication layer adds role, term, leader and peers. */
 	n->rops->status(n->repl, obj);

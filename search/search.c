@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,40 @@ struct search_index {
 	uint64_t           epoch, norm_epoch;
 	float             *norms;
 	size_t             norms_cap;
+
+	/* Deferred updates (search.h): a FIFO under q_mu. apply_mu lets one
+	 * thread at a time (the worker, a query, a queuing thread over the
+	 * bound) take a batch off the head and apply it, so updates are
+	 * applied in queue order. Lock order: apply_mu -> q_mu, and apply_mu
+	 * -> lock; q_mu is never held while indexing. */
+	pthread_mutex_t    apply_mu;
+	pthread_mutex_t    q_mu;
+	pthread_cond_t     q_cv;          /* the worker: queued, or stop */
+	pthread_cond_t     applied_cv;    /* waiters: wake_at was reached (q_mu) */
+	uint64_t           wake_at;       /* smallest target waited for (q_mu) */
+	struct qop        *q_head, *q_tail;
+	uint64_t           q_seq;         /* updates ever queued (q_mu) */
+	_Atomic uint64_t   applied_seq;   /* updates ever applied */
+	size_t             q_live;        /* queued by _put/_del: the bounded part */
+	size_t             q_live_bytes;
+	int                q_stop;
+	int                worker_running;
+	pthread_t          worker;
 };
+
+struct qop {
+	struct qop       *next;
+	const char       *key;
+	const char       *text;   /* NULL: a delete */
+	size_t            klen, len;
+	search_release_fn release;
+	void             *ref;
+	int               live;   /* counts against the bound */
+};
+
+/* Updates applied per hold of apply_mu: queries waiting to help get in
+ * between batches of a long backlog (a start-up load). */
+#define APPLY_BATCH 256
 
 const char *search_default_vectors_path(void)
 {
@@ -85,6 +119,12 @@ int search_index_new(const struct search_config *cfg, struct search_index **out)
 		pthread_rwlock_destroy(&ix->lock);
 		goto err;
 	}
+	/* Default attributes: these cannot fail on Linux. */
+	pthread_mutex_init(&ix->apply_mu, NULL);
+	pthread_mutex_init(&ix->q_mu, NULL);
+	pthread_cond_init(&ix->q_cv, NULL);
+	pthread_cond_init(&ix->applied_cv, NULL);
+	ix->wake_at = UINT64_MAX;
 	ix->epoch = 1;
 	ix->params.alpha = HYBRID_ALPHA;
 	ix->params.text_cand = HYBRID_TEXT_CAND;
@@ -109,10 +149,34 @@ err:
 	return rc;
 }
 
+static void qop_release(struct qop *op)
+{
+	if (op->release)
+		op->release(op->ref);
+	free(op);
+}
+
 void search_index_free(struct search_index *ix)
 {
+	struct qop *op, *next;
+
 	if (!ix)
 		return;
+	if (ix->worker_running) {
+		pthread_mutex_lock(&ix->q_mu);
+		ix->q_stop = 1;
+		pthread_cond_signal(&ix->q_cv);
+		pthread_mutex_unlock(&ix->q_mu);
+		pthread_join(ix->worker, NULL);
+	}
+	for (op = ix->q_head; op; op = next) {
+		next = op->next;
+		qop_release(op);
+	}
+	pthread_cond_destroy(&ix->q_cv);
+	pthread_cond_destroy(&ix->applied_cv);
+	pthread_mutex_destroy(&ix->q_mu);
+	pthread_mutex_destroy(&ix->apply_mu);
 	pthread_rwlock_destroy(&ix->lock);
 	pthread_mutex_destroy(&ix->norm_lock);
 	idx_free(ix->idx);
@@ -284,6 +348,8 @@ int search_query(struct search_index *ix, const char *q, size_t qlen,
 	struct rank_params p;
 	int rc;
 
+	/* Every update queued before the query is in its answer. */
+	search_index_flush(ix);
 	pthread_rwlock_rdlock(&ix->lock);
 	p = ix->params;
 	p.ngram_norms = NULL;
@@ -354,4 +420,195 @@ size_t search_memory_bytes(struct search_index *ix)
 	n = idx_mem_bytes(ix->idx);
 	pthread_rwlock_unlock(&ix->lock);
 	return n;
+}
+
+/* ---- deferred updates ------------------------------------------------------ */
+
+static void apply_one(struct search_index *ix, const struct qop *op)
+{
+	int rc = op->text ? search_index_put(ix, op->key, op->klen, op->text, op->len)
+			  : search_index_del(ix, op->key, op->klen);
+
+	if (rc)
+		fprintf(stderr, "kvfs: search: cannot index %.*s: %s\n", (int)op->klen, op->key,
+			strerror(-rc));
+}
+
+/* Applies queued updates until every one numbered <= target is applied. */
+static void apply_batches(struct search_index *ix, uint64_t target)
+{
+	while (atomic_load(&ix->applied_seq) < target) {
+		struct qop *batch, *op, *next;
+		uint64_t n = 0, i;
+
+		pthread_mutex_lock(&ix->apply_mu);
+		if (atomic_load(&ix->applied_seq) >= target) {
+			pthread_mutex_unlock(&ix->apply_mu); /* another thread did it */
+			break;
+		}
+		pthread_mutex_lock(&ix->q_mu);
+		batch = ix->q_head;
+		for (op = batch; op && n < APPLY_BATCH; op = op->next) {
+			n++;
+			if (op->live) {
+				ix->q_live--;
+				ix->q_live_bytes -= op->len;
+			}
+			ix->q_head = op->next;
+		}
+		if (!ix->q_head)
+			ix->q_tail = NULL;
+		pthread_mutex_unlock(&ix->q_mu);
+		for (op = batch, i = 0; i < n; op = next, i++) {
+			next = op->next;
+			apply_one(ix, op);
+			qop_release(op);
+		}
+		/* Counted only now: a thread that finds the count short takes
+		 * apply_mu, and so waits until this batch is in the index. */
+		atomic_fetch_add(&ix->applied_seq, n);
+		pthread_mutex_unlock(&ix->apply_mu);
+		pthread_mutex_lock(&ix->q_mu);
+		/* Wake waiters only once the first of them can go on, not after
+		 * every batch of a long backlog. */
+		if (atomic_load(&ix->applied_seq) >= ix->wake_at) {
+			ix->wake_at = UINT64_MAX;
+			pthread_cond_broadcast(&ix->applied_cv);
+		}
+		pthread_mutex_unlock(&ix->q_mu);
+		if (!n)
+			break; /* nothing queued: cannot happen while target > applied */
+	}
+}
+
+/* Returns once every update numbered <= target is in the index. With the
+ * worker running, waits for it (taking turns with it would only add hand-
+ * offs: one thread applies at a time anyway); else applies them itself. */
+static void apply_to(struct search_index *ix, uint64_t target)
+{
+	if (atomic_load(&ix->applied_seq) >= target)
+		return;
+	if (!ix->worker_running) {
+		apply_batches(ix, target);
+		return;
+	}
+	pthread_mutex_lock(&ix->q_mu);
+	while (atomic_load(&ix->applied_seq) < target && !ix->q_stop) {
+		if (target < ix->wake_at)
+			ix->wake_at = target;
+		pthread_cond_wait(&ix->applied_cv, &ix->q_mu);
+	}
+	pthread_mutex_unlock(&ix->q_mu);
+}
+
+static void queue(struct search_index *ix, const char *key, size_t klen, const char *text,
+		  size_t len, search_release_fn release, void *ref, int live)
+{
+	struct qop *op = malloc(sizeof *op);
+	uint64_t seq;
+	int over;
+
+	if (!op) {
+		/* No room to defer it: everything before it, then it, now. */
+		struct qop now = { .key = key, .text = text, .klen = klen, .len = len };
+
+		search_index_flush(ix);
+		pthread_mutex_lock(&ix->apply_mu);
+		apply_one(ix, &now);
+		pthread_mutex_unlock(&ix->apply_mu);
+		if (release)
+			release(ref);
+		return;
+	}
+	*op = (struct qop){ .key = key, .text = text, .klen = klen, .len = len,
+			    .release = release, .ref = ref, .live = live };
+	pthread_mutex_lock(&ix->q_mu);
+	if (ix->q_tail)
+		ix->q_tail->next = op;
+	else
+		ix->q_head = op;
+	ix->q_tail = op;
+	seq = ++ix->q_seq;
+	if (live) {
+		ix->q_live++;
+		ix->q_live_bytes += len;
+	}
+	over = live && (ix->q_live > SEARCH_QUEUE_MAX || ix->q_live_bytes > SEARCH_QUEUE_BYTES);
+	pthread_cond_signal(&ix->q_cv);
+	pthread_mutex_unlock(&ix->q_mu);
+	if (over)
+		apply_to(ix, seq);
+}
+
+void search_index_queue_put(struct search_index *ix, const char *key, size_t klen,
+			    const char *text, size_t len, search_release_fn release, void *ref)
+{
+	/* A text search_index_put would not index must still remove the key:
+	 * it is queued as what it is, a put, and put decides. */
+	queue(ix, key, klen, text ? text : "", len, release, ref, 1);
+}
+
+void search_index_queue_del(struct search_index *ix, const char *key, size_t klen,
+			    search_release_fn release, void *ref)
+{
+	queue(ix, key, klen, NULL, 0, release, ref, 1);
+}
+
+void search_index_queue_load(struct search_index *ix, const char *key, size_t klen,
+			     const char *text, size_t len, search_release_fn release, void *ref)
+{
+	queue(ix, key, klen, text ? text : "", len, release, ref, 0);
+}
+
+void search_index_flush(struct search_index *ix)
+{
+	uint64_t target;
+
+	pthread_mutex_lock(&ix->q_mu);
+	target = ix->q_seq;
+	pthread_mutex_unlock(&ix->q_mu);
+	apply_to(ix, target);
+}
+
+size_t search_index_pending(struct search_index *ix)
+{
+	uint64_t q;
+
+	pthread_mutex_lock(&ix->q_mu);
+	q = ix->q_seq;
+	pthread_mutex_unlock(&ix->q_mu);
+	return (size_t)(q - atomic_load(&ix->applied_seq));
+}
+
+static void *worker_main(void *arg)
+{
+	struct search_index *ix = arg;
+
+	pthread_mutex_lock(&ix->q_mu);
+	for (;;) {
+		uint64_t target;
+
+		while (!ix->q_head && !ix->q_stop)
+			pthread_cond_wait(&ix->q_cv, &ix->q_mu);
+		if (ix->q_stop)
+			break;
+		target = ix->q_seq;
+		pthread_mutex_unlock(&ix->q_mu);
+		apply_batches(ix, target);
+		pthread_mutex_lock(&ix->q_mu);
+	}
+	pthread_mutex_unlock(&ix->q_mu);
+	return NULL;
+}
+
+int search_index_start(struct search_index *ix)
+{
+	int rc;
+
+	if (ix->worker_running)
+		return 0;
+	rc = -pthread_create(&ix->worker, NULL, worker_main, ix);
+	if (rc == 0)
+		ix->worker_running = 1;
+	return rc;
 }

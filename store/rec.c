@@ -57,6 +57,12 @@ size_t rec_footprint(const kv_rec *r)
 	return sizeof *r + r->klen + 1 + r->ext_len + (r->vowner ? 0 : r->vlen);
 }
 
+const char *kv_rec_key(const kv_rec *r, size_t *klen)
+{
+	*klen = r->klen;
+	return rec_key(r);
+}
+
 const void *kv_rec_value(const kv_rec *r) { return r->val; }
 size_t kv_rec_size(const kv_rec *r) { return r->vlen; }
 const struct kv_meta *kv_rec_meta(const kv_rec *r) { return &r->meta; }

@@ -70,6 +70,7 @@ struct kv_meta {
  */
 typedef struct kv_rec kv_rec;
 
+const char    *kv_rec_key(const kv_rec *r, size_t *klen); /* key bytes (not NUL-terminated) */
 const void    *kv_rec_value(const kv_rec *r);  /* value bytes (not NUL-terminated) */
 size_t         kv_rec_size(const kv_rec *r);   /* value length */
 const struct kv_meta *kv_rec_meta(const kv_rec *r);

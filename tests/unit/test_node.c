@@ -122,6 +122,7 @@ static void search_index_follows_rewrites(void **state)
 	assert_int_equal(text_hits(n, "zucchini"), 1);
 	assert_int_equal(put(n, "doc", "zucchini harvest"), 0);
 	assert_int_equal(text_hits(n, "zucchini"), 1);
+	search_index_flush(node_search(n));
 	assert_int_equal(search_doc_count(node_search(n)), 1);
 	op = put_op("doc", "");
 	op.kind = KV_META;
@@ -136,6 +137,7 @@ static void search_index_follows_rewrites(void **state)
 	op.kind = KV_DEL;
 	assert_int_equal(node_write(n, &b), 0);
 	assert_int_equal(text_hits(n, "tomatoes"), 0);
+	search_index_flush(node_search(n));
 	assert_int_equal(search_doc_count(node_search(n)), 0);
 	node_close(n);
 	rm_rf(dir);

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,118 @@ static void overwrite_and_delete_leave_no_stale_postings(void **state)
 	assert_int_equal(r.n, 0);
 	done(&r);
 	assert_int_equal(search_doc_count(ix), 0);
+	search_index_free(ix);
+}
+
+/* ---- deferred updates ---- */
+
+static int released[64];
+
+static void count_release(void *ref)
+{
+	released[(int)(intptr_t)ref]++;
+}
+
+static void qput(struct search_index *ix, int ref, const char *key, const char *text)
+{
+	search_index_queue_put(ix, key, strlen(key), text, strlen(text), count_release,
+			       (void *)(intptr_t)ref);
+}
+
+static size_t hits_for(struct search_index *ix, const char *q)
+{
+	struct res r = query(ix, q, SEARCH_TEXT);
+	size_t n = r.n;
+
+	done(&r);
+	return n;
+}
+
+/* Queued updates are applied in order by the next query (no worker here),
+ * each released exactly once; free releases what is still queued. */
+static void queued_updates_apply_in_order_before_a_query(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	qput(ix, 1, "k", "alpha words");
+	qput(ix, 2, "k", "beta words");
+	search_index_queue_del(ix, "k", 1, count_release, (void *)(intptr_t)3);
+	qput(ix, 4, "k", "gamma words");
+	qput(ix, 5, "other", "alpha again");
+	assert_int_equal(search_index_pending(ix), 5);
+	assert_int_equal(search_doc_count(ix), 0); /* nothing applied yet */
+	assert_int_equal(hits_for(ix, "gamma"), 1);
+	assert_int_equal(search_index_pending(ix), 0);
+	assert_int_equal(hits_for(ix, "beta"), 0);
+	assert_int_equal(hits_for(ix, "alpha"), 1); /* only "other" */
+	assert_int_equal(search_doc_count(ix), 2);
+	for (int i = 1; i <= 5; i++)
+		assert_int_equal(released[i], 1);
+	/* A delete queued last wins; an update still queued at free is
+	 * released by it. */
+	search_index_queue_del(ix, "other", 5, count_release, (void *)(intptr_t)6);
+	search_index_flush(ix);
+	assert_int_equal(hits_for(ix, "alpha"), 0);
+	qput(ix, 7, "late", "never applied");
+	search_index_free(ix);
+	assert_int_equal(released[6], 1);
+	assert_int_equal(released[7], 1);
+}
+
+/* The worker indexes a start-up load in the background; live updates
+ * queued meanwhile land after it (the last write of a key wins). */
+static void worker_indexes_a_load_in_the_background(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	static char keys[2000][16];
+	int i;
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	for (i = 0; i < 2000; i++) {
+		snprintf(keys[i], sizeof keys[i], "doc%d", i);
+		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
+					count_release, (void *)(intptr_t)8);
+	}
+	assert_int_equal(search_index_start(ix), 0);
+	qput(ix, 9, "doc7", "rewritten later");
+	for (i = 0; i < 5000 && search_index_pending(ix); i++)
+		usleep(1000);
+	assert_int_equal(search_index_pending(ix), 0);
+	assert_int_equal(search_doc_count(ix), 2000);
+	assert_int_equal(released[8], 2000);
+	assert_int_equal(released[9], 1);
+	assert_int_equal(hits_for(ix, "rewritten"), 1);
+	{
+		struct search_hit *h = NULL;
+		size_t nh = 0;
+
+		assert_int_equal(search_query(ix, "loaded", 6, SEARCH_TEXT, 5000, &h, &nh), 0);
+		assert_int_equal(nh, 1999); /* doc7 was rewritten after its load */
+		search_hits_free(h, nh);
+	}
+	search_index_free(ix);
+}
+
+/* Live updates beyond the bound are applied by the thread that queues
+ * them: without a worker, the queue never holds more than the bound. */
+static void the_queue_is_bounded(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	int i;
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	for (i = 0; i < SEARCH_QUEUE_MAX + 10; i++)
+		qput(ix, 10, "same", (i & 1) ? "odd" : "even");
+	assert_true(search_index_pending(ix) <= SEARCH_QUEUE_MAX);
+	assert_true(search_index_pending(ix) < (size_t)SEARCH_QUEUE_MAX + 10);
+	search_index_flush(ix);
+	assert_int_equal(released[10], SEARCH_QUEUE_MAX + 10);
+	assert_int_equal(hits_for(ix, "odd"), 1); /* the last one */
+	assert_int_equal(hits_for(ix, "even"), 0);
 	search_index_free(ix);
 }
 
@@ -692,6 +805,9 @@ int main(void)
 		cmocka_unit_test(valid_vector_file_loads_and_looks_words_up),
 		cmocka_unit_test(corrupt_vector_files_are_refused),
 		cmocka_unit_test(default_vectors_path_honours_the_environment),
+		cmocka_unit_test(queued_updates_apply_in_order_before_a_query),
+		cmocka_unit_test(worker_indexes_a_load_in_the_background),
+		cmocka_unit_test(the_queue_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
