@@ -760,13 +760,14 @@ int search_index_start(struct search_index *ix)
 
 	if (ix->worker_running)
 		return 0;
-	rc = -pthread_create(&ix->worker, NULL, worker_main, ix);
-	if (rc)
-		return rc;
-	ix->worker_running = 1;
-	/* Without the helper, batches are prepared by one thread: slower, not
-	 * wrong. */
+	/* The helper first: the worker reads helper_running from its start.
+	 * Without the helper, batches are prepared by one thread: slower, not
+	 * wrong. Call this before other threads use the index. */
 	if (pthread_create(&ix->helper, NULL, helper_main, ix) == 0)
 		ix->helper_running = 1;
-	return 0;
+	ix->worker_running = 1;
+	rc = -pthread_create(&ix->worker, NULL, worker_main, ix);
+	if (rc)
+		ix->worker_running = 0;
+	return rc;
 }

@@ -88,7 +88,8 @@ void search_index_queue_del(struct search_index *ix, const char *key, size_t kle
  * worker then works through it in the background). */
 void search_index_queue_load(struct search_index *ix, const char *key, size_t klen,
 			     const char *text, size_t len, search_release_fn release, void *ref);
-/* Starts the worker thread (search_index_free stops it). Returns 0 or -errno. */
+/* Starts the worker thread (search_index_free stops it), before other threads
+ * use the index. Returns 0 or -errno. */
 int  search_index_start(struct search_index *ix);
 /* Applies every update queued before the call. */
 void search_index_flush(struct search_index *ix);
