@@ -228,7 +228,8 @@ static void apply_hook_sees_every_change_in_order(void **state)
 }
 
 struct async_done {
-	atomic_int calls;
+	atomic_int slots;   /* callbacks started: each takes an lsns slot */
+	atomic_int calls;   /* callbacks finished: their lsns are written */
 	atomic_int status;
 	uint64_t   lsns[64];
 };
@@ -236,11 +237,12 @@ struct async_done {
 static void on_done(void *arg, int status, uint64_t lsn)
 {
 	struct async_done *d = arg;
-	int i = atomic_fetch_add(&d->calls, 1);
+	int i = atomic_fetch_add(&d->slots, 1);
 
 	if (status)
 		atomic_store(&d->status, status);
 	d->lsns[i] = lsn;
+	atomic_fetch_add(&d->calls, 1); /* a reader that sees it sees lsns[i] */
 }
 
 static void submitted_batches_complete_in_order_after_close_at_the_latest(void **state)
