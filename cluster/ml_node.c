@@ -44,8 +44,10 @@
  * log first and be overwritten by older versions at apply): the local
  * write adopts it instead of starting its own; only keyless floor records
  * may follow it. Versions applied by replication are
- * reported through node_notify_change() so that the mount drops its caches;
- * the search index follows every apply through the store's apply hook.
+ * reported to the change listener (from the committer thread, with the
+ * client write's own keys: mn_store_done) so that the mount drops its
+ * caches; the search index follows every apply through the store's apply
+ * hook.
  *
  * kv_meta encoding inside a version (28 bytes, little-endian):
  *   u32 mode, u32 uid, u32 gid, i64 mtime_ns, i64 ctime_ns
@@ -353,13 +355,32 @@ static void sub_free(struct mn_sub *s)
 	free(s);
 }
 
-/* Committer thread. */
+/* Committer thread. The batch is durable and applied: the mount's
+ * invalidation thread learns of its changes here (the replicated versions
+ * it carries and the client write's keys, one wake-up for the lot), as in
+ * standalone.c, and works on them while the completion travels to the loop
+ * thread: by the time the loop acknowledges the write, the reply's fence has
+ * usually been passed and the reply needs no round trip through that
+ * thread. Nothing here touches what the loop thread may change meanwhile:
+ * s and its ops stay put until sub_finish(), the keys never change. */
 static void mn_store_done(void *arg, int status, uint64_t lsn)
 {
 	struct mn_sub *s = arg;
 	struct mn *mn = s->mn;
+	int any = 0;
 
 	(void)lsn;
+	if (!status) {
+		for (uint32_t i = 0; i < s->nops; i++)
+			if (!s->req || i < s->nremote) {
+				node_notify_key(mn->n, s->ops[i].key, s->ops[i].klen);
+				any = 1;
+			}
+		if (s->req && node_req_notify(mn->n, s->req, status))
+			any = 1;
+		if (any)
+			node_notify_flush(mn->n);
+	}
 	s->status = status;
 	s->dnext = NULL;
 	pthread_mutex_lock(&mn->mu);
@@ -389,11 +410,10 @@ static void sub_finish(struct mn *mn, struct mn_sub *s, int status)
 	}
 	for (uint32_t i = 0; i < s->nops; i++) {
 		struct ov *o = s->ovs[i];
-		/* Applied (or failed): the store answers reads from now on. */
+		/* Applied (or failed): the store answers reads from now on.
+		 * The mount heard of it in mn_store_done(). */
 		if (o->in_map && o->seq == s->seq)
 			ov_unlink(mn, o);
-		if (!status && (!s->req || i < s->nremote))
-			node_notify_change(mn->n, o->key, o->klen);
 	}
 	if (s->req) {
 		node_req_done(mn->n, s->req, status);

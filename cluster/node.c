@@ -971,6 +971,11 @@ void node_notify_change(node *n, const char *key, size_t klen)
 	notify(n, key, klen, 1);
 }
 
+void node_notify_key(node *n, const char *key, size_t klen)
+{
+	notify(n, key, klen, 0);
+}
+
 void node_notify_flush(node *n)
 {
 	notify(n, NULL, 0, 1);

@@ -51,6 +51,9 @@ void node_notify_flush(node *n);
  * from this node's own node_write (a replicated write), so the mount can drop
  * kernel caches for the key. Any thread; the listener must not block. */
 void node_notify_change(node *n, const char *key, size_t klen);
+/* The same without ending the run of changes: a layer that reports many at
+ * once ends the run with one node_notify_flush(). Any thread. */
+void node_notify_key(node *n, const char *key, size_t klen);
 
 /* The node's configuration (strings valid while the node lives). */
 const struct node_config *node_config(node *n);

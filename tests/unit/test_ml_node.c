@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -379,11 +380,129 @@ static void partitioned_node_keeps_writing_and_a_delete_survives_its_return(void
 	cl_free(c);
 }
 
+/* A control-socket write's keys, and the versions a node applies from a
+ * peer, reach the change listener (the mount's invalidation thread) from
+ * the store's committer as soon as they are durable and applied, not later
+ * from the loop thread: the mount drops its caches while the completion
+ * travels to the loop, so by the time the loop answers, the reply's fence
+ * has usually been passed (as in standalone mode). */
+struct seen {
+	pthread_mutex_t mu;
+	pthread_t       loop;
+	int             on_loop;   /* keys reported on the loop thread */
+	char            keys[512]; /* keys reported elsewhere, ';'-separated */
+};
+
+static void seen_change(void *arg, const char *key, size_t klen)
+{
+	struct seen *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	if (pthread_equal(pthread_self(), s->loop))
+		s->on_loop++;
+	else if (strlen(s->keys) + klen + 2 < sizeof(s->keys)) {
+		strncat(s->keys, key, klen);
+		strcat(s->keys, ";");
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void seen_loop(void *arg)
+{
+	struct seen *s = arg;
+
+	s->loop = pthread_self();
+}
+
+static int seen_has(struct seen *s, const char *key)
+{
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = strstr(s->keys, key) != NULL;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+struct sock_write {
+	node           *n;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             done, status;
+};
+
+static void sock_write_done(void *arg, int status)
+{
+	struct sock_write *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->status = status;
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* On the loop thread, as the control socket writes. */
+static void start_sock_write(void *arg)
+{
+	struct sock_write *w = arg;
+	struct kv_op op = { 0 };
+	struct kv_batch b = { &op, 1 };
+
+	op.kind = KV_PUT;
+	op.key = "sock/key";
+	op.klen = 8;
+	op.val = "sock value";
+	op.vlen = 10;
+	op.meta.mode = S_IFREG | 0644;
+	node_write_async(w->n, &b, sock_write_done, w); /* batch is copied */
+}
+
+static void changes_reach_the_listener_from_the_committer(void **state)
+{
+	struct cl *c = cl_new();
+	static struct seen s[2];
+	struct sock_write w = { 0 };
+	double t0;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		memset(&s[i], 0, sizeof(s[i]));
+		pthread_mutex_init(&s[i].mu, NULL);
+		assert_int_equal(node_call(c->n[i], seen_loop, &s[i]), 0);
+		node_set_change_listener(c->n[i], seen_change, &s[i]);
+	}
+	w.n = c->n[0];
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	assert_int_equal(node_call(c->n[0], start_sock_write, &w), 0);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(w.status, 0);
+	/* Reported before the acknowledgement, off the loop thread. */
+	assert_true(seen_has(&s[0], "sock/key;"));
+	/* Node 1 applies the pushed version (lazy batch) and reports it. */
+	assert_true(wait_all(c, "sock/key", "sock value") >= 0);
+	t0 = now_s();
+	while (!seen_has(&s[1], "sock/key;") && now_s() - t0 < 15)
+		usleep(2000);
+	assert_true(seen_has(&s[1], "sock/key;"));
+	for (i = 0; i < 2; i++) {
+		node_set_change_listener(c->n[i], NULL, NULL);
+		assert_int_equal(s[i].on_loop, 0);
+	}
+	cl_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(writes_on_every_node_reach_every_node),
 		cmocka_unit_test(a_value_too_large_to_replicate_is_refused),
+		cmocka_unit_test(changes_reach_the_listener_from_the_committer),
 		cmocka_unit_test(concurrent_writes_to_one_key_converge),
 		cmocka_unit_test(deleted_key_stays_deleted_and_tombstone_is_collected),
 		cmocka_unit_test(restarted_node_catches_up),
