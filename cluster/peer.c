@@ -101,6 +101,19 @@ static void dial_timer_close_cb(uv_handle_t *h)
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                   */
 
+/* The bookkeeping of a data write that went out whole. */
+static void count_sent(struct conn *c, const struct wreq *w)
+{
+	struct peer *p = c->peer;
+
+	c->last_send_ms = uv_now(c->net->loop);
+	if (w->is_data && p) {
+		p->st.frames_sent += w->nframes;
+		p->st.bytes_sent += w->nbytes;
+		p->st.writes++;
+	}
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
@@ -110,12 +123,7 @@ static void write_cb(uv_write_t *req, int status)
 	if (w->is_data)
 		c->writing = 0;
 	if (status == 0) {
-		c->last_send_ms = uv_now(c->net->loop);
-		if (w->is_data && p) {
-			p->st.frames_sent += w->nframes;
-			p->st.bytes_sent += w->nbytes;
-			p->st.writes++;
-		}
+		count_sent(c, w);
 	} else {
 		if (w->is_data && p)
 			p->st.frames_dropped += w->nframes;
@@ -132,13 +140,15 @@ static void write_cb(uv_write_t *req, int status)
 		flush_peer(p);
 }
 
-/* Writes the list `f` (nframes frames) on `c` in one uv_write. Takes the
- * frames in every case. */
+/* Writes the list `f` (nframes frames) on `c` in one write. Takes the
+ * frames in every case. Returns 1 when a data write went out at once (it is
+ * counted and done: the caller may write more), 0 when it is in flight
+ * (write_cb finishes it), or a negative error. */
 static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_data, int close_after)
 {
 	struct wreq *w = malloc(sizeof *w + nframes * sizeof(uv_buf_t));
 	struct frame *it;
-	size_t i;
+	size_t i, skip = 0;
 	int rv;
 
 	if (!w) {
@@ -156,7 +166,39 @@ static int conn_write(struct conn *c, struct frame *f, size_t nframes, int is_da
 		w->bufs[i].len = it->len;
 		w->nbytes += it->len;
 	}
-	rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nframes, write_cb);
+	if (is_data) {
+		/* Most writes fit the socket buffer: try them at once, with no
+		 * write request, callback or poll registration (uv_write costs an
+		 * epoll_ctl per write, twice per replicated write at concurrency
+		 * 1). libuv refuses (EAGAIN) while an earlier write is queued, so
+		 * the order of bytes on the connection is kept. */
+		ssize_t n = uv_try_write((uv_stream_t *)&c->tcp, w->bufs, (unsigned)nframes);
+
+		if (n == (ssize_t)w->nbytes) {
+			count_sent(c, w);
+			peer__frames_free(f);
+			free(w);
+			return 1;
+		}
+		if (n < 0 && n != UV_EAGAIN) {
+			peer__frames_free(f);
+			free(w);
+			return (int)n;
+		}
+		/* Partly written: the rest goes through uv_write. */
+		while (n > 0) {
+			if ((size_t)n >= w->bufs[skip].len) {
+				n -= (ssize_t)w->bufs[skip].len;
+				skip++;
+			} else {
+				w->bufs[skip].base += n;
+				w->bufs[skip].len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs + skip, (unsigned)(nframes - skip),
+		      write_cb);
 	if (rv) {
 		peer__frames_free(f);
 		free(w);
@@ -171,10 +213,12 @@ static int conn_send_one(struct conn *c, uint16_t type, const void *buf, size_t 
 {
 	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
 	struct frame *f = peer__frame_new(type, &b, 1, len);
+	int rv;
 
 	if (!f)
 		return -ENOMEM;
-	return conn_write(c, f, 1, 0, close_after);
+	rv = conn_write(c, f, 1, 0, close_after);
+	return rv < 0 ? rv : 0;
 }
 
 /* Frames to a peer stick to one connection while it lives, so that they
@@ -199,34 +243,39 @@ static void flush_peer(struct peer *p)
 {
 	struct conn *c;
 	struct frame *head, *last;
-	size_t n = 0, bytes = 0;
+	size_t n, bytes;
 	int rv;
 
-	if (!p->qhead || p->blocked)
-		return;
-	c = pick_conn(p);
-	if (!c || c->writing)
-		return;
-	head = last = p->qhead;
-	for (;;) {
-		n++;
-		bytes += last->len;
-		if (n == PEER_WRITE_BATCH || !last->next)
-			break;
-		last = last->next;
-	}
-	p->qhead = last->next;
-	if (!p->qhead)
-		p->qtail = NULL;
-	last->next = NULL;
-	p->qframes -= n;
-	p->qbytes -= bytes;
-	rv = conn_write(c, head, n, 1, 0);
-	if (rv) {
-		p->st.frames_dropped += n;
-		LOG(LOG_WARN, "peer %s: write failed: %s", conn_who(c), uv_strerror(rv));
-		conn_close(c);
-	}
+	/* Batches that go out at once are followed by the next at once. */
+	do {
+		if (!p->qhead || p->blocked)
+			return;
+		c = pick_conn(p);
+		if (!c || c->writing)
+			return;
+		n = bytes = 0;
+		head = last = p->qhead;
+		for (;;) {
+			n++;
+			bytes += last->len;
+			if (n == PEER_WRITE_BATCH || !last->next)
+				break;
+			last = last->next;
+		}
+		p->qhead = last->next;
+		if (!p->qhead)
+			p->qtail = NULL;
+		last->next = NULL;
+		p->qframes -= n;
+		p->qbytes -= bytes;
+		rv = conn_write(c, head, n, 1, 0);
+		if (rv < 0) {
+			p->st.frames_dropped += n;
+			LOG(LOG_WARN, "peer %s: write failed: %s", conn_who(c), uv_strerror(rv));
+			conn_close(c);
+			return;
+		}
+	} while (rv == 1);
 }
 
 static void flush_all(peer_net *net)
