@@ -306,8 +306,11 @@ void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n)
 {
 	uint32_t i;
 
+	/* One wake-up of the mount's invalidation thread for the batch. */
 	for (i = 0; i < n; i++)
-		node_notify_change(rn->n, ops[i].key, ops[i].klen);
+		node_notify_key(rn->n, ops[i].key, ops[i].klen);
+	if (n)
+		node_notify_flush(rn->n);
 }
 
 void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term)
