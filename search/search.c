@@ -604,6 +604,13 @@ static void apply_batches(struct search_index *ix, uint64_t target)
 			break;
 		}
 		pthread_mutex_lock(&ix->q_mu);
+		if (ix->q_stop) {
+			/* Closing: what is still queued is dropped by free, not
+			 * indexed (an unmount must not wait for a rebuild). */
+			pthread_mutex_unlock(&ix->q_mu);
+			pthread_mutex_unlock(&ix->apply_mu);
+			break;
+		}
 		batch = ix->q_head;
 		for (op = batch; op && n < APPLY_BATCH; op = op->next) {
 			n++;

@@ -307,6 +307,28 @@ static void worker_indexes_a_load_in_the_background(void **state)
 	search_index_free(ix);
 }
 
+/* Closing the index while its worker is in the middle of a long load
+ * releases every queued update exactly once, indexed or not. */
+static void free_during_a_background_load_releases_everything(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	static char keys[20000][16];
+	int i;
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	for (i = 0; i < 20000; i++) {
+		snprintf(keys[i], sizeof keys[i], "doc%d", i);
+		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
+					count_release, (void *)(intptr_t)11);
+	}
+	assert_int_equal(search_index_start(ix), 0);
+	qput(ix, 12, "live", "queued last");
+	search_index_free(ix);
+	assert_int_equal(released[11], 20000);
+	assert_int_equal(released[12], 1);
+}
+
 /* Live updates beyond the bound are applied by the thread that queues
  * them: without a worker, the queue never holds more than the bound. */
 static void the_queue_is_bounded(void **state)
@@ -807,6 +829,7 @@ int main(void)
 		cmocka_unit_test(default_vectors_path_honours_the_environment),
 		cmocka_unit_test(queued_updates_apply_in_order_before_a_query),
 		cmocka_unit_test(worker_indexes_a_load_in_the_background),
+		cmocka_unit_test(free_during_a_background_load_releases_everything),
 		cmocka_unit_test(the_queue_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
