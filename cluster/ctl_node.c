@@ -91,6 +91,13 @@ static int nb_search(void *self, const char *q, size_t qlen, const char *mode, s
 		return -ENOTSUP;
 	if (search_mode_parse(mode, &m))
 		return -EINVAL;
+	/* This runs on the node's loop thread, and a query waits until the
+	 * index holds every write made before it: after a restart that is the
+	 * whole rebuild, seconds during which the node could not serve peers
+	 * or clients. Ask again instead. (The mount's .search waits: its
+	 * threads block nobody.) */
+	if (search_index_loading(ix))
+		return -EAGAIN;
 	return search_query(ix, q, qlen, m, limit, hits, n);
 }
 

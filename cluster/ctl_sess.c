@@ -120,6 +120,7 @@ const char *ctl_err_msg(int err)
 	case -ENOTEMPTY:    return "directory not empty";
 	case -ENOTSUP:      return "not available on this node";
 	case -ESHUTDOWN:    return "node is shutting down";
+	case -EAGAIN:       return "temporarily unavailable (a search: the index is still being rebuilt after start-up); try again";
 	case -EUSERS:       return "too many connections";
 	default:            return strerror(-err);
 	}

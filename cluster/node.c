@@ -470,12 +470,41 @@ static const char *held_key(const kv_rec *r, size_t *klen)
 	return kv_rec_key(r, klen);
 }
 
+/* Queues the removal of key from the index, holding only a copy of the key
+ * (not a record and its value, up to the largest value, for as long as the
+ * removal waits). */
+static void queue_del(node *n, const char *key, size_t klen)
+{
+	char *k = malloc(klen ? klen : 1);
+
+	if (!k) {
+		/* No memory: remove it now, in order (flush first). */
+		search_index_flush(n->search);
+		search_index_del(n->search, key, klen);
+		return;
+	}
+	memcpy(k, key, klen);
+	search_index_queue_del(n->search, k, klen, free, k);
+}
+
+/* Whether two versions of a document index the same: the same contents, or
+ * both too large to be indexed at all. */
+static int same_for_index(const kv_rec *a, const kv_rec *b)
+{
+	size_t sa = kv_rec_size(a), sb = kv_rec_size(b);
+
+	if (sa > SEARCH_TEXT_MAX && sb > SEARCH_TEXT_MAX)
+		return 1;
+	return sa == sb && (kv_rec_value(a) == kv_rec_value(b) || /* a metadata change */
+			    memcmp(kv_rec_value(a), kv_rec_value(b), sa) == 0);
+}
+
 /* Store apply hook: runs on the committing thread under the map write lock.
  * The change is queued for the index there, in apply order, before any
- * reader can see it; every query first applies what is queued (search.h), so
- * a write is searchable as soon as it can be read, while its commit does not
- * wait for the tokenising and vectorising (the index's worker thread does
- * that, or the next query). */
+ * reader can see it; every query first waits for what is queued (search.h),
+ * so a write is searchable as soon as it can be read, while its commit does
+ * not wait for the tokenising and vectorising (the index's worker thread
+ * does that). */
 static void on_apply(void *arg, const char *key, size_t klen,
 		     const kv_rec *old_rec, const kv_rec *new_rec)
 {
@@ -483,21 +512,21 @@ static void on_apply(void *arg, const char *key, size_t klen,
 	const char *k;
 	size_t kl;
 
-	(void)key;
-	(void)klen;
 	if (rec_is_document(new_rec)) {
 		/* The index is a function of key and contents: a write that
 		 * leaves the contents as they were (chmod, touch, a file saved
 		 * unchanged, a repeated SET) has nothing to re-index. */
-		if (rec_is_document(old_rec) && kv_rec_size(old_rec) == kv_rec_size(new_rec) &&
-		    memcmp(kv_rec_value(old_rec), kv_rec_value(new_rec), kv_rec_size(new_rec)) == 0)
+		if (rec_is_document(old_rec) && same_for_index(old_rec, new_rec))
 			return;
+		if (kv_rec_size(new_rec) > SEARCH_TEXT_MAX) {
+			queue_del(n, key, klen); /* not indexed: only its old text goes */
+			return;
+		}
 		k = held_key(new_rec, &kl);
 		search_index_queue_put(n->search, k, kl, kv_rec_value(new_rec),
 				       kv_rec_size(new_rec), release_rec, (void *)new_rec);
 	} else if (rec_is_document(old_rec)) {
-		k = held_key(old_rec, &kl);
-		search_index_queue_del(n->search, k, kl, release_rec, (void *)old_rec);
+		queue_del(n, key, klen);
 	}
 }
 

@@ -58,7 +58,8 @@ struct search_index {
 	uint64_t           q_seq;         /* updates ever queued (q_mu) */
 	_Atomic uint64_t   applied_seq;   /* updates ever applied */
 	size_t             q_live;        /* queued by _put/_del: the bounded part */
-	size_t             q_live_bytes;
+	size_t             q_live_bytes;  /* their text, as far as it will be indexed */
+	size_t             q_load;        /* queued by _load, not yet taken */
 	int                q_stop;
 	int                worker_running;
 	pthread_t          worker;
@@ -90,6 +91,13 @@ struct qop {
 #define APPLY_BATCH 256
 /* Batches at least this large are prepared by two threads. */
 #define PAR_MIN 128
+
+/* What a queued text counts against SEARCH_QUEUE_BYTES: a text too large to
+ * be indexed is only a removal. */
+static size_t text_bytes(size_t len)
+{
+	return len > SEARCH_TEXT_MAX ? 0 : len;
+}
 
 struct prep_job {
 	struct search_index *ix;
@@ -188,6 +196,7 @@ void search_index_free(struct search_index *ix)
 		pthread_mutex_lock(&ix->q_mu);
 		ix->q_stop = 1;
 		pthread_cond_signal(&ix->q_cv);
+		pthread_cond_broadcast(&ix->applied_cv); /* waiters give up */
 		pthread_mutex_unlock(&ix->q_mu);
 		pthread_join(ix->worker, NULL);
 	}
@@ -616,7 +625,9 @@ static void apply_batches(struct search_index *ix, uint64_t target)
 			n++;
 			if (op->live) {
 				ix->q_live--;
-				ix->q_live_bytes -= op->len;
+				ix->q_live_bytes -= text_bytes(op->len);
+			} else {
+				ix->q_load--;
 			}
 			ix->q_head = op->next;
 		}
@@ -661,11 +672,35 @@ static void apply_to(struct search_index *ix, uint64_t target)
 	pthread_mutex_unlock(&ix->q_mu);
 }
 
+/* Returns once the live part of the queue is down to half the bound:
+ * waits for the worker (woken after each batch it applies), or, without
+ * one, applies batches itself. */
+static void drain_to_half(struct search_index *ix)
+{
+	pthread_mutex_lock(&ix->q_mu);
+	while (!ix->q_stop && (ix->q_live > SEARCH_QUEUE_MAX / 2 ||
+			       ix->q_live_bytes > SEARCH_QUEUE_BYTES / 2)) {
+		uint64_t next = atomic_load(&ix->applied_seq) + 1;
+
+		if (!ix->worker_running) {
+			pthread_mutex_unlock(&ix->q_mu);
+			apply_batches(ix, next);
+			pthread_mutex_lock(&ix->q_mu);
+			continue;
+		}
+		/* Queued updates remain (they are counted): a batch will be
+		 * applied, and its applier wakes us. */
+		if (next < ix->wake_at)
+			ix->wake_at = next;
+		pthread_cond_wait(&ix->applied_cv, &ix->q_mu);
+	}
+	pthread_mutex_unlock(&ix->q_mu);
+}
+
 static void queue(struct search_index *ix, const char *key, size_t klen, const char *text,
 		  size_t len, search_release_fn release, void *ref, int live)
 {
 	struct qop *op = malloc(sizeof *op);
-	uint64_t seq;
 	int over;
 
 	if (!op) {
@@ -688,16 +723,24 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 	else
 		ix->q_head = op;
 	ix->q_tail = op;
-	seq = ++ix->q_seq;
+	ix->q_seq++;
 	if (live) {
 		ix->q_live++;
-		ix->q_live_bytes += len;
+		ix->q_live_bytes += text_bytes(len);
+	} else {
+		ix->q_load++;
 	}
-	over = live && (ix->q_live > SEARCH_QUEUE_MAX || ix->q_live_bytes > SEARCH_QUEUE_BYTES);
+	/* Over the bound, the queuing thread (a store's commit, under its
+	 * locks) waits until the queue is down to half of it: a bounded wait,
+	 * not one for everything queued. Not while a start-up load is still
+	 * queued, ahead of everything: the wait would be for the whole
+	 * rebuild (live updates then queue up behind it, unbounded). */
+	over = live && !ix->q_load &&
+	       (ix->q_live > SEARCH_QUEUE_MAX || ix->q_live_bytes > SEARCH_QUEUE_BYTES);
 	pthread_cond_signal(&ix->q_cv);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
-		apply_to(ix, seq);
+		drain_to_half(ix);
 }
 
 void search_index_queue_put(struct search_index *ix, const char *key, size_t klen,
@@ -728,6 +771,16 @@ void search_index_flush(struct search_index *ix)
 	target = ix->q_seq;
 	pthread_mutex_unlock(&ix->q_mu);
 	apply_to(ix, target);
+}
+
+size_t search_index_loading(struct search_index *ix)
+{
+	size_t n;
+
+	pthread_mutex_lock(&ix->q_mu);
+	n = ix->q_load;
+	pthread_mutex_unlock(&ix->q_mu);
+	return n;
 }
 
 size_t search_index_pending(struct search_index *ix)

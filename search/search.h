@@ -16,7 +16,7 @@
  * but only positive scores are returned); hybrid is in [0, 1]; phrase is
  * BM25 of the phrase as one term. The index lives in memory only: the owner
  * rebuilds it from the store at start-up (queued, see below: the worker
- * indexes in the background and the first queries help it).
+ * indexes in the background and the first queries wait for it).
  */
 #ifndef KVFS_SEARCH_H
 #define KVFS_SEARCH_H
@@ -63,22 +63,24 @@ int  search_index_del(struct search_index *ix, const char *key, size_t klen);
 
 /*
  * Deferred updates. The same two updates can be queued instead: they are
- * applied in queue order by the index's worker thread (search_index_start)
- * and, ahead of it, by every query: search_query and search_doc_count first
- * apply whatever was queued before they began. A query therefore sees every
- * update queued before it, while the thread that queues (a store committing
- * a write) does not wait for tokenising and vectorising. key and text must
+ * applied in queue order by the index's worker thread (search_index_start),
+ * and every query (search_query, search_index_flush) first waits until
+ * whatever was queued before it began has been applied (without a worker,
+ * it applies them itself). A query therefore sees every update queued
+ * before it, while the thread that queues (a store committing a write) does
+ * not wait for tokenising and vectorising. key and text must
  * stay valid until the update has been applied; release(ref) is called then,
  * exactly once, from whichever thread applied it (also when the update
  * failed, or was dropped by search_index_free). When updates pile up beyond
- * a bound (SEARCH_QUEUE_MAX updates or SEARCH_QUEUE_BYTES of text), or when
- * there is no memory for a queue entry, the queuing thread applies the
- * backlog (and its own update) before returning. Do not mix queued and
+ * a bound (SEARCH_QUEUE_MAX updates or SEARCH_QUEUE_BYTES of indexable
+ * text), the queuing thread waits until the queue is down to half of it
+ * (not while a start-up load is still queued); when there is no memory for
+ * a queue entry, it applies the backlog and its own update at once. Do not mix queued and
  * direct updates (search_index_put/del) of one index: their order is not
  * kept. Index errors (no memory while indexing) are logged, not returned.
  */
-#define SEARCH_QUEUE_MAX   8192
-#define SEARCH_QUEUE_BYTES (16u << 20)
+#define SEARCH_QUEUE_MAX   1024
+#define SEARCH_QUEUE_BYTES (8u << 20)
 typedef void (*search_release_fn)(void *ref);
 void search_index_queue_put(struct search_index *ix, const char *key, size_t klen,
 			    const char *text, size_t len, search_release_fn release, void *ref);
@@ -93,8 +95,9 @@ void search_index_queue_load(struct search_index *ix, const char *key, size_t kl
 int  search_index_start(struct search_index *ix);
 /* Applies every update queued before the call. */
 void search_index_flush(struct search_index *ix);
-/* Updates queued and not yet applied. */
+/* Updates queued and not yet applied; of them, queued by _load. */
 size_t search_index_pending(struct search_index *ix);
+size_t search_index_loading(struct search_index *ix);
 
 /* Runs a query; *hits is a malloc'd array of *nhits results, best first
  * (release with search_hits_free). A query wrapped in double quotes is a

@@ -329,6 +329,43 @@ static void free_during_a_background_load_releases_everything(void **state)
 	assert_int_equal(released[12], 1);
 }
 
+/* The bound does not make a writer wait for a start-up load queued ahead of
+ * it, and texts too large to be indexed count no bytes against it. */
+static void the_bound_ignores_loads_and_unindexable_texts(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+	static char keys[3000][16];
+	size_t big = SEARCH_TEXT_MAX + 1;
+	char *text = malloc(big);
+	int i;
+
+	(void)state;
+	assert_non_null(text);
+	memset(text, 'a', big);
+	memset(released, 0, sizeof released);
+	for (i = 0; i < 3000; i++) {
+		snprintf(keys[i], sizeof keys[i], "doc%d", i);
+		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
+					count_release, (void *)(intptr_t)13);
+	}
+	for (i = 0; i < SEARCH_QUEUE_MAX + 10; i++)
+		qput(ix, 14, "live", "during the load");
+	assert_int_equal(search_index_loading(ix), 3000);
+	assert_int_equal(search_index_pending(ix), 3000 + SEARCH_QUEUE_MAX + 10);
+	search_index_flush(ix);
+	assert_int_equal(search_index_pending(ix), 0);
+	for (i = 0; i < 3; i++)
+		search_index_queue_put(ix, "huge", 4, text, big, count_release,
+				       (void *)(intptr_t)15);
+	assert_int_equal(search_index_pending(ix), 3);
+	search_index_flush(ix);
+	assert_int_equal(released[13], 3000);
+	assert_int_equal(released[14], SEARCH_QUEUE_MAX + 10);
+	assert_int_equal(released[15], 3);
+	search_index_free(ix);
+	free(text);
+}
+
 /* Live updates beyond the bound are applied by the thread that queues
  * them: without a worker, the queue never holds more than the bound. */
 static void the_queue_is_bounded(void **state)
@@ -830,6 +867,7 @@ int main(void)
 		cmocka_unit_test(queued_updates_apply_in_order_before_a_query),
 		cmocka_unit_test(worker_indexes_a_load_in_the_background),
 		cmocka_unit_test(free_during_a_background_load_releases_everything),
+		cmocka_unit_test(the_bound_ignores_loads_and_unindexable_texts),
 		cmocka_unit_test(the_queue_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
