@@ -88,18 +88,15 @@ struct node {
 	int             started;
 	int             start_status;
 
-	/* Change listener (FUSE cache invalidation). */
+	/* Change listener (FUSE cache invalidation), under lmu. */
 	pthread_mutex_t lmu;
-	node_change_fn  change_fn;
-	node_change_flush_fn change_flush;
-	node_change_fence_fn change_fence;
-	void           *change_arg;
+	struct node_change_listener listener;
 
 	/* Socket writes whose fence was reached, for the loop (under qmu). */
 	struct fence   *fenced;
 };
 
-/* A reply held back by node_set_change_fence(); the request stays pending. */
+/* A reply held back by the listener's fence; the request stays pending. */
 struct fence {
 	struct fence *next;
 	node         *n;
@@ -212,6 +209,16 @@ static void req_free(struct node_req *req)
 
 static void notify(node *n, const char *key, size_t klen, int flush);
 
+static struct node_change_listener listener_get(node *n)
+{
+	struct node_change_listener l;
+
+	pthread_mutex_lock(&n->lmu);
+	l = n->listener;
+	pthread_mutex_unlock(&n->lmu);
+	return l;
+}
+
 /* Returns whether it reported anything (a flush is then due). */
 int node_req_notify(node *n, struct node_req *req, int status)
 {
@@ -246,18 +253,13 @@ static void fence_reached(void *cookie)
  * caches. Returns 0 when there is no fence (or no memory): reply now. */
 static int fence_defer(node *n, node_done_fn done, void *arg, int status)
 {
-	node_change_fence_fn fence;
+	struct node_change_listener l = listener_get(n);
 	struct fence *f;
-	void *larg;
 
-	pthread_mutex_lock(&n->lmu);
-	fence = n->change_fence;
-	larg = n->change_arg;
-	pthread_mutex_unlock(&n->lmu);
-	if (!fence || !(f = malloc(sizeof *f)))
+	if (!l.fence || !(f = malloc(sizeof *f)))
 		return 0;
 	*f = (struct fence){ .n = n, .done = done, .arg = arg, .status = status };
-	if (fence(larg, fence_reached, f))
+	if (l.fence(l.arg, fence_reached, f))
 		return 1;
 	free(f); /* nothing left to wait for */
 	return 0;
@@ -955,44 +957,25 @@ enum node_mode node_get_mode(node *n) { return n->cfg.mode; }
 struct search_index *node_search(node *n) { return n->search; }
 const struct node_config *node_config(node *n) { return &n->cfg; }
 
-void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn flush,
-			       void *arg)
+void node_set_change_listener(node *n, const struct node_change_listener *l)
 {
 	pthread_mutex_lock(&n->lmu);
-	n->change_fn = fn;
-	n->change_flush = flush;
-	n->change_arg = arg;
+	if (l)
+		n->listener = *l;
+	else
+		memset(&n->listener, 0, sizeof n->listener);
 	pthread_mutex_unlock(&n->lmu);
-}
-
-void node_set_change_fence(node *n, node_change_fence_fn fence)
-{
-	pthread_mutex_lock(&n->lmu);
-	n->change_fence = fence;
-	pthread_mutex_unlock(&n->lmu);
-}
-
-void node_set_change_listener(node *n, node_change_fn fn, void *arg)
-{
-	node_set_change_listeners(n, fn, NULL, arg);
 }
 
 /* Reports one change; with `flush`, ends the run of changes too. */
 static void notify(node *n, const char *key, size_t klen, int flush)
 {
-	node_change_flush_fn fl;
-	node_change_fn fn;
-	void *arg;
+	struct node_change_listener l = listener_get(n);
 
-	pthread_mutex_lock(&n->lmu);
-	fn = n->change_fn;
-	fl = n->change_flush;
-	arg = n->change_arg;
-	pthread_mutex_unlock(&n->lmu);
-	if (fn && key)
-		fn(arg, key, klen);
-	if (fl && flush)
-		fl(arg);
+	if (l.change && key)
+		l.change(l.arg, key, klen);
+	if (l.flush && flush)
+		l.flush(l.arg);
 }
 
 void node_notify_change(node *n, const char *key, size_t klen)

@@ -82,29 +82,39 @@ int  node_call(node *n, void (*fn)(void *arg), void *arg);
 struct json_t;
 void node_status(node *n, struct json_t *obj);
 
-/* Called on a FUSE-side cache whenever a key changes by replication (not by a
- * local node_write), so the mount can invalidate kernel caches. Any thread. */
+/*
+ * The change listener: how the mount learns of changes it did not make
+ * itself (writes over the control socket, replicated versions), so that it
+ * can drop the kernel's caches of them. One listener per node.
+ *
+ * change(arg, key, klen): one changed key. Any thread; must not block.
+ * flush(arg): the end of a run of changes reported together (the writes one
+ *   group commit completed; a lone replicated change is a run of one), so a
+ *   listener that hands keys to a thread of its own can queue them in
+ *   change and wake the thread once per run. May be NULL.
+ * fence(arg, reached, cookie): read-your-writes between the control socket
+ *   and the mount: the reply to a socket write that reported changes is held
+ *   back until they have reached the kernel's caches. Returns 0 when every
+ *   change reported before it has been applied already (reached is then
+ *   never called and the reply goes out at once); otherwise returns 1 and
+ *   must call reached(cookie) exactly once, from any thread, once they have
+ *   been applied (or dropped: when its queue is full or it stops). The loop
+ *   thread never waits for it. May be NULL: replies go out at once.
+ */
 typedef void (*node_change_fn)(void *arg, const char *key, size_t klen);
-void node_set_change_listener(node *n, node_change_fn fn, void *arg);
-/* The same with a companion called after each run of changes reported
- * together (the writes one group commit completed; a lone replicated change
- * is a run of one): a listener that hands keys to a thread of its own can
- * queue them in fn and wake the thread once per run in flush. */
 typedef void (*node_change_flush_fn)(void *arg);
-void node_set_change_listeners(node *n, node_change_fn fn, node_change_flush_fn flush,
-			       void *arg);
-
-/* Read-your-writes between the control socket and this node's mount: the
- * reply to a socket write that reported changes is held back until they have
- * reached the kernel's caches. fence(arg, reached, cookie) returns 0 when
- * every change reported before it has been applied already (reached is then
- * never called and the reply goes out at once); otherwise it returns 1 and
- * must call reached(cookie) exactly once, from any thread, once they have
- * been applied (or dropped: when its queue is full or it stops). The loop
- * thread never waits for it. NULL: replies at once. */
 typedef void (*node_change_reached_fn)(void *cookie);
 typedef int (*node_change_fence_fn)(void *arg, node_change_reached_fn reached, void *cookie);
-void node_set_change_fence(node *n, node_change_fence_fn fence);
+
+struct node_change_listener {
+	node_change_fn       change;
+	node_change_flush_fn flush;
+	node_change_fence_fn fence;
+	void                *arg;
+};
+
+/* Installs a copy of *l (NULL: none; before the node is closed). */
+void node_set_change_listener(node *n, const struct node_change_listener *l);
 
 const char *node_mode_name(enum node_mode m);
 

@@ -43,7 +43,7 @@
  * own. When the queue is full, changes are dropped; the short attribute
  * timeout bounds how long the kernel can show the old contents.
  *
- * A fence (node_set_change_fence) rides the same FIFO queue: the thread
+ * A fence (the listener's fence, cluster/node.h) rides the same FIFO queue: the thread
  * calls it back once every key queued before it has been invalidated, and
  * only then does the control socket answer the write that changed them, so
  * a client that wrote over the socket finds the change in the mount. A fence
@@ -99,7 +99,7 @@ static void on_change(void *arg, const char *key, size_t klen)
 		free(p);
 }
 
-/* The end of a run of changes (node_set_change_listeners): one wake-up for
+/* The end of a run of changes (the listener's flush): one wake-up for
  * all of them, not a futex call and lock hand-over per change. */
 static void on_change_flush(void *arg)
 {
@@ -530,8 +530,11 @@ int main(int argc, char **argv)
 	inval.se = se;
 	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
 		inval.running = 1;
-		node_set_change_listeners(n, on_change, on_change_flush, NULL);
-		node_set_change_fence(n, on_change_fence);
+		struct node_change_listener l = {
+			.change = on_change, .flush = on_change_flush, .fence = on_change_fence,
+		};
+
+		node_set_change_listener(n, &l);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -549,8 +552,7 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 	LOG(LOG_INFO, "unmounting %s", mnt);
 
-	node_set_change_fence(n, NULL);
-	node_set_change_listener(n, NULL, NULL);
+	node_set_change_listener(n, NULL);
 	inval_stop();
 	fuse_remove_signal_handlers(se);
 out_unmount:

@@ -471,7 +471,8 @@ static void changes_reach_the_listener_from_the_committer(void **state)
 		memset(&s[i], 0, sizeof(s[i]));
 		pthread_mutex_init(&s[i].mu, NULL);
 		assert_int_equal(node_call(c->n[i], seen_loop, &s[i]), 0);
-		node_set_change_listener(c->n[i], seen_change, &s[i]);
+		node_set_change_listener(c->n[i], &(struct node_change_listener){
+							  .change = seen_change, .arg = &s[i] });
 	}
 	w.n = c->n[0];
 	pthread_mutex_init(&w.mu, NULL);
@@ -491,7 +492,7 @@ static void changes_reach_the_listener_from_the_committer(void **state)
 		usleep(2000);
 	assert_true(seen_has(&s[1], "sock/key;"));
 	for (i = 0; i < 2; i++) {
-		node_set_change_listener(c->n[i], NULL, NULL);
+		node_set_change_listener(c->n[i], NULL);
 		assert_int_equal(s[i].on_loop, 0);
 	}
 	cl_free(c);

@@ -375,7 +375,7 @@ static void socket_writes_notify_the_change_listener(void **state)
 	pthread_mutex_init(&c.mu, NULL);
 	pthread_cond_init(&c.cv, NULL);
 	changes[0] = '\0';
-	node_set_change_listener(c.n, on_change, NULL);
+	node_set_change_listener(c.n, &(struct node_change_listener){ .change = on_change });
 	assert_int_equal(put(c.n, "from/mount", "x"), 0);
 	assert_int_equal(node_call(c.n, start_async_write, &c), 0);
 	pthread_mutex_lock(&c.mu);
@@ -386,7 +386,7 @@ static void socket_writes_notify_the_change_listener(void **state)
 	pthread_mutex_lock(&changes_mu);
 	assert_string_equal(changes, "async/key;");
 	pthread_mutex_unlock(&changes_mu);
-	node_set_change_listener(c.n, NULL, NULL);
+	node_set_change_listener(c.n, NULL);
 	node_close(c.n);
 	rm_rf(dir);
 }
@@ -426,8 +426,8 @@ static void socket_write_reply_waits_for_the_change_fence(void **state)
 	pthread_cond_init(&c.cv, NULL);
 	changes[0] = '\0';
 	held_reached = NULL;
-	node_set_change_listener(c.n, on_change, NULL);
-	node_set_change_fence(c.n, hold_fence);
+	node_set_change_listener(c.n, &(struct node_change_listener){ .change = on_change,
+								       .fence = hold_fence });
 	assert_int_equal(node_call(c.n, start_async_write, &c), 0);
 	/* The write commits and reports its key, then the reply is held. */
 	for (held = 0; !held; usleep(1000)) {
@@ -452,8 +452,7 @@ static void socket_write_reply_waits_for_the_change_fence(void **state)
 	pthread_join(t, NULL);
 	assert_int_equal(c.status, 0);
 	assert_true(pthread_equal(c.loop_thread, c.cb_thread));
-	node_set_change_fence(c.n, NULL);
-	node_set_change_listener(c.n, NULL, NULL);
+	node_set_change_listener(c.n, NULL);
 	node_close(c.n);
 	rm_rf(dir);
 }
