@@ -545,6 +545,20 @@ static int index_one(void *arg, const char *key, size_t klen, const kv_rec *r)
 	return 0;
 }
 
+/* A non-negative integer from the environment, else 0. */
+static unsigned long ms_env(const char *name)
+{
+	const char *e = getenv(name);
+	char *end;
+	unsigned long v;
+
+	if (!e || !*e)
+		return 0;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	return errno || *end || v > 600000 ? 0 : v;
+}
+
 /* The index is rebuilt from the recovered store at every start, so it is
  * consistent with the store after any crash by construction. The documents
  * are queued, not indexed, here: the node (and the mount) come up as soon as
@@ -569,7 +583,9 @@ static int build_search_index(node *n)
 	rc = store_scan(n->st, "", 0, NULL, 0, 0, index_one, n);
 	if (rc)
 		return rc < 0 ? rc : -EIO;
-	rc = search_index_start(n->search);
+	/* KVFS_INDEX_DELAY_MS: tests hold the rebuild back to see the node
+	 * while it is still to come. */
+	rc = search_index_start_after(n->search, (unsigned)ms_env("KVFS_INDEX_DELAY_MS"));
 	if (rc) {
 		LOG(LOG_ERROR, "search index: cannot start its thread: %s", strerror(-rc));
 		return rc;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "search/emb.h"
 #include "search/idx.h"
@@ -62,6 +63,7 @@ struct search_index {
 	size_t             q_load;        /* queued by _load, not yet taken */
 	int                q_stop;
 	int                worker_running;
+	unsigned           start_delay_ms;
 	pthread_t          worker;
 
 	/* A second thread that prepares every other document of a large batch
@@ -798,6 +800,20 @@ static void *worker_main(void *arg)
 	struct search_index *ix = arg;
 
 	pthread_mutex_lock(&ix->q_mu);
+	if (ix->start_delay_ms) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ix->start_delay_ms / 1000;
+		until.tv_nsec += (long)(ix->start_delay_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!ix->q_stop &&
+		       pthread_cond_timedwait(&ix->q_cv, &ix->q_mu, &until) != ETIMEDOUT)
+			;
+	}
 	for (;;) {
 		uint64_t target;
 
@@ -816,10 +832,16 @@ static void *worker_main(void *arg)
 
 int search_index_start(struct search_index *ix)
 {
+	return search_index_start_after(ix, 0);
+}
+
+int search_index_start_after(struct search_index *ix, unsigned delay_ms)
+{
 	int rc;
 
 	if (ix->worker_running)
 		return 0;
+	ix->start_delay_ms = delay_ms;
 	/* The helper first: the worker reads helper_running from its start.
 	 * Without the helper, batches are prepared by one thread: slower, not
 	 * wrong. Call this before other threads use the index. */

@@ -93,6 +93,9 @@ void search_index_queue_load(struct search_index *ix, const char *key, size_t kl
 /* Starts the worker thread (search_index_free stops it), before other threads
  * use the index. Returns 0 or -errno. */
 int  search_index_start(struct search_index *ix);
+/* The same, with the worker idle for its first delay_ms (tests use it to see
+ * the index while a start-up load is still queued). */
+int  search_index_start_after(struct search_index *ix, unsigned delay_ms);
 /* Applies every update queued before the call. */
 void search_index_flush(struct search_index *ix);
 /* Updates queued and not yet applied; of them, queued by _load. */
