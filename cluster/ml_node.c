@@ -980,31 +980,12 @@ static int mn_replay(void *self, uint8_t type, uint64_t lsn, const void *p, size
 	return 0;
 }
 
-/* A delay in ms from the environment variable `name` (0..3600000), else
- * `dflt`. */
-static uint64_t ms_from_env(const char *name, uint64_t dflt)
-{
-	const char *e = getenv(name);
-	char *end;
-	unsigned long v;
-
-	if (!e || !*e)
-		return dflt;
-	errno = 0;
-	v = strtoul(e, &end, 10);
-	if (errno || *end || v > 3600000) {
-		LOG(LOG_WARN, "masterless: ignoring %s=%s (want 0..3600000)", name, e);
-		return dflt;
-	}
-	return v;
-}
-
 /* $KVFS_ML_LAZY_MS overrides MN_LAZY_MS: 0 submits every received frame
  * at once (one sync each, the behaviour before the lazy batch, for
  * comparison); tests make it long to hold versions unsynced on purpose. */
 static uint64_t lazy_ms_from_env(void)
 {
-	uint64_t v = ms_from_env("KVFS_ML_LAZY_MS", MN_LAZY_MS);
+	uint64_t v = node_env_ms("KVFS_ML_LAZY_MS", MN_LAZY_MS, 3600000);
 
 	if (v != MN_LAZY_MS)
 		LOG(LOG_INFO, "masterless: replicated versions are synced within %lu ms",
@@ -1048,7 +1029,7 @@ static int mn_start(void *self)
 	uv_timer_init(node_loop(mn->n), &mn->push_timer);
 	mn->push_timer.data = mn;
 	mn->handles |= 8;
-	mn->push_ms = ms_from_env("KVFS_ML_PUSH_MS", MN_PUSH_MS);
+	mn->push_ms = node_env_ms("KVFS_ML_PUSH_MS", MN_PUSH_MS, 3600000);
 
 	memset(&mc, 0, sizeof(mc));
 	mc.self = mn->mem.self;

@@ -545,18 +545,21 @@ static int index_one(void *arg, const char *key, size_t klen, const kv_rec *r)
 	return 0;
 }
 
-/* A non-negative integer from the environment, else 0. */
-static unsigned long ms_env(const char *name)
+uint64_t node_env_ms(const char *name, uint64_t dflt, uint64_t max)
 {
 	const char *e = getenv(name);
 	char *end;
-	unsigned long v;
+	unsigned long long v;
 
 	if (!e || !*e)
-		return 0;
+		return dflt;
 	errno = 0;
-	v = strtoul(e, &end, 10);
-	return errno || *end || v > 600000 ? 0 : v;
+	v = strtoull(e, &end, 10);
+	if (errno || *end || v > max) {
+		LOG(LOG_WARN, "ignoring %s=%s (want 0..%llu)", name, e, (unsigned long long)max);
+		return dflt;
+	}
+	return v;
 }
 
 /* The index is rebuilt from the recovered store at every start, so it is
@@ -585,7 +588,8 @@ static int build_search_index(node *n)
 		return rc < 0 ? rc : -EIO;
 	/* KVFS_INDEX_DELAY_MS: tests hold the rebuild back to see the node
 	 * while it is still to come. */
-	rc = search_index_start_after(n->search, (unsigned)ms_env("KVFS_INDEX_DELAY_MS"));
+	rc = search_index_start_after(n->search,
+				      (unsigned)node_env_ms("KVFS_INDEX_DELAY_MS", 0, 600000));
 	if (rc) {
 		LOG(LOG_ERROR, "search index: cannot start its thread: %s", strerror(-rc));
 		return rc;

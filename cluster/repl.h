@@ -55,6 +55,11 @@ void node_notify_change(node *n, const char *key, size_t klen);
  * once ends the run with one node_notify_flush(). Any thread. */
 void node_notify_key(node *n, const char *key, size_t klen);
 
+/* A duration in ms from the environment variable `name` (tuning and test
+ * knobs): `dflt` when unset, or, with a warning, when not an integer in
+ * 0..max. */
+uint64_t node_env_ms(const char *name, uint64_t dflt, uint64_t max);
+
 /* The node's configuration (strings valid while the node lives). */
 const struct node_config *node_config(node *n);
 
