@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fs_mount import free_port  # noqa: E402
+
 if not os.path.exists("/dev/fuse"):
     print("SKIP: /dev/fuse is missing")
     sys.exit(77)
@@ -38,14 +41,6 @@ BAD_EXITS = []
 def mounted(path):
     with open("/proc/mounts") as f:
         return any(l.split()[1] == os.path.realpath(path) for l in f)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Node:

@@ -11,9 +11,19 @@ stopped.
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def skip_without_fuse():

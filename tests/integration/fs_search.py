@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fs_mount import Mount, skip_without_fuse  # noqa: E402
+from fs_mount import Mount, free_port, skip_without_fuse  # noqa: E402
 
 DOCS = {
     "py.txt": "Python is a programming language. Write software, functions, classes "
@@ -26,14 +26,6 @@ DOCS = {
     "docs/oil%.txt": "Pure olive oil pressed from Mediterranean olives, good for cooking.",
     "notes/garden.txt": "Tomatoes and roses grow in the garden in summer.",
 }
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def ctl(port, req):
