@@ -506,14 +506,27 @@ size_t search_memory_bytes(struct search_index *ix)
 
 /* ---- deferred updates ------------------------------------------------------ */
 
-static void apply_one(struct search_index *ix, const struct qop *op)
+/* Puts one queued update into the index: its prepared document r (a put),
+ * or the removal of its key. Logs a failure; frees r. */
+static void apply_ready(struct search_index *ix, const struct qop *op, struct ready *r)
 {
-	int rc = op->text ? search_index_put(ix, op->key, op->klen, op->text, op->len)
+	int rc = op->text ? ready_commit(ix, op->key, op->klen, r)
 			  : search_index_del(ix, op->key, op->klen);
 
 	if (rc)
 		fprintf(stderr, "kvfs: search: cannot index %.*s: %s\n", (int)op->klen, op->key,
 			strerror(-rc));
+	ready_free(r);
+}
+
+/* Prepares and applies one queued update (the paths short of memory). */
+static void apply_one(struct search_index *ix, const struct qop *op)
+{
+	struct ready r = { 0 };
+
+	if (op->text)
+		ready_make(ix, op->text, op->len, &r);
+	apply_ready(ix, op, &r);
 }
 
 static void prep_range(const struct prep_job *j, size_t from, size_t step)
@@ -589,13 +602,7 @@ static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 		ops[i] = op;
 	prep_batch(ix, &j);
 	for (i = 0; i < n; i++) {
-		int rc = ops[i]->text ? ready_commit(ix, ops[i]->key, ops[i]->klen, &rd[i])
-				      : search_index_del(ix, ops[i]->key, ops[i]->klen);
-
-		if (rc)
-			fprintf(stderr, "kvfs: search: cannot index %.*s: %s\n",
-				(int)ops[i]->klen, ops[i]->key, strerror(-rc));
-		ready_free(&rd[i]);
+		apply_ready(ix, ops[i], &rd[i]);
 		qop_release(ops[i]);
 	}
 	free(ops);
