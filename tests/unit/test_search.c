@@ -230,6 +230,20 @@ static void qput(struct search_index *ix, int ref, const char *key, const char *
 			       (void *)(intptr_t)ref);
 }
 
+/* Queues n documents "doc0".. "doc<n-1>" with the text "loaded text" as a
+ * start-up load; their keys live in a static pool, as the queue needs. */
+static void qload(struct search_index *ix, int ref, int n)
+{
+	static char keys[20000][16];
+
+	assert_true(n <= 20000);
+	for (int i = 0; i < n; i++) {
+		snprintf(keys[i], sizeof keys[i], "doc%d", i);
+		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
+					count_release, (void *)(intptr_t)ref);
+	}
+}
+
 static size_t hits_for(struct search_index *ix, const char *q)
 {
 	struct res r = query(ix, q, SEARCH_TEXT);
@@ -277,16 +291,11 @@ static void queued_updates_apply_in_order_before_a_query(void **state)
 static void worker_indexes_a_load_in_the_background(void **state)
 {
 	struct search_index *ix = new_index(NULL);
-	static char keys[2000][16];
 	int i;
 
 	(void)state;
 	memset(released, 0, sizeof released);
-	for (i = 0; i < 2000; i++) {
-		snprintf(keys[i], sizeof keys[i], "doc%d", i);
-		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
-					count_release, (void *)(intptr_t)8);
-	}
+	qload(ix, 8, 2000);
 	assert_int_equal(search_index_start(ix), 0);
 	qput(ix, 9, "doc7", "rewritten later");
 	for (i = 0; i < 5000 && search_index_pending(ix); i++)
@@ -312,16 +321,10 @@ static void worker_indexes_a_load_in_the_background(void **state)
 static void free_during_a_background_load_releases_everything(void **state)
 {
 	struct search_index *ix = new_index(NULL);
-	static char keys[20000][16];
-	int i;
 
 	(void)state;
 	memset(released, 0, sizeof released);
-	for (i = 0; i < 20000; i++) {
-		snprintf(keys[i], sizeof keys[i], "doc%d", i);
-		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
-					count_release, (void *)(intptr_t)11);
-	}
+	qload(ix, 11, 20000);
 	assert_int_equal(search_index_start(ix), 0);
 	qput(ix, 12, "live", "queued last");
 	search_index_free(ix);
@@ -334,7 +337,6 @@ static void free_during_a_background_load_releases_everything(void **state)
 static void the_bound_ignores_loads_and_unindexable_texts(void **state)
 {
 	struct search_index *ix = new_index(NULL);
-	static char keys[3000][16];
 	size_t big = SEARCH_TEXT_MAX + 1;
 	char *text = malloc(big);
 	int i;
@@ -343,11 +345,7 @@ static void the_bound_ignores_loads_and_unindexable_texts(void **state)
 	assert_non_null(text);
 	memset(text, 'a', big);
 	memset(released, 0, sizeof released);
-	for (i = 0; i < 3000; i++) {
-		snprintf(keys[i], sizeof keys[i], "doc%d", i);
-		search_index_queue_load(ix, keys[i], strlen(keys[i]), "loaded text", 11,
-					count_release, (void *)(intptr_t)13);
-	}
+	qload(ix, 13, 3000);
 	for (i = 0; i < SEARCH_QUEUE_MAX + 10; i++)
 		qput(ix, 14, "live", "during the load");
 	assert_int_equal(search_index_loading(ix), 3000);
