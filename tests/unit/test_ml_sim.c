@@ -309,6 +309,20 @@ static void anti_entropy_bandwidth_per_round_stays_bounded(void **state)
 	ml_sim_free(s);
 }
 
+/* Writes "k/00000".. on node 0, n keys of value val, letting the
+ * simulation run a little every 1000 writes. */
+static void write_keys(ml_sim *s, int n, const char *val)
+{
+	char key[32];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "k/%05d", i);
+		assert_int_equal(ml_sim_write(s, 0, key, val, 0), 0);
+		if (i % 1000 == 0)
+			ml_sim_run(s, 10);
+	}
+}
+
 /* The key cap holds for KEYS frames too, whose wire count is leaf sections
  * (not keys): with about five keys per leaf, counting sections would let a
  * frame list five times the cap. */
@@ -317,9 +331,7 @@ static void keys_frames_list_at_most_max_keys_msg_keys(void **state)
 	uint64_t seed = base_seed() + 5;
 	struct ml_sim_opts o = quiet_opts(3, seed);
 	struct ml_sim_stats st;
-	char key[32];
 	ml_sim *s;
-	int i;
 
 	(void)state;
 	o.cfg.max_msg_bytes = 1u << 20;
@@ -327,20 +339,10 @@ static void keys_frames_list_at_most_max_keys_msg_keys(void **state)
 	s = sim_new(&o);
 	/* Node 2 holds an old version of every key, so that its leaves are
 	 * not empty (an empty leaf is a 4-byte section without keys). */
-	for (i = 0; i < 20000; i++) {
-		snprintf(key, sizeof(key), "k/%05d", i);
-		assert_int_equal(ml_sim_write(s, 0, key, "v", 0), 0);
-		if (i % 1000 == 0)
-			ml_sim_run(s, 10);
-	}
+	write_keys(s, 20000, "v");
 	ml_sim_run(s, 1000);
 	ml_sim_isolate(s, 1u << 2);
-	for (i = 0; i < 20000; i++) {
-		snprintf(key, sizeof(key), "k/%05d", i);
-		assert_int_equal(ml_sim_write(s, 0, key, "w", 0), 0);
-		if (i % 1000 == 0)
-			ml_sim_run(s, 10);
-	}
+	write_keys(s, 20000, "w");
 	ml_sim_run(s, 1000);
 	ml_sim_heal(s);
 	/* A few rounds are enough: every KEYS frame is full. */
