@@ -425,6 +425,7 @@ static void loop_main(void *arg)
 	node *n = arg;
 	int rc;
 
+	pthread_setname_np(pthread_self(), "kvfs-loop");
 	rc = n->rops->start(n->repl);
 	if (rc == 0 && n->control_addr) {
 		rc = ctl_server_start(n, &n->loop, n->control_addr, &n->ctl);

@@ -177,6 +177,7 @@ static void *inval_main(void *arg)
 	static struct inval_item batch[INVAL_MAX];
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "kvfs-inval");
 	pthread_mutex_lock(&inval.lock);
 	for (;;) {
 		size_t n;

@@ -540,6 +540,7 @@ static void *helper_main(void *arg)
 {
 	struct search_index *ix = arg;
 
+	pthread_setname_np(pthread_self(), "kvfs-idxprep");
 	pthread_mutex_lock(&ix->h_mu);
 	for (;;) {
 		struct prep_job *j;
@@ -806,6 +807,7 @@ static void *worker_main(void *arg)
 {
 	struct search_index *ix = arg;
 
+	pthread_setname_np(pthread_self(), "kvfs-index");
 	pthread_mutex_lock(&ix->q_mu);
 	if (ix->start_delay_ms) {
 		struct timespec until;

@@ -286,6 +286,7 @@ void *store__committer_main(void *arg)
 {
 	store *st = arg;
 
+	pthread_setname_np(pthread_self(), "kvfs-commit");
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		if (head_ready(st) && !st->syncing) {

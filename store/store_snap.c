@@ -156,6 +156,7 @@ static void *bg_main(void *arg)
 {
 	store *st = arg;
 
+	pthread_setname_np(pthread_self(), "kvfs-snapshot");
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		while (!st->stop && !st->snap_requested)
