@@ -40,8 +40,9 @@
 /* The change listener runs on replication threads and must not block, but
  * the kernel's invalidation calls can wait on an inode lock held by a FUSE
  * request that in turn waits for the node: hand keys to a thread of their
- * own. When the queue is full, changes are dropped; the short attribute
- * timeout bounds how long the kernel can show the old contents.
+ * own. The queue grows with the burst (one batch can change a million keys);
+ * only when memory runs out is a change dropped, and then the short
+ * attribute timeout bounds how long the kernel can show the old contents.
  *
  * A fence (the listener's fence, cluster/node.h) rides the same FIFO queue: the thread
  * calls it back once every key queued before it has been invalidated, and
@@ -49,7 +50,6 @@
  * a client that wrote over the socket finds the change in the mount. A fence
  * is reached at once when the queue is full or stopping (its changes are
  * then dropped or moot), never lost. */
-#define INVAL_MAX 4096
 
 struct inval_item {
 	char                  *key;     /* a changed key, or NULL for a fence */
@@ -60,27 +60,46 @@ struct inval_item {
 static struct {
 	pthread_mutex_t   lock;
 	pthread_cond_t    cond;
-	struct inval_item q[INVAL_MAX];
-	size_t            head, n;
+	struct inval_item *q;    /* FIFO, n items of cap; the thread swaps it */
+	size_t            n, cap; /* for its own (emptied) array */
 	size_t            busy;  /* taken off the queue, not yet done */
+	unsigned long     dropped; /* changes lost for want of memory */
 	int               stop;
 	struct fuse_session *se;
 	pthread_t         thr;
 	int               running;
 } inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
-/* Queues an item; returns 0 when the queue is full or stopping. */
+/* Queues an item; returns 0 when stopping or out of memory. lock held. */
+static int inval_push_locked(struct inval_item it)
+{
+	if (inval.stop)
+		return 0;
+	if (inval.n == inval.cap) {
+		size_t cap = inval.cap ? 2 * inval.cap : 256;
+		struct inval_item *q = realloc(inval.q, cap * sizeof *q);
+
+		if (!q) {
+			if (it.key && inval.dropped++ == 0)
+				LOG(LOG_WARN, "mount: out of memory queueing cache invalidations; "
+				    "the kernel may show old attributes for up to the attribute timeout");
+			return 0;
+		}
+		inval.q = q;
+		inval.cap = cap;
+	}
+	inval.q[inval.n++] = it;
+	return 1;
+}
+
 static int inval_push(struct inval_item it, int wake)
 {
 	int ok;
 
 	pthread_mutex_lock(&inval.lock);
-	ok = inval.n < INVAL_MAX && !inval.stop;
-	if (ok) {
-		inval.q[(inval.head + inval.n++) % INVAL_MAX] = it;
-		if (wake)
-			pthread_cond_signal(&inval.cond);
-	}
+	ok = inval_push_locked(it);
+	if (ok && wake)
+		pthread_cond_signal(&inval.cond);
 	pthread_mutex_unlock(&inval.lock);
 	return ok;
 }
@@ -174,7 +193,8 @@ static void inval_run(const struct inval_item *it)
 
 static void *inval_main(void *arg)
 {
-	static struct inval_item batch[INVAL_MAX];
+	struct inval_item *batch = NULL;
+	size_t batch_cap = 0;
 
 	(void)arg;
 	pthread_setname_np(pthread_self(), "kvfs-inval");
@@ -186,13 +206,18 @@ static void *inval_main(void *arg)
 			pthread_cond_wait(&inval.cond, &inval.lock);
 		if (inval.stop)
 			break;
-		/* Take everything queued in one go: the writers (the node's
-		 * loop thread) then rarely find the lock taken. */
-		for (n = 0; inval.n; n++) {
-			batch[n] = inval.q[inval.head];
-			inval.head = (inval.head + 1) % INVAL_MAX;
-			inval.n--;
-		}
+		/* Take everything queued in one go (the writers then rarely
+		 * find the lock taken): the queue's array becomes ours and
+		 * the writers get our emptied one. */
+		struct inval_item *q = inval.q;
+		size_t cap = inval.cap;
+
+		n = inval.n;
+		inval.q = batch;
+		inval.cap = batch_cap;
+		inval.n = 0;
+		batch = q;
+		batch_cap = cap;
 		inval.busy = n;
 		pthread_mutex_unlock(&inval.lock);
 		for (size_t i = 0; i < n; i++)
@@ -203,17 +228,17 @@ static void *inval_main(void *arg)
 	}
 	/* Stopping (the mount is going away): fences are reached, keys are
 	 * moot. */
-	while (inval.n) {
-		struct inval_item *it = &inval.q[inval.head];
+	for (size_t i = 0; i < inval.n; i++) {
+		struct inval_item *it = &inval.q[i];
 
-		inval.head = (inval.head + 1) % INVAL_MAX;
-		inval.n--;
 		if (it->key)
 			free(it->key);
 		else
 			it->reached(it->cookie);
 	}
+	inval.n = 0;
 	pthread_mutex_unlock(&inval.lock);
+	free(batch);
 	return NULL;
 }
 
@@ -227,6 +252,11 @@ static void inval_stop(void)
 	pthread_mutex_unlock(&inval.lock);
 	pthread_join(inval.thr, NULL);
 	inval.running = 0;
+	pthread_mutex_lock(&inval.lock);
+	free(inval.q);
+	inval.q = NULL;
+	inval.cap = 0;
+	pthread_mutex_unlock(&inval.lock);
 }
 
 /* -o entry_timeout=/attr_timeout= (seconds) are ours, not the kernel's. */
