@@ -51,6 +51,8 @@
  * is reached at once when the queue is full or stopping (its changes are
  * then dropped or moot), never lost. */
 
+#define INVAL_KEEP 4096 /* items an idle array may keep room for */
+
 struct inval_item {
 	char                  *key;     /* a changed key, or NULL for a fence */
 	node_change_reached_fn reached;
@@ -223,6 +225,12 @@ static void *inval_main(void *arg)
 		for (size_t i = 0; i < n; i++)
 			inval_run(&batch[i]);
 		inval_dirs_flush();
+		/* An array a rare large burst grew is not kept for ever. */
+		if (batch_cap > INVAL_KEEP) {
+			free(batch);
+			batch = NULL;
+			batch_cap = 0;
+		}
 		pthread_mutex_lock(&inval.lock);
 		inval.busy = 0;
 	}
