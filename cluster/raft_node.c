@@ -716,8 +716,11 @@ static void on_house(uv_timer_t *t)
 	if (!TAILQ_EMPTY(&rn->waitq))
 		rn->kick = 1;
 	/* The core holds every entry since the last compaction in memory, so
-	 * snapshots are taken by entry count and by bytes. */
-	if (!rn->snap_running && raft_applied(rn->r) > rn->snap_applied &&
+	 * snapshots are taken by entry count and by bytes. Never after an
+	 * entry failed to apply: the core counts it (and every later one) as
+	 * applied, the map lacks them, and compacting would drop them from the
+	 * log that a restart replays to bring them back. */
+	if (!rn->snap_running && !rn->failed && raft_applied(rn->r) > rn->snap_applied &&
 	    (raft_applied(rn->r) >= rn->snap_applied + rn->snap_every ||
 	     rn->applied_bytes >= rn->snap_bytes)) {
 		struct store_stats ss;
