@@ -34,7 +34,9 @@
  * write's commit), KVFS_RAFT_SNAPSHOT_ENTRIES (20000 applied entries between
  * snapshots that compact the Raft log), KVFS_RAFT_SNAPSHOT_MB (64, the same
  * by applied entry bytes), KVFS_RAFT_TRAILING (1000 entries kept
- * below a snapshot for slow followers). The transport's fault switch
+ * below a snapshot for slow followers), KVFS_RAFT_SNAPSHOT_CHUNK (KV_BATCH_MAX
+ * operations per batch of a snapshot sent to a follower; small in tests, so
+ * that they cover a snapshot of several batches). The transport's fault switch
  * (KVFS_FAULTS, cluster/peer.h) isolates a node in tests.
  */
 #include <errno.h>
@@ -1137,6 +1139,9 @@ int repl_raft_new(node *n, const struct node_config *cfg, void **self, const str
 	rn->snap_every = env_uint("KVFS_RAFT_SNAPSHOT_ENTRIES", 20000);
 	rn->trailing = env_uint("KVFS_RAFT_TRAILING", 1000);
 	rn->snap_bytes = (uint64_t)env_uint("KVFS_RAFT_SNAPSHOT_MB", 64) << 20;
+	rn->snap_chunk = env_uint("KVFS_RAFT_SNAPSHOT_CHUNK", KV_BATCH_MAX);
+	if (rn->snap_chunk == 0 || rn->snap_chunk > KV_BATCH_MAX)
+		rn->snap_chunk = KV_BATCH_MAX;
 	if (rn->heartbeat_ms * 3 > rn->election_ms)
 		rn->heartbeat_ms = rn->election_ms / 3 ? rn->election_ms / 3 : 1;
 	*self = rn;

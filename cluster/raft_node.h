@@ -46,6 +46,13 @@
  *    replay then applies that entry again, which is harmless because every
  *    batch is made of blind puts/deletes (applying a suffix of the committed
  *    log twice leaves the same state).
+ *
+ * 5. A snapshot sent to a lagging follower (InstallSnapshot data, not stored
+ *    as such): the leader's live keys in key order, as one or more batches
+ *    (store/batch.h) of at most KV_BATCH_MAX puts each, every one preceded
+ *    by its length:
+ *      { u64 len, len bytes of batch } ... up to the end of the data
+ *    An empty state is one empty batch.
  * ---------------------------------------------------------------------------
  */
 #ifndef KVFS_RAFT_NODE_H
@@ -180,6 +187,7 @@ struct rn {
 	uint64_t  snap_count0;
 	int       snap_rc;
 
+	uint32_t snap_chunk;     /* operations per batch of a snapshot sent (KV_BATCH_MAX) */
 	/* snapshot_get cache */
 	void     *sbuf;
 	size_t    slen;

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "cluster/raft_node.h"
+#include "store/batch.h"
+#include "store/le.h"
 #include "store/log.h"
 
 struct snap_collect {
@@ -101,8 +103,89 @@ static int snap_collect(store *st, struct snap_collect *c)
 	return rc;
 }
 
-/* The state at the applied index, encoded as one batch of puts. Any applied
- * (hence committed) state is a valid snapshot for a follower. */
+/* The collected ops as batches of at most `chunk` ops, each preceded by its
+ * length (raft_node.h, 5.). */
+static int snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
+		       size_t *outlen)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0, i = 0;
+	int rc = 0;
+
+	do {
+		struct kv_batch b = { .ops = ops + i, .n = (uint32_t)(n - i < chunk ? n - i : chunk) };
+		void *part;
+		size_t plen;
+		unsigned char *nb;
+
+		rc = batch_encode_room(&b, 8, &part, &plen);
+		if (rc)
+			break;
+		nb = realloc(buf, len + plen);
+		if (!nb) {
+			free(part);
+			rc = -ENOMEM;
+			break;
+		}
+		buf = nb;
+		le_put64(part, plen - 8);
+		memcpy(buf + len, part, plen);
+		free(part);
+		len += plen;
+		i += b.n;
+	} while (i < n);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/* Decodes a snapshot made by snap_encode(): *ops point into data. */
+static int snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
+{
+	const unsigned char *p = data;
+	struct kv_op *all = NULL;
+	size_t off = 0, nall = 0;
+	int rc = len ? 0 : -EBADMSG;
+
+	while (!rc && off < len) {
+		struct kv_op *part, *na;
+		uint32_t np;
+		uint64_t plen;
+
+		if (len - off < 8 || (plen = le_get64(p + off)) > len - off - 8) {
+			rc = -EBADMSG;
+			break;
+		}
+		rc = kv_batch_decode(p + off + 8, (size_t)plen, &part, &np);
+		if (rc)
+			break;
+		na = np ? realloc(all, (nall + np) * sizeof *all) : all;
+		if (np && !na) {
+			rc = -ENOMEM;
+		} else if (np) {
+			all = na;
+			memcpy(all + nall, part, np * sizeof *part);
+			nall += np;
+		}
+		free(part);
+		off += 8 + (size_t)plen;
+	}
+	if (rc) {
+		free(all);
+		return rc;
+	}
+	*ops = all;
+	*n = nall;
+	return 0;
+}
+
+/* The state at the applied index, encoded as batches of puts (raft_node.h,
+ * 5.). Any applied (hence committed) state is a valid snapshot for a
+ * follower. */
 int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
 			   size_t *len)
 {
@@ -118,16 +201,12 @@ int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **da
 	if (ai == 0)
 		return -ENOENT;
 	if (!rn->sbuf || rn->sindex != ai) {
-		struct kv_batch b;
 		void *buf;
 		size_t blen;
 
 		rc = snap_collect(rn->st, &c);
-		if (!rc) {
-			b.ops = c.ops;
-			b.n = (uint32_t)c.n;
-			rc = kv_batch_encode(&b, &buf, &blen);
-		}
+		if (!rc)
+			rc = snap_encode(c.ops, c.n, rn->snap_chunk, &buf, &blen);
 		snap_collect_free(&c);
 		if (rc) {
 			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
@@ -175,12 +254,12 @@ static int cmp_key(const void *k, size_t kl, const struct kv_op *op)
 }
 
 /* True when key is among ops (sorted by key, as snap_collect makes them). */
-static int ops_has(const struct kv_op *ops, uint32_t n, const char *key, size_t kl)
+static int ops_has(const struct kv_op *ops, size_t n, const char *key, size_t kl)
 {
-	uint32_t lo = 0, hi = n;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
+		size_t mid = lo + (hi - lo) / 2;
 		int c = cmp_key(key, kl, &ops[mid]);
 
 		if (c == 0)
@@ -202,7 +281,7 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	struct rn *rn = arg;
 	struct snap_collect cur = { 0 };
 	struct kv_op *sops = NULL, *all = NULL;
-	uint32_t ns = 0, nall = 0;
+	size_t ns = 0, nall = 0;
 	struct store_stats before, after;
 	struct sync_wait w = { .done = 0 };
 	unsigned char rec[16];
@@ -210,13 +289,13 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	size_t i;
 	int rc;
 
-	rc = kv_batch_decode(data, len, &sops, &ns);
+	rc = snap_decode(data, len, &sops, &ns);
 	if (rc)
 		goto out;
 	rc = snap_collect(rn->st, &cur);
 	if (rc)
 		goto out;
-	all = malloc(((size_t)ns + cur.n + 1) * sizeof *all);
+	all = ns + cur.n < UINT32_MAX ? malloc((ns + cur.n + 1) * sizeof *all) : NULL;
 	if (!all) {
 		rc = -ENOMEM;
 		goto out;
@@ -232,12 +311,12 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	memcpy(all + nall, sops, (size_t)ns * sizeof *all);
 	nall += ns;
 	{
-		struct kv_batch b = { .ops = all, .n = nall };
+		struct kv_batch b = { .ops = all, .n = (uint32_t)nall };
 
-		rc = store_apply(rn->st, &b, index);
+		rc = store_apply_large(rn->st, &b, index);
 		if (rc)
 			goto out;
-		rn__notify_batch(rn, all, nall);
+		rn__notify_batch(rn, all, (uint32_t)nall);
 	}
 	rn__publish_applied(rn, index, term);
 
@@ -273,7 +352,7 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 		if (q->index <= index)
 			rn__wait_finish(rn, &rn->commitq, q, -EIO);
 	}
-	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%" PRIu32
+	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%zu"
 	    " keys)", index, term, ns);
 out:
 	if (rc)

@@ -451,12 +451,10 @@ int store_write(store *st, const struct kv_batch *b)
 	return rc ? rc : w.status;
 }
 
-int store_apply(store *st, const struct kv_batch *b, uint64_t version)
+static int apply_checked(store *st, const struct kv_batch *b, uint64_t version)
 {
-	int rc = batch_check(b);
+	int rc;
 
-	if (rc)
-		return rc;
 	pthread_mutex_lock(&st->apply_mu);
 	pthread_rwlock_wrlock(&st->map_lock);
 	rc = apply_ops(st, b->ops, b->n, version, 1);
@@ -464,6 +462,28 @@ int store_apply(store *st, const struct kv_batch *b, uint64_t version)
 	pthread_rwlock_unlock(&st->map_lock);
 	pthread_mutex_unlock(&st->apply_mu);
 	return rc;
+}
+
+int store_apply(store *st, const struct kv_batch *b, uint64_t version)
+{
+	int rc = batch_check(b);
+
+	return rc ? rc : apply_checked(st, b, version);
+}
+
+int store_apply_large(store *st, const struct kv_batch *b, uint64_t version)
+{
+	struct kv_batch part;
+	int rc;
+
+	/* batch_check() by parts of at most KV_BATCH_MAX operations. */
+	for (uint32_t i = 0; i < b->n; i += part.n) {
+		part.ops = b->ops + i;
+		part.n = b->n - i < KV_BATCH_MAX ? b->n - i : KV_BATCH_MAX;
+		if ((rc = batch_check(&part)))
+			return rc;
+	}
+	return apply_checked(st, b, version);
 }
 
 /* ---- reads --------------------------------------------------------------- */

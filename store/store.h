@@ -200,6 +200,11 @@ int  store_write(store *st, const struct kv_batch *b);
  * version of every record the batch writes. */
 int  store_apply(store *st, const struct kv_batch *b, uint64_t version);
 
+/* store_apply() without the KV_BATCH_MAX bound on the number of operations
+ * (every other limit is checked), still atomic for readers: for the whole
+ * state of a Raft leader installed as a snapshot. */
+int  store_apply_large(store *st, const struct kv_batch *b, uint64_t version);
+
 /* ---- Reads --------------------------------------------------------------- */
 
 /* Looks up `key`. On success *out holds a new reference. -ENOENT when missing

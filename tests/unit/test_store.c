@@ -646,6 +646,44 @@ static void snapshot_captures_changes_made_with_store_apply(void **state)
 	memdisk_free(md);
 }
 
+/* A Raft snapshot install applies a leader's whole state, which may hold
+ * more keys than one batch may: store_apply_large() takes it at once,
+ * store_apply() refuses it, and a bad op anywhere is still refused. */
+static void a_large_apply_takes_more_than_one_batch_of_operations(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	uint32_t n = KV_BATCH_MAX + 3;
+	struct kv_op *ops = calloc(n, sizeof *ops);
+	char *keys = malloc((size_t)n * 8);
+	struct kv_batch b = { .ops = ops, .n = n };
+	struct store_stats ss;
+	kv_rec *r;
+
+	(void)state;
+	assert_non_null(ops);
+	assert_non_null(keys);
+	for (uint32_t i = 0; i < n; i++) {
+		snprintf(keys + (size_t)i * 8, 8, "%07x", i);
+		ops[i] = (struct kv_op){ .kind = KV_PUT, .key = keys + (size_t)i * 8, .klen = 7,
+					 .val = "v", .vlen = 1, .meta = meta_of(0100644, 1) };
+	}
+	assert_int_equal(store_apply(st, &b, 5), -E2BIG);
+	ops[n - 1].klen = 0; /* past the first KV_BATCH_MAX ops: still checked */
+	assert_int_equal(store_apply_large(st, &b, 5), -EINVAL);
+	ops[n - 1].klen = 7;
+	assert_int_equal(store_apply_large(st, &b, 5), 0);
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.keys, n);
+	assert_int_equal(store_get(st, keys + (size_t)(n - 1) * 8, 7, 0, &r), 0);
+	assert_int_equal(kv_rec_version(r), 5);
+	kv_rec_unref(r);
+	store_close(st);
+	memdisk_free(md);
+	free(ops);
+	free(keys);
+}
+
 static void pinned_log_is_kept_across_snapshots(void **state)
 {
 	memdisk *md = memdisk_new();
@@ -987,6 +1025,7 @@ int main(void)
 		cmocka_unit_test(a_corrupt_snapshot_without_log_to_fall_back_on_is_a_clear_error),
 		cmocka_unit_test(log_replay_restores_order_of_keys_with_long_shared_prefixes),
 		cmocka_unit_test(snapshot_captures_changes_made_with_store_apply),
+		cmocka_unit_test(a_large_apply_takes_more_than_one_batch_of_operations),
 		cmocka_unit_test(pinned_log_is_kept_across_snapshots),
 		cmocka_unit_test(failed_sync_with_eio_fails_the_write_and_sticks),
 		cmocka_unit_test(failed_sync_with_enospc_fails_the_write_and_sticks),
