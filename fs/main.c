@@ -72,6 +72,14 @@ static struct {
 	int               running;
 } inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
+/* A change that cannot be queued for want of memory (lock held). */
+static void inval_note_dropped(void)
+{
+	if (inval.dropped++ == 0)
+		LOG(LOG_WARN, "mount: out of memory queueing cache invalidations; the kernel "
+		    "may show old attributes for up to the attribute timeout");
+}
+
 /* Queues an item; returns 0 when stopping or out of memory. lock held. */
 static int inval_push_locked(struct inval_item it)
 {
@@ -82,9 +90,8 @@ static int inval_push_locked(struct inval_item it)
 		struct inval_item *q = realloc(inval.q, cap * sizeof *q);
 
 		if (!q) {
-			if (it.key && inval.dropped++ == 0)
-				LOG(LOG_WARN, "mount: out of memory queueing cache invalidations; "
-				    "the kernel may show old attributes for up to the attribute timeout");
+			if (it.key)
+				inval_note_dropped();
 			return 0;
 		}
 		inval.q = q;
@@ -112,8 +119,12 @@ static void on_change(void *arg, const char *key, size_t klen)
 
 	(void)arg;
 	p = malloc(klen + 1);
-	if (!p)
+	if (!p) {
+		pthread_mutex_lock(&inval.lock);
+		inval_note_dropped();
+		pthread_mutex_unlock(&inval.lock);
 		return;
+	}
 	memcpy(p, key, klen);
 	p[klen] = '\0';
 	if (!inval_push((struct inval_item){ .key = p }, 0))
