@@ -50,9 +50,10 @@
  * 5. A snapshot sent to a lagging follower (InstallSnapshot data, not stored
  *    as such): the leader's live keys in key order, as one or more batches
  *    (store/batch.h) of at most KV_BATCH_MAX puts each, every one preceded
- *    by its length:
- *      { u64 len, len bytes of batch } ... up to the end of the data
- *    An empty state is one empty batch.
+ *    by its length, after the number of keys in all (a cut at a batch
+ *    boundary must not pass for a smaller state):
+ *      u64 keys, { u64 len, len bytes of batch } ... up to the end of the data
+ *    An empty state is one empty batch. (Sent, never stored.)
  * ---------------------------------------------------------------------------
  */
 #ifndef KVFS_RAFT_NODE_H

@@ -108,12 +108,16 @@ static int snap_collect(store *st, struct snap_collect *c)
 static int snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
 		       size_t *outlen)
 {
-	unsigned char *buf = NULL;
-	size_t len = 0, i = 0;
+	unsigned char *buf = malloc(8);
+	size_t len = 8, i = 0;
 	int rc = 0;
 
+	if (!buf)
+		return -ENOMEM;
+	le_put64(buf, n);
 	do {
-		struct kv_batch b = { .ops = ops + i, .n = (uint32_t)(n - i < chunk ? n - i : chunk) };
+		struct kv_batch b = { .ops = n ? ops + i : ops,
+				      .n = (uint32_t)(n - i < chunk ? n - i : chunk) };
 		void *part;
 		size_t plen;
 		unsigned char *nb;
@@ -148,8 +152,9 @@ static int snap_decode(const void *data, size_t len, struct kv_op **ops, size_t 
 {
 	const unsigned char *p = data;
 	struct kv_op *all = NULL;
-	size_t off = 0, nall = 0;
-	int rc = len ? 0 : -EBADMSG;
+	size_t off = 8, nall = 0;
+	uint64_t total = len >= 8 ? le_get64(p) : 0;
+	int rc = len >= 8 + 8 ? 0 : -EBADMSG;
 
 	while (!rc && off < len) {
 		struct kv_op *part, *na;
@@ -174,6 +179,10 @@ static int snap_decode(const void *data, size_t len, struct kv_op **ops, size_t 
 		free(part);
 		off += 8 + (size_t)plen;
 	}
+	/* A cut at a batch boundary would otherwise decode as a smaller state
+	 * (and delete the rest on the follower). */
+	if (!rc && nall != total)
+		rc = -EBADMSG;
 	if (rc) {
 		free(all);
 		return rc;
@@ -308,7 +317,8 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 			all[nall].klen = cur.ops[i].klen;
 			nall++;
 		}
-	memcpy(all + nall, sops, (size_t)ns * sizeof *all);
+	if (ns)
+		memcpy(all + nall, sops, ns * sizeof *all);
 	nall += ns;
 	{
 		struct kv_batch b = { .ops = all, .n = (uint32_t)nall };
