@@ -86,6 +86,14 @@ void rn_state_encode(uint64_t index, uint64_t term, unsigned char out[RN_STATE_S
 /* 0, or -EUCLEAN for a blob that is not ours; len 0 means index 0, term 0. */
 int  rn_state_decode(const void *p, size_t len, uint64_t *index, uint64_t *term);
 
+/* A snapshot for a follower (format 5): `n` ops (puts, in key order) as
+ * batches of at most `chunk` (1..KV_BATCH_MAX); *out is malloc'd. Decoding
+ * makes *ops (malloc'd, NULL when *n is 0) point into data; -EBADMSG for
+ * anything else than what rn_snap_encode() makes. */
+int  rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
+		    size_t *outlen);
+int  rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n);
+
 /* Replay: records are collected while the store opens (before the snapshot
  * state is known), then turned into the log that follows the snapshot. */
 struct rn_rec;

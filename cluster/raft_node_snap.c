@@ -103,10 +103,8 @@ static int snap_collect(store *st, struct snap_collect *c)
 	return rc;
 }
 
-/* The collected ops as batches of at most `chunk` ops, each preceded by its
- * length (raft_node.h, 5.). */
-static int snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
-		       size_t *outlen)
+int rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
+		   size_t *outlen)
 {
 	unsigned char *buf = malloc(8);
 	size_t len = 8, i = 0;
@@ -147,8 +145,7 @@ static int snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void *
 	return 0;
 }
 
-/* Decodes a snapshot made by snap_encode(): *ops point into data. */
-static int snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
+int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 {
 	const unsigned char *p = data;
 	struct kv_op *all = NULL;
@@ -215,7 +212,7 @@ int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **da
 
 		rc = snap_collect(rn->st, &c);
 		if (!rc)
-			rc = snap_encode(c.ops, c.n, rn->snap_chunk, &buf, &blen);
+			rc = rn_snap_encode(c.ops, c.n, rn->snap_chunk, &buf, &blen);
 		snap_collect_free(&c);
 		if (rc) {
 			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
@@ -298,7 +295,7 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	size_t i;
 	int rc;
 
-	rc = snap_decode(data, len, &sops, &ns);
+	rc = rn_snap_decode(data, len, &sops, &ns);
 	if (rc)
 		goto out;
 	rc = snap_collect(rn->st, &cur);

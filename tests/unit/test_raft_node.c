@@ -2,7 +2,7 @@
  * test_raft_node.c — the durable formats of the Raft layer (cluster/raft_node.h):
  * the term/vote file, and the replay that rebuilds the log from WAL records
  * (conflict truncation, InstallSnapshot resets, records older than the
- * snapshot).
+ * snapshot), and the snapshot a leader sends a lagging follower.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -288,6 +288,56 @@ static void state_blob_round_trips(void **state)
 	assert_int_equal(rn_state_decode(b, sizeof b, &i, &t), -EUCLEAN);
 }
 
+/* Snapshots for a follower (format 5): any number of keys in batches of
+ * any size round-trips in key order, and any cut or extra byte is refused,
+ * a cut between two batches included. */
+static void snapshot_batches_round_trip_and_refuse_a_cut(void **state)
+{
+	static const size_t counts[] = { 0, 1, 6, 7, 8, 14, 15, 100 };
+	static const uint32_t chunks[] = { 1, 7, KV_BATCH_MAX };
+	struct kv_op ops[100];
+	char keys[100][8], vals[100][8];
+
+	(void)state;
+	for (size_t i = 0; i < 100; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%03zu", i);
+		snprintf(vals[i], sizeof vals[i], "v%zu", i);
+		ops[i] = (struct kv_op){ .kind = KV_PUT, .key = keys[i], .klen = 4, .val = vals[i],
+					 .vlen = (uint32_t)strlen(vals[i]) };
+	}
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
+		for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+			size_t n = counts[c], got_n = 99, len;
+			struct kv_op *got = NULL;
+			unsigned char *buf, *longer;
+			void *enc;
+
+			assert_int_equal(rn_snap_encode(n ? ops : NULL, n, chunks[k], &enc, &len), 0);
+			buf = enc;
+			assert_int_equal(rn_snap_decode(buf, len, &got, &got_n), 0);
+			assert_int_equal(got_n, n);
+			for (size_t i = 0; i < n; i++) {
+				assert_int_equal(got[i].kind, KV_PUT);
+				assert_memory_equal(got[i].key, keys[i], 4);
+				assert_int_equal(got[i].vlen, strlen(vals[i]));
+				assert_memory_equal(got[i].val, vals[i], got[i].vlen);
+			}
+			free(got);
+			for (size_t cut = 0; cut < len; cut++) {
+				got = NULL;
+				assert_int_equal(rn_snap_decode(buf, cut, &got, &got_n), -EBADMSG);
+				assert_null(got);
+			}
+			longer = malloc(len + 1);
+			assert_non_null(longer);
+			memcpy(longer, buf, len);
+			longer[len] = 0;
+			assert_int_equal(rn_snap_decode(longer, len + 1, &got, &got_n), -EBADMSG);
+			free(longer);
+			free(buf);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +353,7 @@ int main(void)
 		cmocka_unit_test(replay_skips_a_record_after_a_gap),
 		cmocka_unit_test(replay_rejects_a_malformed_record),
 		cmocka_unit_test(state_blob_round_trips),
+		cmocka_unit_test(snapshot_batches_round_trip_and_refuse_a_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
