@@ -36,7 +36,9 @@
  * by applied entry bytes), KVFS_RAFT_TRAILING (1000 entries kept
  * below a snapshot for slow followers), KVFS_RAFT_SNAPSHOT_CHUNK (KV_BATCH_MAX
  * operations per batch of a snapshot sent to a follower; small in tests, so
- * that they cover a snapshot of several batches). The transport's fault switch
+ * that they cover a snapshot of several batches), KVFS_RAFT_FAIL_APPLY_AT
+ * (tests only: the entry of that index fails to apply here, as on ENOMEM).
+ * The transport's fault switch
  * (KVFS_FAULTS, cluster/peer.h) isolates a node in tests.
  */
 #include <errno.h>
@@ -340,6 +342,8 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 		uint32_t nops = 0;
 
 		rc = kv_batch_decode(e->data, e->len, &ops, &nops);
+		if (!rc && index == rn->fail_apply_at)
+			rc = -EIO; /* test knob: an entry this replica cannot apply */
 		if (!rc) {
 			struct kv_batch b = { .ops = ops, .n = nops };
 
@@ -358,7 +362,11 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 			rn->failed = rc;
 		}
 	}
-	rn__publish_applied(rn, index, e->term);
+	/* What the store's snapshots record as applied: never an entry this
+	 * replica skipped (that one and all after a failure), so that a
+	 * restart replays them. */
+	if (!rn->failed)
+		rn__publish_applied(rn, index, e->term);
 	rn->applied_bytes += e->len;
 	for (w = TAILQ_FIRST(&rn->commitq); w; w = next) {
 		next = TAILQ_NEXT(w, link);
@@ -1140,6 +1148,7 @@ int repl_raft_new(node *n, const struct node_config *cfg, void **self, const str
 	rn->trailing = env_uint("KVFS_RAFT_TRAILING", 1000);
 	rn->snap_bytes = (uint64_t)env_uint("KVFS_RAFT_SNAPSHOT_MB", 64) << 20;
 	rn->snap_chunk = env_uint("KVFS_RAFT_SNAPSHOT_CHUNK", KV_BATCH_MAX);
+	rn->fail_apply_at = env_uint("KVFS_RAFT_FAIL_APPLY_AT", 0);
 	if (rn->snap_chunk == 0 || rn->snap_chunk > KV_BATCH_MAX)
 		rn->snap_chunk = KV_BATCH_MAX;
 	if (rn->heartbeat_ms * 3 > rn->election_ms)

@@ -197,6 +197,7 @@ struct rn {
 	int       snap_rc;
 
 	uint32_t snap_chunk;     /* operations per batch of a snapshot sent (KV_BATCH_MAX) */
+	uint64_t fail_apply_at;  /* test knob: this entry fails to apply (0: none) */
 	/* snapshot_get cache */
 	void     *sbuf;
 	size_t    slen;

@@ -394,6 +394,47 @@ def test_clean_stop_of_leader(c):
     check(wait_caught_up(c, li), "stopped leader catches up after restart")
 
 
+def test_failed_apply_is_replayed_after_restart(c):
+    """An entry a replica cannot apply (out of memory, say) stops that
+    replica; it must neither snapshot nor compact past that entry, so that a
+    restart applies it and everything after it. (Before the fix the replica
+    went on counting entries as applied, its snapshot recorded them, and
+    after a restart it served a state without those writes.)"""
+    li = c.leader()
+    f = (li + 1) % 3
+    n = c.nodes[f]
+    n.kill()
+    fail_at = c.nodes[li].status()["commit_index"] + 20
+    n.extra_env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
+    n.start()
+    check(wait_caught_up(c, f), "replica with the fault knob caught up")
+    ctl = c.ctl(li)
+    keys = {}
+    # More than KVFS_RAFT_SNAPSHOT_ENTRIES past the failure.
+    for i in range(450):
+        k = f"failapply/{i}"
+        ctl.put(k, f"v{i}")
+        keys[k] = f"v{i}"
+    ctl.close()
+    st = n.status()
+    check(st.get("failed"), f"the replica stopped at entry {fail_at}")
+    # Room for the house-keeping timer (50 ms) to start a snapshot.
+    time.sleep(1.0)
+    st = n.status()
+    check(st["snapshot_index"] < fail_at,
+          f"no snapshot past the failed entry (snapshot_index {st['snapshot_index']}, "
+          f"entry {fail_at})")
+    n.kill()
+    n.extra_env = {}
+    n.start()
+    check(wait_caught_up(c, f), "the replica caught up after a restart")
+    ctl = c.ctl(f)
+    bad = [k for k, v in keys.items() if ctl.get(k) != v]
+    ctl.close()
+    check(not bad, f"after the restart the replica has every write ({len(bad)} wrong, "
+          f"first {bad[:3]})")
+
+
 def test_kill_all_and_restart(c):
     """SIGKILL of every node at once under load (a power loss of the whole
     cluster): after a restart every acknowledged write is there, from each
@@ -430,7 +471,8 @@ def main():
     t0 = time.time()
     tests = [test_replicates_through_mounts, test_entry_too_large_for_a_frame, test_status,
              test_leader_kill_under_load,
-             test_snapshot_catch_up, test_sigstop_leader, test_clean_stop_of_leader,
+             test_snapshot_catch_up, test_failed_apply_is_replayed_after_restart,
+             test_sigstop_leader, test_clean_stop_of_leader,
              test_kill_all_and_restart,
              test_isolated_minority]
     only = os.environ.get("RAFT_TEST")
