@@ -756,7 +756,7 @@ void llops_fini(void)
 	ino_fini();
 }
 
-void llops_invalidate(struct fuse_session *se, const char *key, size_t klen, uint64_t *dir)
+void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 {
 	size_t nlen = klen;
 	uint64_t parent, ino;
@@ -764,17 +764,16 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen, uin
 	kv_rec *r;
 	int exists;
 
-	*dir = 0;
 	while (nlen && key[nlen - 1] == '/') /* a directory marker names its directory */
 		nlen--;
-	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0)
-		return; /* the kernel knows nothing on that path */
+	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0 || !ino)
+		return; /* the kernel knows nothing of that name (nor caches its absence) */
 	name = memrchr(key, '/', nlen);
 	name = name ? name + 1 : key;
 	exists = store_get(K->st, key, klen, 0, &r) == 0;
 	if (exists)
 		kv_rec_unref(r);
-	if (ino && !exists && nlen == klen) {
+	if (!exists && nlen == klen) {
 		/* A file deleted behind the mount loses its name here as in a
 		 * local unlink: a new file of that name gets a new inode, and
 		 * descriptors still open keep the old one with its contents. */
@@ -783,25 +782,11 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen, uin
 		if ((size_t)snprintf(path, sizeof(path), "/%.*s", (int)klen, key) < sizeof(path))
 			ino_unlink(parent, path + 1 + (name - key), fsops_pin_deleted(path));
 	}
-	if (ino) {
-		ino_cache_drop(ino);
-		/* -ENOENT: the kernel already forgot it. */
-		(void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
-		if (exists)
-			return; /* changed in place: the name still holds */
-	}
-	/* A name came or went (or now names another kind of entry): drop the
-	 * kernel's entry, and the directory's attributes that change with its
-	 * entries. A new name has no entry to drop (negative entries are not
-	 * cached). */
+	ino_cache_drop(ino);
+	/* -ENOENT: the kernel already forgot it. */
+	(void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	/* A name that went loses the kernel's entry; a changed one keeps it. */
 	if (!exists)
 		(void)fuse_lowlevel_notify_inval_entry(se, parent, name,
 						       nlen - (size_t)(name - key));
-	*dir = parent;
-}
-
-void llops_invalidate_attrs(struct fuse_session *se, uint64_t ino)
-{
-	/* -ENOENT: the kernel already forgot it. */
-	(void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
 }

@@ -20,14 +20,10 @@ const struct fuse_lowlevel_ops *llops_get(void);
 
 /* Drops what the kernel caches of `key` (a store key: "a/b", or the marker
  * "a/b/" of a directory): the entry's attributes and pages and its name in
- * its directory. The directory's own attributes (mtime, size, link count),
- * which may have changed with its entries, are left to the caller: *dir is
- * set to its inode then (0 when they are unaffected), so that a run of
- * changes in one directory drops them once (llops_invalidate_attrs). May
- * block on kernel locks: call it from a thread no FUSE request waits for. */
-void llops_invalidate(struct fuse_session *se, const char *key, size_t klen, uint64_t *dir);
-
-/* Drops the kernel's cached attributes of inode `ino`. Same caveat. */
-void llops_invalidate_attrs(struct fuse_session *se, uint64_t ino);
+ * its directory. A directory's own attributes do not change with its
+ * entries (size, link count and times are its own: fsops_fill_stat), so
+ * they are left alone. May block on kernel locks: call it from a thread no
+ * FUSE request waits for. */
+void llops_invalidate(struct fuse_session *se, const char *key, size_t klen);
 
 #endif

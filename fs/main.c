@@ -158,49 +158,13 @@ static int on_change_fence(void *arg, node_change_reached_fn reached, void *cook
 	return 1;
 }
 
-/* Directories whose attributes a run of changes affected, each dropped once
- * before the next fence and at the end of the run: a burst of writes into
- * one directory costs one kernel notification for it, not one per key. */
-#define INVAL_DIRS 64
-
-static struct {
-	uint64_t ino[INVAL_DIRS];
-	size_t   n;
-} inval_dirs;
-
-static void inval_dirs_flush(void)
-{
-	for (size_t i = 0; i < inval_dirs.n; i++)
-		llops_invalidate_attrs(inval.se, inval_dirs.ino[i]);
-	inval_dirs.n = 0;
-}
-
-static void inval_dirs_add(uint64_t ino)
-{
-	size_t i;
-
-	if (!ino)
-		return;
-	for (i = 0; i < inval_dirs.n; i++)
-		if (inval_dirs.ino[i] == ino)
-			return;
-	if (inval_dirs.n == INVAL_DIRS)
-		inval_dirs_flush();
-	inval_dirs.ino[inval_dirs.n++] = ino;
-}
-
 static void inval_run(const struct inval_item *it)
 {
-	uint64_t dir;
-
 	if (it->key) {
-		llops_invalidate(inval.se, it->key, strlen(it->key), &dir);
-		inval_dirs_add(dir);
+		llops_invalidate(inval.se, it->key, strlen(it->key));
 		free(it->key);
 	} else {
-		/* Everything before the fence, directories included. */
-		inval_dirs_flush();
-		it->reached(it->cookie);
+		it->reached(it->cookie); /* everything before it is done */
 	}
 }
 
@@ -235,7 +199,6 @@ static void *inval_main(void *arg)
 		pthread_mutex_unlock(&inval.lock);
 		for (size_t i = 0; i < n; i++)
 			inval_run(&batch[i]);
-		inval_dirs_flush();
 		/* An array a rare large burst grew is not kept for ever. */
 		if (batch_cap > INVAL_KEEP) {
 			free(batch);
