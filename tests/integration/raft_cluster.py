@@ -131,6 +131,19 @@ class MountWriters(Writers):
             seq += 1
 
 
+def put_numbered(c, i, prefix, n, distinct=None):
+    """Puts PREFIX/j = v<j> for j < n through node i, one request each (key
+    j % distinct when given); returns the keys' final values."""
+    ctl = c.ctl(i)
+    keys = {}
+    for j in range(n):
+        k = f"{prefix}/{j % distinct if distinct else j}"
+        ctl.put(k, f"v{j}")
+        keys[k] = f"v{j}"
+    ctl.close()
+    return keys
+
+
 def wait_caught_up(c, i, timeout=20.0):
     """Waits until node i has applied everything the leader has committed."""
     deadline = time.time() + timeout
@@ -257,12 +270,8 @@ def test_snapshot_catch_up(c):
     c.nodes[lag].kill()
     # More entries than KVFS_RAFT_SNAPSHOT_ENTRIES + KVFS_RAFT_TRAILING, so
     # that the leader compacts away what the lagging node needs.
+    keys = put_numbered(c, li, "snap", 700, distinct=150)
     ctl = c.ctl(li)
-    keys = {}
-    for i in range(700):
-        k = f"snap/{i % 150}"
-        ctl.put(k, f"v{i}")
-        keys[k] = f"v{i}"
     ctl.call({"op": "delete", "key": "snap/0"})
     del keys["snap/0"]
     ctl.close()
@@ -408,14 +417,8 @@ def test_failed_apply_is_replayed_after_restart(c):
     n.extra_env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
     n.start()
     check(wait_caught_up(c, f), "replica with the fault knob caught up")
-    ctl = c.ctl(li)
-    keys = {}
     # More than KVFS_RAFT_SNAPSHOT_ENTRIES past the failure.
-    for i in range(450):
-        k = f"failapply/{i}"
-        ctl.put(k, f"v{i}")
-        keys[k] = f"v{i}"
-    ctl.close()
+    keys = put_numbered(c, li, "failapply", 450)
     st = n.status()
     check(st.get("failed"), f"the replica stopped at entry {fail_at}")
     # Room for the house-keeping timer (50 ms) to start a snapshot.
