@@ -48,8 +48,8 @@
  * calls it back once every key queued before it has been invalidated, and
  * only then does the control socket answer the write that changed them, so
  * a client that wrote over the socket finds the change in the mount. A fence
- * is reached at once when the queue is full or stopping (its changes are
- * then dropped or moot), never lost. */
+ * that cannot be queued (stopping, or out of memory) is reached at once:
+ * its changes are then moot or dropped; it is never lost. */
 
 #define INVAL_KEEP 4096 /* items an idle array may keep room for */
 
