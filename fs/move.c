@@ -80,8 +80,12 @@ static int rename_file(const char *fk, size_t fl, const char *tk, size_t tl,
 	if (d->of && d->of != s->of)
 		pthread_mutex_lock(&d->of->lock);
 	rc = ent_write(ops, n);
-	if (rc == 0 && d->of && d->of != s->of)
-		d->of->unlinked = 1; /* its handles keep the replaced file */
+	if (rc == 0 && d->of && d->of != s->of) {
+		/* Its handles keep the replaced file; the name's next open
+		 * must get a new one (as after an unlink). */
+		d->of->unlinked = 1;
+		ofile_unhash(d->of);
+	}
 	if (rc == 0 && s->of) {
 		rc = ofile_rekey(s->of, tk, tl);
 		s->of->meta.ctime_ns = fsops_now_ns();

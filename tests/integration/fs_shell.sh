@@ -169,6 +169,18 @@ assert os.pread(fd, 100, 0) == b"old contents"
 os.close(fd)
 assert open("old", "rb").read() == b"new"
 os.unlink("old")
+# A reader holds the target open while a closed file is renamed over it
+# (an editor's save): later writes to that name must be committed.
+open("tgt", "w").write("one")
+open("tmp", "w").write("two")
+fd = os.open("tgt", os.O_RDONLY)
+os.rename("tmp", "tgt")
+open("tgt", "w").write("three")
+assert os.pread(fd, 100, 0) == b"one", "the reader keeps the replaced file"
+os.close(fd)
+got = open("tgt", "rb").read()
+assert got == b"three", f"write after a rename over an open file: {got!r}"
+os.unlink("tgt")
 PY
 [ "$(cat <(exec 3<rw; rm -f rw; cat <&3))" = abX ] || fail "cat of an unlinked open file"
 
