@@ -148,13 +148,23 @@ int rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out
 int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 {
 	const unsigned char *p = data;
-	struct kv_op *all = NULL;
+	struct kv_op *all;
 	size_t off = 8, nall = 0;
-	uint64_t total = len >= 8 ? le_get64(p) : 0;
-	int rc = len >= 8 + 8 ? 0 : -EBADMSG;
+	uint64_t total;
+	int rc = 0;
 
+	if (len < 8 + 8)
+		return -EBADMSG;
+	/* The key count sizes one array every batch decodes into; bounded by
+	 * what the data can hold before it is trusted. */
+	total = le_get64(p);
+	if (total > (len - 8) / BATCH_OP_SIZE)
+		return -EBADMSG;
+	all = calloc(total ? total : 1, sizeof *all);
+	if (!all)
+		return -ENOMEM;
 	while (!rc && off < len) {
-		struct kv_op *part, *na;
+		struct kv_op *part;
 		uint32_t np;
 		uint64_t plen;
 
@@ -162,18 +172,17 @@ int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 			rc = -EBADMSG;
 			break;
 		}
-		rc = kv_batch_decode(p + off + 8, (size_t)plen, &part, &np);
+		rc = batch_decode_buf(p + off + 8, (size_t)plen, all + nall,
+				      (uint32_t)(total - nall < UINT32_MAX ? total - nall : UINT32_MAX),
+				      &part, &np);
 		if (rc)
 			break;
-		na = np ? realloc(all, (nall + np) * sizeof *all) : all;
-		if (np && !na) {
-			rc = -ENOMEM;
-		} else if (np) {
-			all = na;
-			memcpy(all + nall, part, np * sizeof *part);
-			nall += np;
+		if (part != all + nall) {
+			free(part); /* an empty batch, or more keys than the count */
+			if (np)
+				rc = -EBADMSG;
 		}
-		free(part);
+		nall += np;
 		off += 8 + (size_t)plen;
 	}
 	/* A cut at a batch boundary would otherwise decode as a smaller state
