@@ -1148,9 +1148,9 @@ int repl_raft_new(node *n, const struct node_config *cfg, void **self, const str
 	rn->trailing = env_uint("KVFS_RAFT_TRAILING", 1000);
 	rn->snap_bytes = (uint64_t)env_uint("KVFS_RAFT_SNAPSHOT_MB", 64) << 20;
 	rn->snap_chunk = env_uint("KVFS_RAFT_SNAPSHOT_CHUNK", KV_BATCH_MAX);
-	rn->fail_apply_at = env_uint("KVFS_RAFT_FAIL_APPLY_AT", 0);
-	if (rn->snap_chunk == 0 || rn->snap_chunk > KV_BATCH_MAX)
+	if (rn->snap_chunk > KV_BATCH_MAX) /* env_uint never gives 0 for it */
 		rn->snap_chunk = KV_BATCH_MAX;
+	rn->fail_apply_at = env_uint("KVFS_RAFT_FAIL_APPLY_AT", 0);
 	if (rn->heartbeat_ms * 3 > rn->election_ms)
 		rn->heartbeat_ms = rn->election_ms / 3 ? rn->election_ms / 3 : 1;
 	*self = rn;
