@@ -9,18 +9,21 @@
  *
  * Shutdown: SIGINT, SIGTERM, SIGHUP and fusermount3 -u end the FUSE loop;
  * the loop joins its workers (so every FUSE request in node_write() has
- * finished), then the mount is removed and only then node_close() completes
- * or fails what is still pending.
+ * finished), the invalidation thread stops (this thread answers the kernel
+ * meanwhile, see inval_stop), then the mount is removed and only then
+ * node_close() completes or fails what is still pending.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <dirent.h>
@@ -66,11 +69,11 @@ static struct {
 	size_t            n, cap; /* for its own (emptied) array */
 	size_t            busy;  /* taken off the queue, not yet done */
 	unsigned long     dropped; /* changes lost for want of memory */
-	int               stop;
+	int               stop;  /* written under lock, read between items */
 	struct fuse_session *se;
 	pthread_t         thr;
 	int               running;
-} inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+} inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* A change that cannot be queued for want of memory (lock held). */
 static void inval_note_dropped(void)
@@ -158,10 +161,13 @@ static int on_change_fence(void *arg, node_change_reached_fn reached, void *cook
 	return 1;
 }
 
-static void inval_run(const struct inval_item *it)
+/* Runs an item, or when stopping only releases it: a fence is reached
+ * (its changes are moot now), a key is dropped. */
+static void inval_run(const struct inval_item *it, int stopping)
 {
 	if (it->key) {
-		llops_invalidate(inval.se, it->key, strlen(it->key));
+		if (!stopping)
+			llops_invalidate(inval.se, it->key, strlen(it->key));
 		free(it->key);
 	} else {
 		it->reached(it->cookie); /* everything before it is done */
@@ -197,8 +203,10 @@ static void *inval_main(void *arg)
 		batch_cap = cap;
 		inval.busy = n;
 		pthread_mutex_unlock(&inval.lock);
+		/* Stopping is checked between items, so that shutdown waits
+		 * for one kernel call, not for a whole burst. */
 		for (size_t i = 0; i < n; i++)
-			inval_run(&batch[i]);
+			inval_run(&batch[i], __atomic_load_n(&inval.stop, __ATOMIC_RELAXED));
 		/* An array a rare large burst grew is not kept for ever. */
 		if (batch_cap > INVAL_KEEP) {
 			free(batch);
@@ -210,26 +218,33 @@ static void *inval_main(void *arg)
 	}
 	/* Stopping (the mount is going away): fences are reached, keys are
 	 * moot. */
-	for (size_t i = 0; i < inval.n; i++) {
-		struct inval_item *it = &inval.q[i];
-
-		if (it->key)
-			free(it->key);
-		else
-			it->reached(it->cookie);
-	}
+	for (size_t i = 0; i < inval.n; i++)
+		inval_run(&inval.q[i], 1);
 	inval.n = 0;
 	pthread_mutex_unlock(&inval.lock);
 	free(batch);
 	return NULL;
 }
 
+static int inval_start(struct fuse_session *se)
+{
+	inval.se = se;
+	if (pthread_create(&inval.thr, NULL, inval_main, NULL) != 0)
+		return -EAGAIN;
+	inval.running = 1;
+	return 0;
+}
+
+/* Must run while the FUSE workers still answer the kernel: the thread may
+ * be inside a kernel invalidation that waits for an inode or directory lock
+ * held by a process whose request waits for the workers. It finishes the
+ * item in hand and drops the rest. */
 static void inval_stop(void)
 {
 	if (!inval.running)
 		return;
 	pthread_mutex_lock(&inval.lock);
-	inval.stop = 1;
+	__atomic_store_n(&inval.stop, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&inval.cond);
 	pthread_mutex_unlock(&inval.lock);
 	pthread_join(inval.thr, NULL);
@@ -239,6 +254,95 @@ static void inval_stop(void)
 	inval.q = NULL;
 	inval.cap = 0;
 	pthread_mutex_unlock(&inval.lock);
+}
+
+/* ---- shutdown on a signal ---------------------------------------------------- */
+
+/* libfuse's own handlers end the FUSE loop at once, and the loop's workers
+ * leave (dropping a request one of them may just have read). The
+ * invalidation thread must be stopped before that (inval_stop), which a
+ * signal handler cannot do: the handler only wakes the stopper thread,
+ * which stops the invalidation thread while the workers still answer, then
+ * ends the loop. The loop's main thread notices the end only when a signal
+ * interrupts its wait, so the stopper signals it until it has left (one
+ * signal could land just before it starts waiting). */
+static struct {
+	sem_t                wake;      /* posted by the handler, or at the end */
+	pthread_t            thr, loop_thr;
+	struct fuse_session *se;
+	int                  loop_done; /* atomic: the loop has returned */
+	int                  running;
+} stopper;
+
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_stop_signal(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	sem_post(&stopper.wake);
+	errno = saved;
+}
+
+static void *stopper_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "kvfs-stop");
+	while (sem_wait(&stopper.wake) != 0)
+		; /* EINTR */
+	if (__atomic_load_n(&stopper.loop_done, __ATOMIC_ACQUIRE))
+		return NULL; /* the loop ended by itself (unmounted) */
+	LOG(LOG_INFO, "stop signal: unmounting");
+	inval_stop();
+	fuse_session_exit(stopper.se);
+	while (!__atomic_load_n(&stopper.loop_done, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
+
+		pthread_kill(stopper.loop_thr, SIGTERM);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Installs the handlers; called with the stop signals blocked, so that the
+ * stopper thread inherits them blocked. */
+static int stopper_start(struct fuse_session *se)
+{
+	struct sigaction sa;
+
+	if (sem_init(&stopper.wake, 0, 0) != 0)
+		return -errno;
+	stopper.se = se;
+	stopper.loop_thr = pthread_self();
+	if (pthread_create(&stopper.thr, NULL, stopper_main, NULL) != 0) {
+		sem_destroy(&stopper.wake);
+		return -EAGAIN;
+	}
+	stopper.running = 1;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop_signal; /* no SA_RESTART: the loop's waits must end */
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaction(stop_signals[i], &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	return 0;
+}
+
+/* After the loop has returned: ends the stopper and puts the default
+ * actions back. */
+static void stopper_stop(void)
+{
+	if (!stopper.running)
+		return;
+	__atomic_store_n(&stopper.loop_done, 1, __ATOMIC_RELEASE);
+	sem_post(&stopper.wake);
+	pthread_join(stopper.thr, NULL);
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		signal(stop_signals[i], SIG_DFL);
+	sem_destroy(&stopper.wake);
+	stopper.running = 0;
 }
 
 /* -o entry_timeout=/attr_timeout= (seconds) are ours, not the kernel's. */
@@ -531,23 +635,21 @@ int main(int argc, char **argv)
 		fprintf(errf, "kvfs: cannot mount on %s\n", mnt);
 		goto out_fs;
 	}
-	/* A shell starts background jobs with SIGINT ignored, and libfuse only
-	 * takes over signals left at their default; SPEC §2 wants SIGINT and
-	 * SIGTERM to unmount cleanly whoever started us. */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	if (fuse_set_signal_handlers(se) != 0) {
-		fprintf(errf, "kvfs: cannot install signal handlers\n");
+	/* SPEC §2 wants SIGINT and SIGTERM to unmount cleanly whoever started
+	 * us, also a shell that starts background jobs with SIGINT ignored. */
+	if ((rc = stopper_start(se)) != 0) {
+		fprintf(errf, "kvfs: cannot install signal handlers: %s\n", strerror(-rc));
 		goto out_unmount;
 	}
-	inval.se = se;
-	if (pthread_create(&inval.thr, NULL, inval_main, NULL) == 0) {
-		inval.running = 1;
+	if ((rc = inval_start(se)) == 0) {
 		struct node_change_listener l = {
 			.change = on_change, .flush = on_change_flush, .fence = on_change_fence,
 		};
 
 		node_set_change_listener(n, &l);
+	} else {
+		LOG(LOG_WARN, "mount: no invalidation thread (%s): changes made by peers or "
+		    "over the control socket show after the cache timeouts", strerror(-rc));
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -565,9 +667,9 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 	LOG(LOG_INFO, "unmounting %s", mnt);
 
+	stopper_stop();
 	node_set_change_listener(n, NULL);
 	inval_stop();
-	fuse_remove_signal_handlers(se);
 out_unmount:
 	fuse_session_unmount(se);
 out_fs:
