@@ -400,8 +400,8 @@ static void mn_store_done(void *arg, int status, uint64_t lsn)
 	else
 		mn->dhead = s;
 	mn->dtail = s;
+	uv_async_send(&mn->async); /* under the lock: see standalone.c, sa_store_done */
 	pthread_mutex_unlock(&mn->mu);
-	uv_async_send(&mn->async);
 }
 
 /* Loop thread: a submission is over (completed by the store, or never

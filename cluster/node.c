@@ -703,12 +703,15 @@ static int make_repl(node *n)
 	return -EINVAL;
 }
 
+/* The store closes first: closing joins its threads, and they may still
+ * call into the replication layer (the tail of a completion callback, the
+ * background snapshot's snap_state). */
 static void node_free(node *n)
 {
-	if (n->rops && n->repl)
-		n->rops->destroy(n->repl);
 	if (n->st)
 		store_close(n->st);
+	if (n->rops && n->repl)
+		n->rops->destroy(n->repl);
 	if (n->search)
 		search_index_free(n->search);
 	free_config(n);

@@ -196,8 +196,8 @@ static void rn_append_cb(void *arg, int status, uint64_t lsn)
 	a->status = status;
 	a->lsn = lsn;
 	a->done = 1;
+	uv_async_send(&rn->async); /* under the lock: see standalone.c, sa_store_done */
 	pthread_mutex_unlock(&rn->mu);
-	uv_async_send(&rn->async);
 }
 
 static void elsn_truncate(struct rn *rn, uint64_t first)

@@ -83,8 +83,10 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
 	else
 		sa->head = d;
 	sa->tail = d;
-	pthread_mutex_unlock(&sa->mu);
+	/* Sent under the lock: once the loop can take d (the last completion,
+	 * say) and close, this thread no longer touches sa. */
 	uv_async_send(&sa->async);
+	pthread_mutex_unlock(&sa->mu);
 }
 
 /* Writes are submitted with STORE_LATER while the loop handles its ready

@@ -23,6 +23,7 @@
 
 #include "cluster/node.h"
 #include "store/store.h"
+#include "tests/lib/slow_wake.h"
 
 #define NN 3
 
@@ -317,6 +318,61 @@ static void restarted_node_catches_up(void **state)
 	cl_free(c);
 }
 
+/* A node closes as soon as its writers are answered, while the committer
+ * that completed the last group may still be on its way out (slowed down
+ * here before its wake-up of the loop): node_close() must not free what
+ * that committer still touches (test_node.c has the standalone twin). */
+#define CLOSE_WRITERS 6
+#define CLOSE_PER_WRITER 3
+
+struct close_writer {
+	node *n;
+	int   id, ok;
+};
+
+static void *close_writer_main(void *p)
+{
+	struct close_writer *w = p;
+	char key[32];
+
+	for (int i = 0; i < CLOSE_PER_WRITER; i++) {
+		snprintf(key, sizeof(key), "c%d/k%d", w->id, i);
+		if (put(w->n, key, "v", 0))
+			break;
+		w->ok++;
+	}
+	return NULL;
+}
+
+static void close_right_after_the_last_acknowledgement(void **state)
+{
+	struct cl *c = cl_new();
+	struct close_writer w[CLOSE_WRITERS];
+	pthread_t th[CLOSE_WRITERS];
+	char key[32];
+
+	(void)state;
+	slow_wake_set_ms(20);
+	for (int i = 0; i < CLOSE_WRITERS; i++) {
+		w[i] = (struct close_writer){ .n = c->n[0], .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, close_writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < CLOSE_WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].ok, CLOSE_PER_WRITER);
+	}
+	node_close(c->n[0]);
+	c->n[0] = NULL;
+	slow_wake_set_ms(0);
+	open_one(c, 0);
+	for (int i = 0; i < CLOSE_WRITERS; i++)
+		for (int j = 0; j < CLOSE_PER_WRITER; j++) {
+			snprintf(key, sizeof(key), "c%d/k%d", i, j);
+			assert_true(wait_all(c, key, "v") >= 0);
+		}
+	cl_free(c);
+}
+
 static char faults_path[128];
 
 static void set_partition(const char *ids)
@@ -507,6 +563,7 @@ int main(void)
 		cmocka_unit_test(concurrent_writes_to_one_key_converge),
 		cmocka_unit_test(deleted_key_stays_deleted_and_tombstone_is_collected),
 		cmocka_unit_test(restarted_node_catches_up),
+		cmocka_unit_test(close_right_after_the_last_acknowledgement),
 		cmocka_unit_test(partitioned_node_keeps_writing_and_a_delete_survives_its_return),
 	};
 	char env[160];

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -20,6 +21,7 @@
 #include "cluster/node.h"
 #include "search/search.h"
 #include "cluster/repl.h"
+#include "tests/lib/slow_wake.h"
 
 static char *make_tmpdir(void)
 {
@@ -281,6 +283,61 @@ static void async_write_completes_on_the_loop_thread(void **state)
 }
 
 
+/* The node closes as soon as its writers are answered, while the committer
+ * that completed the last group may still be on its way out (here: slowed
+ * down before its wake-up of the loop). node_close() must not free what
+ * that committer still touches (before the fix: libuv aborted on the
+ * loop's closed wake-up descriptor, or worse, wrote to a reused one). */
+#define CLOSE_WRITERS 6
+#define CLOSE_PER_WRITER 3
+
+static void *few_writes(void *p)
+{
+	struct writer_arg *a = p;
+	char key[64];
+
+	for (int i = 0; i < CLOSE_PER_WRITER; i++) {
+		snprintf(key, sizeof key, "c%02d/k%d", a->id, i);
+		if (put(a->n, key, "v"))
+			break;
+		a->ok++;
+	}
+	return NULL;
+}
+
+static void close_right_after_the_last_acknowledgement(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 3; round++) {
+		char *dir = make_tmpdir();
+		node *n = open_node(dir);
+		pthread_t th[CLOSE_WRITERS];
+		struct writer_arg args[CLOSE_WRITERS];
+
+		slow_wake_set_ms(20);
+		for (int i = 0; i < CLOSE_WRITERS; i++) {
+			args[i] = (struct writer_arg){ .n = n, .id = i };
+			assert_int_equal(pthread_create(&th[i], NULL, few_writes, &args[i]), 0);
+		}
+		for (int i = 0; i < CLOSE_WRITERS; i++) {
+			pthread_join(th[i], NULL);
+			assert_int_equal(args[i].ok, CLOSE_PER_WRITER);
+		}
+		node_close(n);
+		slow_wake_set_ms(0);
+		n = open_node(dir);
+		for (int i = 0; i < CLOSE_WRITERS; i++)
+			for (int j = 0; j < CLOSE_PER_WRITER; j++) {
+				char key[64];
+
+				snprintf(key, sizeof key, "c%02d/k%d", i, j);
+				assert_value(n, key, "v");
+			}
+		node_close(n);
+		rm_rf(dir);
+	}
+}
+
 /* Writes in flight when node_close() is called (from the control socket,
  * which lives on the loop) are each answered exactly once, with success or
  * -ESHUTDOWN, and every acknowledged one is there after a restart. */
@@ -484,6 +541,7 @@ int main(void)
 		cmocka_unit_test(invalid_key_is_refused_and_node_stays_up),
 		cmocka_unit_test(concurrent_writers_share_syncs_and_survive_restart),
 		cmocka_unit_test(close_with_writes_in_flight_answers_each_once),
+		cmocka_unit_test(close_right_after_the_last_acknowledgement),
 		cmocka_unit_test(async_write_completes_on_the_loop_thread),
 		cmocka_unit_test(socket_writes_notify_the_change_listener),
 		cmocka_unit_test(socket_write_reply_waits_for_the_change_fence),
