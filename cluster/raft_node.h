@@ -87,8 +87,8 @@ void rn_state_encode(uint64_t index, uint64_t term, unsigned char out[RN_STATE_S
 int  rn_state_decode(const void *p, size_t len, uint64_t *index, uint64_t *term);
 
 /* A snapshot for a follower (format 5): `n` ops (puts, in key order) as
- * batches of at most `chunk` (1..KV_BATCH_MAX); *out is malloc'd. Decoding
- * makes *ops (malloc'd) point into data; -EBADMSG for
+ * batches of at most `chunk` (1..KV_BATCH_MAX, else -EINVAL); *out is
+ * malloc'd. Decoding makes *ops (malloc'd) point into data; -EBADMSG for
  * anything else than what rn_snap_encode() makes. */
 int  rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
 		    size_t *outlen);

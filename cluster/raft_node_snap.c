@@ -103,43 +103,43 @@ static int snap_collect(store *st, struct snap_collect *c)
 	return rc;
 }
 
+/* The batches of a snapshot: chunk keys each, and at least one (an empty
+ * store is one empty batch). */
+static struct kv_batch snap_part(const struct kv_op *ops, size_t n, uint32_t chunk, size_t i)
+{
+	return (struct kv_batch){ .ops = n ? ops + i : ops,
+				  .n = (uint32_t)(n - i < chunk ? n - i : chunk) };
+}
+
 int rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out,
 		   size_t *outlen)
 {
-	unsigned char *buf = malloc(8);
+	unsigned char *buf, *p;
 	size_t len = 8, i = 0;
-	int rc = 0;
 
+	if (chunk == 0 || chunk > KV_BATCH_MAX)
+		return -EINVAL;
+	/* Sized first, then encoded in place: one allocation, no copies. */
+	do {
+		struct kv_batch b = snap_part(ops, n, chunk, i);
+
+		len += 8 + batch_encoded_size(&b);
+		i += b.n;
+	} while (i < n);
+	buf = malloc(len);
 	if (!buf)
 		return -ENOMEM;
 	le_put64(buf, n);
+	p = buf + 8;
+	i = 0;
 	do {
-		struct kv_batch b = { .ops = n ? ops + i : ops,
-				      .n = (uint32_t)(n - i < chunk ? n - i : chunk) };
-		void *part;
-		size_t plen;
-		unsigned char *nb;
+		struct kv_batch b = snap_part(ops, n, chunk, i);
+		unsigned char *end = batch_encode_into(&b, p + 8);
 
-		rc = batch_encode_room(&b, 8, &part, &plen);
-		if (rc)
-			break;
-		nb = realloc(buf, len + plen);
-		if (!nb) {
-			free(part);
-			rc = -ENOMEM;
-			break;
-		}
-		buf = nb;
-		le_put64(part, plen - 8);
-		memcpy(buf + len, part, plen);
-		free(part);
-		len += plen;
+		le_put64(p, (uint64_t)(end - (p + 8)));
+		p = end;
 		i += b.n;
 	} while (i < n);
-	if (rc) {
-		free(buf);
-		return rc;
-	}
 	*out = buf;
 	*outlen = len;
 	return 0;

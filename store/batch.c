@@ -56,17 +56,8 @@ int batch_check(const struct kv_batch *b)
 	return 0;
 }
 
-int batch_encode_room(const struct kv_batch *b, size_t room, void **out, size_t *outlen)
+unsigned char *batch_encode_into(const struct kv_batch *b, unsigned char *p)
 {
-	size_t len = room + batch_encoded_size(b);
-	unsigned char *buf, *p;
-
-	if (b->n > KV_BATCH_MAX)
-		return -E2BIG;
-	buf = malloc(len ? len : 1);
-	if (!buf)
-		return -ENOMEM;
-	p = buf + room;
 	p[0] = BATCH_VERSION;
 	p[1] = 0;
 	le_put16(p + 2, 0);
@@ -98,6 +89,20 @@ int batch_encode_room(const struct kv_batch *b, size_t room, void **out, size_t 
 			memcpy(p, op->val, vlen);
 		p += vlen;
 	}
+	return p;
+}
+
+int batch_encode_room(const struct kv_batch *b, size_t room, void **out, size_t *outlen)
+{
+	size_t len = room + batch_encoded_size(b);
+	unsigned char *buf;
+
+	if (b->n > KV_BATCH_MAX)
+		return -E2BIG;
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	batch_encode_into(b, buf + room);
 	*out = buf;
 	*outlen = len;
 	return 0;

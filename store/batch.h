@@ -50,6 +50,10 @@ size_t batch_encoded_size(const struct kv_batch *b);
  * system call and no copy). *outlen includes room. */
 int batch_encode_room(const struct kv_batch *b, size_t room, void **out, size_t *outlen);
 
+/* Encodes b at p, which has room for batch_encoded_size(b) bytes; the
+ * caller has checked b->n <= KV_BATCH_MAX. Returns the end of the encoding. */
+unsigned char *batch_encode_into(const struct kv_batch *b, unsigned char *p);
+
 /* kv_batch_decode() that uses room[0..room_n) for *ops when the batch fits
  * (the caller then must not free *ops: check *ops != room), sparing a
  * malloc per record during log replay. */

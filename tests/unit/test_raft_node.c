@@ -336,6 +336,15 @@ static void snapshot_batches_round_trip_and_refuse_a_cut(void **state)
 			free(longer);
 			free(buf);
 		}
+	{
+		void *enc = NULL;
+		size_t len;
+
+		/* A batch size of 0 would never end. */
+		assert_int_equal(rn_snap_encode(ops, 3, 0, &enc, &len), -EINVAL);
+		assert_int_equal(rn_snap_encode(ops, 3, KV_BATCH_MAX + 1, &enc, &len), -EINVAL);
+		assert_null(enc);
+	}
 }
 
 int main(void)
