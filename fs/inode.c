@@ -404,14 +404,12 @@ void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 	free(copy);
 }
 
-int ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
+/* ino_find() with the lock held. */
+static int find_locked(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
 {
 	const char *p = path, *end = path + len;
-	struct inode *dir, *n = NULL;
-	int rc = -ENOENT;
+	struct inode *dir = root, *n;
 
-	pthread_mutex_lock(&lock);
-	dir = root;
 	for (;;) {
 		const char *slash = memchr(p, '/', (size_t)(end - p));
 		const char *e = slash ? slash : end;
@@ -419,16 +417,65 @@ int ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
 		if (!slash)
 			break;
 		if (!n)
-			goto out;
+			return -ENOENT;
 		dir = n;
 		p = slash + 1;
 	}
 	*parent = dir->ino;
 	*ino = n ? n->ino : 0;
-	rc = 0;
-out:
+	return 0;
+}
+
+int ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
+{
+	int rc;
+
+	pthread_mutex_lock(&lock);
+	rc = find_locked(path, len, parent, ino);
 	pthread_mutex_unlock(&lock);
 	return rc;
+}
+
+/* ino_changed() calls without a node, counted per bucket of names, so that
+ * a stream of changes to other names leaves a lookup cacheable. Written
+ * under lock. */
+#define CHANGE_BUCKETS 1024
+static uint64_t changes[CHANGE_BUCKETS];
+
+/* The bucket of a store key, trailing '/' (a directory's marker) ignored. */
+static uint64_t *change_bucket(const char *key, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (len && key[len - 1] == '/')
+		len--;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 16777619u;
+	return &changes[h % CHANGE_BUCKETS];
+}
+
+int ino_changed(const char *key, size_t len)
+{
+	uint64_t parent, ino = 0, *bucket = change_bucket(key, len);
+	int known;
+
+	while (len && key[len - 1] == '/')
+		len--;
+	/* Searched and counted in one hold of the lock: a lookup that
+	 * registers the name after the search reads the new count. */
+	pthread_mutex_lock(&lock);
+	known = len && find_locked(key, len, &parent, &ino) == 0 && ino;
+	if (!known)
+		__atomic_add_fetch(bucket, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&lock);
+	return known;
+}
+
+uint64_t ino_changes(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return __atomic_load_n(change_bucket(path, strlen(path)), __ATOMIC_SEQ_CST);
 }
 
 int ino_cache_check(uint64_t ino, uint64_t version, int64_t mtime_ns, uint64_t size)

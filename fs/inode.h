@@ -69,6 +69,19 @@ void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
  * know the entry itself). -ENOENT when the directory is unknown. */
 int  ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino);
 
+/* A change made behind the kernel's back (over the socket, by a peer) needs
+ * an invalidation only if the kernel may cache the name. ino_changed() says
+ * so for the store key `key` (trailing '/' names its directory): 1 when a
+ * node exists for it, else 0, and then it counts the change, under the lock
+ * ino_lookup() takes. A lookup that read the store before such a change
+ * and registers its node after it would hand the kernel the old state with
+ * nobody left to invalidate it: so a lookup whose reading of
+ * ino_changes(path) moved between its store read and its registration must
+ * not let the kernel cache its answer. The count is kept per bucket of
+ * names (path: a FUSE path "/a/b"; a false share only costs a lookup). */
+int      ino_changed(const char *key, size_t len);
+uint64_t ino_changes(const char *path);
+
 /* Page-cache bookkeeping for keep_cache. Returns 1 when the kernel's pages
  * of `ino` were filled from contents with this version/mtime/size (so they
  * may be kept on open), 0 otherwise; either way records these as what the

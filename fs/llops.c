@@ -57,6 +57,18 @@ static int child_path(fuse_req_t req, fuse_ino_t parent, const char *name, char 
 	return rc >= 0;
 }
 
+/* The kernel may cache an entry read from the store while `seen` was the
+ * count of changes to names it did not know (ino_changed) for `path`: a
+ * change that came between the store read and the registration of the name
+ * was not invalidated, so then the answer is for this once only. */
+static void set_timeouts(struct fuse_entry_param *e, const char *path, uint64_t seen)
+{
+	if (ino_changes(path) != seen)
+		return; /* timeouts 0 */
+	e->entry_timeout = K->entry_timeout;
+	e->attr_timeout = K->attr_timeout;
+}
+
 /* Answers a lookup (or a create/mkdir/...) of the child `name` of `parent`
  * whose path is `path`: its attributes and an inode counted by the kernel.
  * fi, when not NULL, is a new descriptor (create) to hand over with it. */
@@ -65,6 +77,8 @@ static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct fuse_entry_param e;
 	int rc, sent;
+
+	uint64_t seen = ino_changes(path);
 
 	memset(&e, 0, sizeof(e));
 	if ((rc = fsops_getattr(path, &e.attr, fi)))
@@ -76,8 +90,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	e.generation = 1;
 	e.attr.st_ino = e.ino;
-	e.entry_timeout = K->entry_timeout;
-	e.attr_timeout = K->attr_timeout;
+	set_timeouts(&e, path, seen);
 	if (fi) {
 		uint64_t v, size;
 		int64_t mt;
@@ -524,12 +537,13 @@ static size_t add_plus(fuse_req_t req, char *buf, size_t room, fuse_ino_t dir,
 	e.attr.st_mode = type;
 	if (strcmp(name, ".") && strcmp(name, "..") && plen + nlen + 2 <= PBUF) {
 		memcpy(path + plen, name, nlen + 1);
+		uint64_t seen = ino_changes(path);
+
 		if (fsops_getattr(path, &e.attr, NULL) == 0 &&
 		    (e.ino = ino_lookup(dir, name, nlen, e.attr.st_mode))) {
 			e.generation = 1;
 			e.attr.st_ino = e.ino;
-			e.entry_timeout = K->entry_timeout;
-			e.attr_timeout = K->attr_timeout;
+			set_timeouts(&e, path, seen);
 		}
 	}
 	len = fuse_add_direntry_plus(req, buf, room, name, &e, next);

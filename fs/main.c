@@ -34,6 +34,7 @@
 
 #include "cluster/node.h"
 #include "fs/fsops.h"
+#include "fs/inode.h"
 #include "fs/llops.h"
 #include "fs/opts.h"
 #include "store/log.h"
@@ -121,6 +122,10 @@ static void on_change(void *arg, const char *key, size_t klen)
 	char *p;
 
 	(void)arg;
+	/* A name the kernel does not know has nothing cached to drop (and
+	 * then its socket reply needs no fence either). */
+	if (!ino_changed(key, klen))
+		return;
 	p = malloc(klen + 1);
 	if (!p) {
 		pthread_mutex_lock(&inval.lock);

@@ -190,6 +190,33 @@ static void rename_moves_a_directory_with_its_children(void **state)
 	assert_path(f, "/top/f");
 }
 
+/* Only a change to a name the kernel may cache needs an invalidation; the
+ * others are counted, so that a lookup racing with them can tell. */
+static void changes_to_unknown_names_are_counted(void **state)
+{
+	uint64_t d, g, o;
+
+	(void)state;
+	d = look(INO_ROOT, "d", S_IFDIR);
+	(void)look(d, "f", S_IFREG);
+	g = ino_changes("/d/g");
+	o = ino_changes("/other");
+	assert_int_equal(ino_changed("d/f", 3), 1);
+	assert_int_equal(ino_changed("d", 1), 1);
+	assert_int_equal(ino_changed("d/", 2), 1); /* the directory's marker */
+	assert_int_equal(ino_changed("d/g", 3), 0); /* the directory is known, not g */
+	assert_int_equal(ino_changes("/d/g"), g + 1);
+	assert_int_equal(ino_changed("x/y/z", 5), 0);
+	assert_int_equal(ino_changed("d/g/", 4), 0); /* g's marker: g's count */
+	assert_int_equal(ino_changes("/d/g"), g + 2);
+	(void)look(d, "g", S_IFREG);
+	assert_int_equal(ino_changed("d/g", 3), 1);
+	assert_int_equal(ino_changes("/d/g"), g + 2);
+	/* Another name keeps its count ("other" and "d/g" are in different
+	 * buckets). */
+	assert_int_equal(ino_changes("/other"), o);
+}
+
 static void a_new_type_gets_a_new_inode(void **state)
 {
 	char buf[64];
@@ -243,6 +270,7 @@ static void many_nodes_survive_table_growth(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(changes_to_unknown_names_are_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(paths_walk_up_to_the_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(lookups_are_counted_until_forgotten, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_directory_stays_while_it_has_children, setup, teardown),
