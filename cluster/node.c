@@ -245,8 +245,10 @@ static void fence_reached(void *cookie)
 	pthread_mutex_lock(&n->qmu);
 	f->next = n->fenced;
 	n->fenced = f;
-	pthread_mutex_unlock(&n->qmu);
+	/* Under the lock: once the loop can take f (on another wake-up) and
+	 * the node can close, this thread no longer touches it. */
 	uv_async_send(&n->wake);
+	pthread_mutex_unlock(&n->qmu);
 }
 
 /* Holds the reply back until the changes just reported reach the mount's

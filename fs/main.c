@@ -70,6 +70,7 @@ static struct {
 	size_t            n, cap; /* for its own (emptied) array */
 	size_t            busy;  /* taken off the queue, not yet done */
 	unsigned long     dropped; /* changes lost for want of memory */
+	unsigned long     moot;  /* the thread's own: dropped at shutdown */
 	int               stop;  /* written under lock, read between items */
 	struct fuse_session *se;
 	pthread_t         thr;
@@ -173,6 +174,8 @@ static void inval_run(const struct inval_item *it, int stopping)
 	if (it->key) {
 		if (!stopping)
 			llops_invalidate(inval.se, it->key, strlen(it->key));
+		else
+			inval.moot++;
 		free(it->key);
 	} else {
 		it->reached(it->cookie); /* everything before it is done */
@@ -228,6 +231,8 @@ static void *inval_main(void *arg)
 	inval.n = 0;
 	pthread_mutex_unlock(&inval.lock);
 	free(batch);
+	if (inval.moot)
+		LOG(LOG_INFO, "mount: %lu cache invalidations dropped at shutdown", inval.moot);
 	return NULL;
 }
 
@@ -280,6 +285,8 @@ static struct {
 } stopper;
 
 static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+#define NSTOP (sizeof(stop_signals) / sizeof(stop_signals[0]))
+static int stop_taken[NSTOP]; /* our handler was installed */
 
 static void on_stop_signal(int sig)
 {
@@ -328,15 +335,26 @@ static int stopper_start(struct fuse_session *se)
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_stop_signal; /* no SA_RESTART: the loop's waits must end */
-	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
-		sigaction(stop_signals[i], &sa, NULL);
+	for (size_t i = 0; i < NSTOP; i++) {
+		struct sigaction cur;
+
+		/* SIGINT and SIGTERM stop us whoever started us (a shell starts
+		 * background jobs with SIGINT ignored); an ignored SIGHUP
+		 * (nohup) stays ignored. */
+		if (stop_signals[i] == SIGHUP && sigaction(SIGHUP, NULL, &cur) == 0 &&
+		    cur.sa_handler == SIG_IGN)
+			continue;
+		stop_taken[i] = sigaction(stop_signals[i], &sa, NULL) == 0;
+	}
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	return 0;
 }
 
-/* After the loop has returned: ends the stopper and puts the default
- * actions back. */
+/* After the loop has returned: ends the stopper. Further stop signals are
+ * ignored from now on: the shutdown under way (unmount, pending writes
+ * committed or failed, a Raft leader's hand-over) must not be cut short
+ * half-way; SIGKILL still ends the process. */
 static void stopper_stop(void)
 {
 	if (!stopper.running)
@@ -344,8 +362,9 @@ static void stopper_stop(void)
 	__atomic_store_n(&stopper.loop_done, 1, __ATOMIC_RELEASE);
 	sem_post(&stopper.wake);
 	pthread_join(stopper.thr, NULL);
-	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
-		signal(stop_signals[i], SIG_DFL);
+	for (size_t i = 0; i < NSTOP; i++)
+		if (stop_taken[i])
+			signal(stop_signals[i], SIG_IGN);
 	sem_destroy(&stopper.wake);
 	stopper.running = 0;
 }
@@ -657,6 +676,10 @@ int main(int argc, char **argv)
 		    "over the control socket show after the cache timeouts", strerror(-rc));
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* This thread runs the FUSE loop and must receive the stop signals
+	 * (and the stopper's wake-up) even if we were started with them
+	 * blocked. */
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 
 	LOG(LOG_INFO, "mounted %s (data %s, mode %s)", mnt, data, mode_flag(o.mode));
 	if (fd >= 0) {

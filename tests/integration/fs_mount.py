@@ -40,19 +40,21 @@ def is_mounted(path):
 
 
 class Mount:
-    def __init__(self, kvfs, scratch, args=(), name="kv"):
+    def __init__(self, kvfs, scratch, args=(), name="kv", preexec_fn=None):
         self.kvfs = os.path.abspath(kvfs)
         self.mnt = os.path.join(scratch, name + "-mnt")
         self.data = os.path.join(scratch, name + "-data")
         self.log = os.path.join(scratch, name + ".log")
         self.args = list(args)
         self.proc = None
+        self.preexec_fn = preexec_fn  # run in the child before kvfs starts
         os.makedirs(self.mnt, exist_ok=True)
 
     def start(self):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.kvfs, self.mnt, "--data", self.data, "-f"] +
-                                         self.args, stdout=log, stderr=log)
+                                         self.args, stdout=log, stderr=log,
+                                         preexec_fn=self.preexec_fn)
         deadline = time.time() + 15
         while not is_mounted(self.mnt):
             if self.proc.poll() is not None:

@@ -17,12 +17,16 @@ names in that directory; one control-socket batch deletes every file (each
 delete is an entry invalidation that needs the directory's lock); the
 daemon gets its signal while those invalidations run. It must exit within
 FS_SHUTDOWN_WAIT seconds with status 0, and the data must be intact after a
-restart (the batch either applied whole or not at all).
+restart (the batch either applied whole or not at all). At least one round
+must have found invalidations still queued (the daemon logs how many it
+dropped), or the test tested nothing. Then the signal dispositions kvfs may
+inherit: SIGTERM blocked, SIGHUP and SIGINT ignored.
 
 Usage: fs_shutdown.py KVFS_BINARY; exit 77 without /dev/fuse.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -103,6 +107,27 @@ def abort_conn(conn):
         subprocess.run(["umount", ctl], check=False)
 
 
+def kill_bounded(m):
+    """SIGKILL without waiting for ever: a daemon stuck in the kernel (the
+    connection could not be aborted) would block a plain wait."""
+    m.proc.kill()
+    try:
+        m.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        print(f"kvfs (pid {m.proc.pid}) does not die: stuck in the kernel", flush=True)
+    m.proc = None
+    subprocess.run(["fusermount3", "-u", "-z", m.mnt], check=False)
+
+
+def dropped_at_stop(log, start):
+    """Invalidations the daemon dropped at its last shutdown (its log from
+    byte `start`): proof that the signal came while they were running."""
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        found = re.findall(r"(\d+) cache invalidations dropped at shutdown", f.read())
+    return int(found[-1]) if found else 0
+
+
 def one_round(m, rnd, sig):
     d = f"r{rnd}"
     sock = os.path.join(m.data, "control.sock")
@@ -127,7 +152,7 @@ def one_round(m, rnd, sig):
             rc = m.proc.wait(timeout=WAIT)
         except subprocess.TimeoutExpired:
             abort_conn(conn)
-            m.kill()
+            kill_bounded(m)
             return [f"round {rnd} ({sig.name}): kvfs still running {WAIT:.0f} s after the signal"]
         m.proc = None
         if rc != 0:
@@ -137,7 +162,10 @@ def one_round(m, rnd, sig):
         return []
     finally:
         looker.kill()
-        looker.wait()
+        try:
+            looker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            print(f"the looker (pid {looker.pid}) is stuck in the dead mount", flush=True)
         if pending is not None:
             pending.close()
 
@@ -151,6 +179,60 @@ def check_whole(m, rnd):
     return []
 
 
+def inherited_dispositions(kvfs, scratch):
+    """What kvfs inherits from whoever starts it: a stop signal blocked in
+    its signal mask must not keep another from stopping it; a SIGHUP
+    ignored (nohup) stays ignored, while SIGINT and SIGTERM work even when
+    ignored (a shell starts background jobs with SIGINT ignored)."""
+    bad = []
+
+    def block_term():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def ignore_hup_int():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    cases = (("started with SIGTERM blocked", block_term, [signal.SIGINT]),
+             ("started with SIGHUP and SIGINT ignored", ignore_hup_int,
+              [signal.SIGHUP, signal.SIGINT]))
+    for name, pre, sigs in cases:
+        m = Mount(kvfs, scratch, name="inh", preexec_fn=pre)
+        conn = None
+        try:
+            m.start()
+            conn = fuse_conn(m.mnt)
+            for sig in sigs:
+                m.proc.send_signal(sig)
+                if sig == signal.SIGHUP:
+                    time.sleep(1)
+                    if m.proc.poll() is not None:
+                        bad.append(f"{name}: SIGHUP stopped kvfs (nohup must hold)")
+                        m.proc = None
+                        break
+                    continue
+                try:
+                    rc = m.proc.wait(timeout=WAIT)
+                except subprocess.TimeoutExpired:
+                    bad.append(f"{name}: kvfs still running {WAIT:.0f} s after {sig.name}")
+                    abort_conn(conn)
+                    kill_bounded(m)
+                    break
+                m.proc = None
+                if rc != 0:
+                    bad.append(f"{name}: kvfs exited with status {rc} after {sig.name}")
+                elif is_mounted(m.mnt):
+                    bad.append(f"{name}: still mounted after kvfs exited")
+        finally:
+            if m.proc is not None:
+                kill_bounded(m)
+            elif is_mounted(m.mnt):
+                subprocess.run(["fusermount3", "-u", "-z", m.mnt], check=False)
+        if not bad:
+            print(f"{name}: as expected", flush=True)
+    return bad
+
+
 def main():
     skip_without_fuse()
     kvfs = os.path.abspath(sys.argv[1])
@@ -159,18 +241,27 @@ def main():
     m = Mount(kvfs, scratch)
     try:
         m.start()
+        busy_rounds = 0
         for rnd in range(ROUNDS):
             sig = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[rnd % 3]
+            start = os.path.getsize(m.log)
             bad += one_round(m, rnd, sig)
             if bad:
                 break
+            dropped = dropped_at_stop(m.log, start)
+            busy_rounds += dropped > 0
             m.start()
             bad += check_whole(m, rnd)
             if bad:
                 break
-            print(f"round {rnd} ({sig.name}): exited cleanly", flush=True)
+            print(f"round {rnd} ({sig.name}): exited cleanly, {dropped} queued "
+                  "invalidations dropped", flush=True)
         if not bad:
             m.stop()
+            bad += inherited_dispositions(kvfs, scratch)
+            if busy_rounds == 0:
+                bad.append("no signal came while invalidations were running: the test "
+                           "tested nothing (raise FS_SHUTDOWN_FILES)")
     finally:
         if m.proc is not None:
             m.kill()
