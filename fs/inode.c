@@ -404,6 +404,18 @@ void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 	free(copy);
 }
 
+int ino_child_is_dir(uint64_t parent, const char *name)
+{
+	struct inode *n;
+	int dir;
+
+	pthread_mutex_lock(&lock);
+	n = get_child(parent, name, strlen(name));
+	dir = !n || S_ISDIR(n->type);
+	pthread_mutex_unlock(&lock);
+	return dir;
+}
+
 /* ino_find() with the lock held. */
 static int find_locked(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
 {

@@ -64,6 +64,10 @@ int  ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg);
 void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 		const char *newname, void *orphan);
 
+/* Whether the child `name` of `parent` is a directory (1), or something
+ * else (0); 1 when the table has no such node (the cautious answer). */
+int  ino_child_is_dir(uint64_t parent, const char *name);
+
 /* Finds the nodes of a store path "a/b/c" (no leading '/'): sets *parent to
  * the directory's ino and *ino to the entry's ino (0 when the kernel does not
  * know the entry itself). -ENOENT when the directory is unknown. */

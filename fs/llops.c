@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,34 @@
 #include "fs/move.h"
 
 #define K (fsops_ctx())
+
+/* The namespace lock. An operation that turns an inode into a path (through
+ * the inode table) and then acts on the store under that path holds it
+ * shared from the path to its last write: create, mkdir, mknod, symlink,
+ * unlink, rmdir, setattr, open (which registers the open file under its
+ * key). A rename of a directory holds it exclusive, from its paths to the
+ * inode table's update. The kernel does not lock a directory being renamed
+ * against creates inside it, so without this a create of d/x could write
+ * its key after d/ had moved to e/ and bring d back with the late files.
+ * Commits of open files take no part: move.c re-keys registered open files
+ * under their own locks. Writer-preferring, so that renames do not starve
+ * behind a stream of creates; never taken twice by one thread. */
+static pthread_rwlock_t ns_lock;
+
+static void ns_shared(void)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+}
+
+static void ns_exclusive(void)
+{
+	pthread_rwlock_wrlock(&ns_lock);
+}
+
+static void ns_done(void)
+{
+	pthread_rwlock_unlock(&ns_lock);
+}
 
 /* Room for any key plus one more component, so that an over-long name is
  * refused by the path-based checks with their errno. */
@@ -216,11 +245,15 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int rc;
 
 	path[0] = '\0';
+	ns_shared();
 	if ((rc = ino_path(ino, path, sizeof(path))) < 0 && !fi) {
+		ns_done();
 		reply_rc(req, rc);
 		return;
 	}
-	if ((rc = setattr_path(path, attr, to_set, fi))) {
+	rc = setattr_path(path, attr, to_set, fi);
+	ns_done();
+	if (rc) {
 		reply_rc(req, rc);
 		return;
 	}
@@ -250,8 +283,11 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkin
 	char path[PBUF];
 	int rc;
 
-	if (!child_path(req, parent, name, path))
+	ns_shared();
+	if (!child_path(req, parent, name, path)) {
+		ns_done();
 		return;
+	}
 	set_caller(req);
 	if (k == MK_NOD)
 		rc = fsops_mknod(path, mode, 0);
@@ -259,11 +295,11 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkin
 		rc = fsops_mkdir(path, mode);
 	else
 		rc = fsops_symlink(target, path);
-	if (rc) {
+	if (rc == 0)
+		reply_entry(req, parent, name, path, NULL); /* the name too, under the lock */
+	ns_done();
+	if (rc)
 		reply_rc(req, rc);
-		return;
-	}
-	reply_entry(req, parent, name, path, NULL);
 }
 
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -297,8 +333,11 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int
 	char path[PBUF];
 	int rc;
 
-	if (!child_path(req, parent, name, path))
+	ns_shared();
+	if (!child_path(req, parent, name, path)) {
+		ns_done();
 		return;
+	}
 	if (dir) {
 		rc = fsops_rmdir(path);
 		if (rc == 0)
@@ -311,6 +350,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int
 		else if (of)
 			fsops_put_open(of);
 	}
+	ns_done();
 	reply_rc(req, rc);
 }
 
@@ -341,8 +381,15 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, (flags & RENAME_NOREPLACE) ? EEXIST : 0);
 		return;
 	}
+	/* A file's rename moves one key and shares the lock with creates; a
+	 * directory's moves every key under it and must not. */
+	if (ino_child_is_dir(parent, name))
+		ns_exclusive();
+	else
+		ns_shared();
 	if ((rc = ino_child_path(parent, name, from, sizeof(from))) < 0 ||
 	    (rc = ino_child_path(newparent, newname, to, sizeof(to))) < 0) {
+		ns_done();
 		reply_rc(req, rc);
 		return;
 	}
@@ -352,6 +399,7 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ino_rename(parent, name, newparent, newname, of); /* takes the pin */
 	else if (of)
 		fsops_put_open(of);
+	ns_done();
 	reply_rc(req, rc);
 }
 
@@ -373,11 +421,15 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char path[PBUF];
 	int rc;
 
+	ns_shared();
 	if ((rc = ino_path(ino, path, sizeof(path))) < 0) {
+		ns_done();
 		reply_rc(req, rc == -ENOENT ? -ESTALE : rc);
 		return;
 	}
-	if ((rc = fsops_open(path, fi))) {
+	rc = fsops_open(path, fi);
+	ns_done();
+	if (rc) {
 		reply_rc(req, rc);
 		return;
 	}
@@ -392,14 +444,18 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char path[PBUF];
 	int rc;
 
-	if (!child_path(req, parent, name, path))
-		return;
-	set_caller(req);
-	if ((rc = fsops_create(path, mode, fi))) {
-		reply_rc(req, rc);
+	ns_shared();
+	if (!child_path(req, parent, name, path)) {
+		ns_done();
 		return;
 	}
-	reply_entry(req, parent, name, path, fi);
+	set_caller(req);
+	rc = fsops_create(path, mode, fi);
+	if (rc == 0)
+		reply_entry(req, parent, name, path, fi); /* the name too, under the lock */
+	ns_done();
+	if (rc)
+		reply_rc(req, rc);
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -762,12 +818,25 @@ const struct fuse_lowlevel_ops *llops_get(void)
 
 int llops_init(void)
 {
-	return ino_init(fsops_put_open);
+	pthread_rwlockattr_t a;
+	int rc;
+
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = -pthread_rwlock_init(&ns_lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	if (rc)
+		return rc;
+	rc = ino_init(fsops_put_open);
+	if (rc)
+		pthread_rwlock_destroy(&ns_lock);
+	return rc;
 }
 
 void llops_fini(void)
 {
 	ino_fini();
+	pthread_rwlock_destroy(&ns_lock);
 }
 
 void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
