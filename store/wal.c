@@ -37,6 +37,7 @@ struct wal {
 	uint64_t           prealloc;
 	uint64_t           alloc_end;
 	int                no_alloc;  /* zero-filling failed in this segment */
+	int                in_group;  /* a record was added since the last sync point */
 };
 
 void wal_segment_name(uint64_t first_lsn, char *buf, size_t size)
@@ -175,6 +176,9 @@ uint64_t wal_bytes_appended(const wal *w)
 
 kvio_file *wal_sync_file(wal *w)
 {
+	/* Everything written so far is the group this sync makes durable;
+	 * the next record added starts another (WAL_F_GROUP). */
+	w->in_group = 0;
 	return w->cur;
 }
 
@@ -382,7 +386,9 @@ int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, u
 	le_put32(h + 4, (uint32_t)(len - WAL_REC_HDR));
 	le_put64(h + 8, w->next_lsn);
 	h[16] = type;
-	h[17] = h[18] = h[19] = 0;
+	h[17] = w->in_group ? 0 : WAL_F_GROUP;
+	h[18] = h[19] = 0;
+	w->in_group = 1;
 	le_put32(h, crc32c(payload_crc, h + 4, 16));
 	w->iov[w->niov].iov_base = rec;
 	w->iov[w->niov++].iov_len = len;
@@ -448,7 +454,7 @@ static size_t rec_valid(const unsigned char *buf, size_t size, size_t off,
 		return 0;
 	len = le_get32(h + 4);
 	lsn = le_get64(h + 8);
-	if (h[17] || h[18] || h[19] || h[16] == 0)
+	if ((h[17] & ~WAL_F_GROUP) || h[18] || h[19] || h[16] == 0)
 		return 0;
 	if (want ? lsn != want : lsn <= min_lsn)
 		return 0;
@@ -518,8 +524,12 @@ static int all_zero(const unsigned char *p, size_t n)
  * valid records of the same unacknowledged group follow it. Every byte of
  * an acknowledged group was on disk when its fdatasync returned, so such a
  * page lies wholly after the last acknowledged record: the log is torn
- * there, not corrupt. (A disk that zeroes a whole page of acknowledged
- * records is outside what the log can tell from a torn append.) */
+ * there, not corrupt. A record's own zeros (a sparse file's block) look the
+ * same, so in segments that mark their sync groups (version 2) a later
+ * group after the bad record makes it corruption (later_group). (Damage
+ * inside the last group, to a record holding a page of zeros, or a disk
+ * that zeroes a whole page of acknowledged records, is outside what the log
+ * can tell from a torn append.) */
 static int lost_page(const unsigned char *buf, size_t off, size_t end)
 {
 	for (size_t p = off - off % WAL_PAGE; p + WAL_PAGE <= end; p += WAL_PAGE) {
@@ -531,10 +541,32 @@ static int lost_page(const unsigned char *buf, size_t off, size_t end)
 	return 0;
 }
 
+/* Whether a valid record after the bad one at `off` (from `first`, the
+ * first such record, on) starts a sync group. Only the last group can have
+ * lost a page (every earlier one was synced whole before the next was
+ * written): a later group means the bad record was durable, so it is
+ * corrupt, not torn. */
+static int later_group(const unsigned char *buf, size_t size, size_t first, uint64_t bad_lsn)
+{
+	for (size_t o = first; o + WAL_REC_HDR <= size;) {
+		size_t n = rec_valid(buf, size, o, 0, bad_lsn);
+
+		if (!n) {
+			o++;
+			continue;
+		}
+		if (buf[o + 17] & WAL_F_GROUP)
+			return 1;
+		o += n;
+	}
+	return 0;
+}
+
 static int header_ok(const unsigned char *b, size_t size, uint64_t first_lsn)
 {
 	return size >= WAL_SEG_HDR && le_get32(b) == WAL_MAGIC &&
-	       le_get32(b + 4) == WAL_VERSION && le_get64(b + 8) == first_lsn &&
+	       (le_get32(b + 4) == 1 || le_get32(b + 4) == WAL_VERSION) &&
+	       le_get64(b + 8) == first_lsn &&
 	       le_get32(b + 16) == 0 && le_get32(b + 20) == crc32c(0, b, 20);
 }
 
@@ -546,7 +578,7 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 	kvio_file *f = NULL;
 	char *path = NULL;
 	size_t size, off, cap = 0;
-	int rc = 0;
+	int rc = 0, grouped;
 
 	for (size_t i = 0; i < w->nsegs; i++) {
 		int last = i + 1 == w->nsegs;
@@ -593,6 +625,7 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 			rc = -EUCLEAN;
 			goto err;
 		}
+		grouped = le_get32(buf + 4) >= 2; /* records mark their sync groups */
 		off = WAL_SEG_HDR;
 		while (off < size) {
 			size_t n = rec_valid(buf, size, off, expect, 0);
@@ -610,7 +643,8 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 				 * between them never reached the disk. */
 				for (size_t o = off + 1; last && o + WAL_REC_HDR <= size; o++)
 					if (rec_valid(buf, size, o, 0, expect)) {
-						later = !lost_page(buf, off, o);
+						later = !lost_page(buf, off, o) ||
+							(grouped && later_group(buf, size, o, expect));
 						break;
 					}
 				if (!last || later) {

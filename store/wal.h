@@ -7,7 +7,8 @@
  *
  * Segment header, 24 bytes, little-endian:
  *    0  u32  magic 0x4C57564B ("KVWL" in file order)
- *    4  u32  version (1)
+ *    4  u32  version (2; 1 for segments of earlier releases, read alike
+ *            except that their records do not mark sync groups)
  *    8  u64  first lsn (equal to the one in the file name)
  *   16  u32  reserved, 0
  *   20  u32  CRC-32C of bytes 0..19
@@ -18,7 +19,8 @@
  *    4  u32  payload length
  *    8  u64  lsn
  *   16  u8   type (store.c: 1 batch, 2 unapplied batch; >= 64 opaque)
- *   17  u8[3] reserved, 0
+ *   17  u8   flags: WAL_F_GROUP on the first record of a sync group
+ *   18  u8[2] reserved, 0
  *   20  payload
  *
  * Durability: a new segment is created, its header written and synced and the
@@ -29,7 +31,9 @@
  * Recovery (wal_recover): every record is checked (length, CRC, reserved
  * bytes, lsn = previous + 1). The first bad record in the LAST segment is a
  * torn tail and is truncated away — unless a valid record with a later lsn
- * can still be found after it, which means real corruption. A bad record in
+ * can still be found after it, which means real corruption (except after a
+ * whole page of zeros that an interrupted sync did not write, in the last
+ * sync group only: see lost_page in wal.c). A bad record in
  * any other segment, or such mid-log corruption, fails with -EUCLEAN and an
  * error line naming the file and the byte offset.
  *
@@ -48,7 +52,12 @@
 #define WAL_SEG_HDR  24
 #define WAL_REC_HDR  20
 #define WAL_MAGIC    0x4C57564Bu
-#define WAL_VERSION  1
+/* Version 2 marks sync groups (WAL_F_GROUP); version 1 segments are read
+ * as before. */
+#define WAL_VERSION  2
+/* Record header byte 17: the first record added after a sync point
+ * (wal_sync_file), i.e. the first of a group that one sync made durable. */
+#define WAL_F_GROUP  0x01
 
 typedef struct wal wal;
 
@@ -100,7 +109,10 @@ int wal_flush(wal *w);
 void wal_set_prealloc(wal *w, size_t bytes);
 
 /* The file holding the newest records: datasync it to make every appended
- * record durable. Stays valid until wal_release_retired(). */
+ * record durable. Stays valid until wal_release_retired(). Marks a sync
+ * point: call it only to sync everything written, and write nothing more
+ * before that sync has returned (the next record added starts a new sync
+ * group, which recovery takes as proof that the ones before are durable). */
 kvio_file *wal_sync_file(wal *w);
 /* Closes segments retired by rotation; call only when no sync is in flight. */
 void wal_release_retired(wal *w);

@@ -361,6 +361,78 @@ static void a_lost_page_before_valid_records_is_a_torn_tail(void **state)
 	memdisk_free(md);
 }
 
+/* A record whose payload is zeros (3 pages: at least one whole aligned
+ * page), e.g. a sparse file's block. */
+static void append_zeros(wal *w, size_t len)
+{
+	unsigned char *rec = calloc(1, WAL_REC_HDR + len);
+	uint64_t lsn;
+
+	assert_non_null(rec);
+	assert_int_equal(wal_append(w, 1, rec, WAL_REC_HDR + len,
+				    crc32c(0, rec + WAL_REC_HDR, len), &lsn), 0);
+	free(rec);
+}
+
+/* Builds records 1..5 (one sync), record 6 with a zero page, and records
+ * 7..11, with a sync after record 6 or not; then flips the last payload
+ * byte of record 6. */
+static void zero_page_record_damaged(memdisk *md, int sync_after_it)
+{
+	struct seen s;
+	unsigned char *buf;
+	size_t len, off = WAL_SEG_HDR;
+	char *path;
+	wal *w;
+
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 5);
+	append_zeros(w, 3 * 4096);
+	if (sync_after_it)
+		assert_int_equal(kvio_datasync(wal_sync_file(w)), 0);
+	append_n(w, 5);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	for (uint64_t i = 1; i <= 5; i++)
+		off += WAL_REC_HDR + payload_len(i);
+	buf[off + WAL_REC_HDR + 3 * 4096 - 1] ^= 0x01;
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	free(buf);
+	free(path);
+}
+
+/* A zero page inside a damaged record looks like a page an interrupted
+ * sync did not write. It can be one only in the last sync group: when a
+ * later group follows (its first record says so), the damaged record was
+ * durable and acknowledged, and cutting the log there would silently drop
+ * it and every later group. */
+static void a_zero_page_in_a_damaged_record_before_later_groups_is_corruption(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_args a = { .md = md, .seg = 0 };
+	struct seen s;
+	char msg[4096];
+	wal *w;
+
+	(void)state;
+	zero_page_record_damaged(md, 1);
+	capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+	assert_non_null(strstr(msg, "corrupt record"));
+	memdisk_free(md);
+
+	/* The same damage with records 6..11 in one sync group: nothing
+	 * after record 6 can have been acknowledged without it, so this is
+	 * the torn tail of an interrupted sync, cut at record 6. */
+	md = new_disk();
+	zero_page_record_damaged(md, 0);
+	w = open_wal(md, 0, &s, 0);
+	assert_int_equal(s.n, 5);
+	assert_int_equal(wal_next_lsn(w), 6);
+	wal_close(w);
+	memdisk_free(md);
+}
+
 static void corruption_in_an_older_segment_is_refused(void **state)
 {
 	memdisk *md = new_disk();
@@ -553,6 +625,7 @@ int main(void)
 		cmocka_unit_test(corruption_before_the_tail_is_refused_naming_file_and_offset),
 		cmocka_unit_test(corruption_in_an_older_segment_is_refused),
 		cmocka_unit_test(a_lost_page_before_valid_records_is_a_torn_tail),
+		cmocka_unit_test(a_zero_page_in_a_damaged_record_before_later_groups_is_corruption),
 		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
 		cmocka_unit_test(a_failed_write_is_reported),
 		cmocka_unit_test(a_preallocated_zero_tail_is_the_clean_end),
