@@ -290,7 +290,18 @@ static int rotate(wal *w)
 	int rc;
 
 	/* Everything in the old segment becomes durable now, so a sync that
-	 * covers lsns in both segments only needs the new file. */
+	 * covers lsns in both segments only needs the new file. What is
+	 * already written is synced before the records still to write go
+	 * out: they may start a new sync group while the store still syncs
+	 * the previous one, and a group's first record must never reach the
+	 * disk before the groups it follows (see lost_page). */
+	if (w->niov) {
+		rc = kvio_datasync(w->cur);
+		if (rc) {
+			LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
+			return rc;
+		}
+	}
 	rc = wal_flush(w);
 	if (rc)
 		return rc;
