@@ -451,12 +451,17 @@ static void rn_route(struct rn *rn, struct rn_wait *w)
 	if (w->req->is_read) {
 		if (!w->id)
 			w->id = ++rn->next_id;
+		if (!w->deadline)
+			w->deadline = rn_now(rn) + 4u * rn->election_ms;
+		/* Queued first: the core may answer at once, from inside
+		 * raft_read_index() (a leader that is its own majority), and
+		 * rn_read_done() finds the read here. */
+		TAILQ_INSERT_TAIL(&rn->readq, w, link);
 		rc = raft_read_index(rn->r, w->id);
-		if (rc == 0) {
-			if (!w->deadline)
-				w->deadline = rn_now(rn) + 4u * rn->election_ms;
-			TAILQ_INSERT_TAIL(&rn->readq, w, link);
-		} else if (rc == RAFT_ENOTLEADER) {
+		if (rc == 0)
+			return; /* answered, or waiting in readq */
+		TAILQ_REMOVE(&rn->readq, w, link);
+		if (rc == RAFT_ENOTLEADER) {
 			park(rn, w);
 		} else {
 			node_req_done(rn->n, w->req, rc);

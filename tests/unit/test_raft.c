@@ -151,9 +151,19 @@ static void single_node_cluster_elects_itself_and_commits(void **state)
 	uint32_t l;
 
 	(void)state;
+	uint64_t w, rid, idx;
+	int st;
+
 	l = elect(s);
 	assert_int_equal(l, 1);
-	assert_int_equal(propose_acked(s, 1), 2);
+	w = propose_acked(s, 1);
+	assert_int_equal(w, 2);
+	/* Reads too: the leader alone is the majority that confirms them. */
+	SIM(s, rsim_read(s, 1, &rid));
+	SIM(s, rsim_run_for(s, 2 * T));
+	assert_int_equal(rsim_read_result(s, rid, &st, &idx), 1);
+	assert_int_equal(st, 0);
+	assert_true(idx >= w);
 	rsim_free(s);
 }
 
