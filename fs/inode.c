@@ -23,6 +23,7 @@ struct inode {
 	int64_t       c_mtime;
 	uint64_t      c_size;
 	void         *orphan;    /* open file kept after unlink (ino_unlink) */
+	int64_t       dir_mtime; /* last change of the directory's entries here, or 0 */
 	struct inode *next_ino;
 	struct inode *next_name;
 };
@@ -402,6 +403,41 @@ void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 	}
 	pthread_mutex_unlock(&lock);
 	free(copy);
+}
+
+void ino_dir_touch(uint64_t ino, int64_t now_ns)
+{
+	struct inode *n;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n && now_ns > n->dir_mtime)
+		n->dir_mtime = now_ns;
+	pthread_mutex_unlock(&lock);
+}
+
+void ino_dir_set(uint64_t ino, int64_t mtime_ns)
+{
+	struct inode *n;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n)
+		n->dir_mtime = mtime_ns;
+	pthread_mutex_unlock(&lock);
+}
+
+int64_t ino_dir_mtime(uint64_t ino)
+{
+	struct inode *n;
+	int64_t t = 0;
+
+	pthread_mutex_lock(&lock);
+	n = get(ino);
+	if (n)
+		t = n->dir_mtime;
+	pthread_mutex_unlock(&lock);
+	return t;
 }
 
 int ino_child_is_dir(uint64_t parent, const char *name)

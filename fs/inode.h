@@ -64,6 +64,17 @@ int  ino_orphan(uint64_t ino, void (*fn)(void *arg, void *orphan), void *arg);
 void ino_rename(uint64_t parent, const char *name, uint64_t newparent,
 		const char *newname, void *orphan);
 
+/* A directory's modification time as this mount changed its entries
+ * (create, mkdir, symlink, unlink, rmdir, rename in or out): kept with its
+ * node while the kernel knows it, not in the store (keys are full paths; a
+ * directory has no record to rewrite, and an implicit one has none at
+ * all). ino_dir_touch() moves it forward to now_ns; ino_dir_set() sets it
+ * (an explicit utime/touch of the directory; 0 forgets it);
+ * ino_dir_mtime() is 0 when there is none. */
+void    ino_dir_touch(uint64_t ino, int64_t now_ns);
+void    ino_dir_set(uint64_t ino, int64_t mtime_ns);
+int64_t ino_dir_mtime(uint64_t ino);
+
 /* Whether the child `name` of `parent` is a directory (1), or something
  * else (0); 1 when the table has no such node (the cautious answer). */
 int  ino_child_is_dir(uint64_t parent, const char *name);

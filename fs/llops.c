@@ -86,6 +86,27 @@ static int child_path(fuse_req_t req, fuse_ino_t parent, const char *name, char 
 	return rc >= 0;
 }
 
+/* A directory shows the last change this mount made to its entries when
+ * that is newer than its own times (inode.h, ino_dir_touch). */
+static void dir_times(fuse_ino_t ino, struct stat *st)
+{
+	int64_t t, own;
+
+	if (!S_ISDIR(st->st_mode) || !(t = ino_dir_mtime(ino)))
+		return;
+	own = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	if (t <= own)
+		return;
+	st->st_mtim.tv_sec = t / 1000000000;
+	st->st_mtim.tv_nsec = t % 1000000000;
+	st->st_ctim = st->st_mtim;
+}
+
+static void touch_dir(fuse_ino_t dir)
+{
+	ino_dir_touch(dir, fsops_now_ns());
+}
+
 /* The kernel may cache an entry read from the store while `seen` was the
  * count of changes to names it did not know (ino_changed) for `path`: a
  * change that came between the store read and the registration of the name
@@ -119,6 +140,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	e.generation = 1;
 	e.attr.st_ino = e.ino;
+	dir_times(e.ino, &e.attr);
 	set_timeouts(&e, path, seen);
 	if (fi) {
 		uint64_t v, size;
@@ -197,6 +219,7 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	st.st_ino = ino;
+	dir_times(ino, &st);
 	fuse_reply_attr(req, &st, K->attr_timeout);
 }
 
@@ -257,7 +280,11 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		reply_rc(req, rc);
 		return;
 	}
+	/* Times set explicitly win over the entries' last change. */
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		ino_dir_set(ino, 0);
 	attr->st_ino = ino;
+	dir_times(ino, attr);
 	fuse_reply_attr(req, attr, K->attr_timeout);
 }
 
@@ -295,8 +322,10 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkin
 		rc = fsops_mkdir(path, mode);
 	else
 		rc = fsops_symlink(target, path);
-	if (rc == 0)
+	if (rc == 0) {
+		touch_dir(parent);
 		reply_entry(req, parent, name, path, NULL); /* the name too, under the lock */
+	}
 	ns_done();
 	if (rc)
 		reply_rc(req, rc);
@@ -350,6 +379,8 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int
 		else if (of)
 			fsops_put_open(of);
 	}
+	if (rc == 0)
+		touch_dir(parent);
 	ns_done();
 	reply_rc(req, rc);
 }
@@ -395,10 +426,13 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	of = fsops_pin_open(to); /* a replaced open file answers fstat() on */
 	rc = move_path(from, to, flags);
-	if (rc == 0)
+	if (rc == 0) {
 		ino_rename(parent, name, newparent, newname, of); /* takes the pin */
-	else if (of)
+		touch_dir(parent);
+		touch_dir(newparent);
+	} else if (of) {
 		fsops_put_open(of);
+	}
 	ns_done();
 	reply_rc(req, rc);
 }
@@ -451,8 +485,10 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	set_caller(req);
 	rc = fsops_create(path, mode, fi);
-	if (rc == 0)
+	if (rc == 0) {
+		touch_dir(parent);
 		reply_entry(req, parent, name, path, fi); /* the name too, under the lock */
+	}
 	ns_done();
 	if (rc)
 		reply_rc(req, rc);
@@ -599,6 +635,7 @@ static size_t add_plus(fuse_req_t req, char *buf, size_t room, fuse_ino_t dir,
 		    (e.ino = ino_lookup(dir, name, nlen, e.attr.st_mode))) {
 			e.generation = 1;
 			e.attr.st_ino = e.ino;
+			dir_times(e.ino, &e.attr);
 			set_timeouts(&e, path, seen);
 		}
 	}

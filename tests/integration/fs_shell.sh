@@ -102,6 +102,25 @@ chmod 640 new && [ "$(stat -c %a new)" = 640 ] || fail "chmod file"
 chmod 700 d1 && [ "$(stat -c %a d1)" = 700 ] || fail "chmod dir"
 [ "$(stat -c %U new)" = "$(id -un)" ] || fail "owner is the caller"
 
+step "a directory's mtime follows its entries (Python's import cache relies on it)"
+mkdir dm && touch -d "2001-02-03 04:05:06" dm
+old=$(stat -c %Y dm)
+[ "$old" = "$(date -d '2001-02-03 04:05:06' +%s)" ] || fail "touch -d sets a directory's mtime"
+for op in "touch dm/f" "mkdir dm/sub" "mv dm/f dm/g" "rm dm/g" "rmdir dm/sub" "ln -s x dm/l"; do
+	touch -d "2001-02-03 04:05:06" dm
+	$op
+	[ "$(stat -c %Y dm)" -gt "$old" ] || fail "$op does not move the directory's mtime"
+done
+python3 -c '
+import sys
+sys.path.insert(0, "dm")
+open("dm/moda.py", "w").write("A = 1\n")
+import moda
+open("dm/modb.py", "w").write("B = 2\n")
+import modb
+assert modb.B == 2
+' || fail "a module written after a first import from the same directory cannot be imported"
+
 step "truncate: shrink, grow (sparse zeros), ftruncate via shell"
 printf 0123456789 > t
 truncate -s 4 t && [ "$(cat t)" = 0123 ] || fail "truncate shrink"
