@@ -629,7 +629,11 @@ int main(int argc, char **argv)
 		goto out_fuse;
 	}
 	if (rc) {
-		fprintf(errf, "kvfs: cannot open the node in %s: %s\n", data, strerror(-rc));
+		/* The store's own lines (which file, which offset) went to the
+		 * log; in the foreground that is this stderr too. */
+		fprintf(errf, "kvfs: cannot open the node in %s: %s%s%s%s\n", data, strerror(-rc),
+			o.foreground ? "" : " (details in ", o.foreground ? "" : data,
+			o.foreground ? "" : "/kvfs.log)");
 		goto out_fuse;
 	}
 
