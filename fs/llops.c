@@ -301,6 +301,21 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/* Answers the making of `name` in `parent` (mknod, mkdir, symlink, create
+ * with its descriptor fi) that returned rc, with the namespace lock held
+ * shared: the name is registered under it too. Releases the lock. */
+static void answer_made(fuse_req_t req, fuse_ino_t parent, const char *name, const char *path,
+			struct fuse_file_info *fi, int rc)
+{
+	if (rc == 0) {
+		touch_dir(parent);
+		reply_entry(req, parent, name, path, fi);
+	}
+	ns_done();
+	if (rc)
+		reply_rc(req, rc);
+}
+
 /* The kinds of new entries, made by one path-based operation each. */
 enum mkkind { MK_NOD, MK_DIR, MK_LINK };
 
@@ -322,13 +337,7 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, enum mkkin
 		rc = fsops_mkdir(path, mode);
 	else
 		rc = fsops_symlink(target, path);
-	if (rc == 0) {
-		touch_dir(parent);
-		reply_entry(req, parent, name, path, NULL); /* the name too, under the lock */
-	}
-	ns_done();
-	if (rc)
-		reply_rc(req, rc);
+	answer_made(req, parent, name, path, NULL, rc);
 }
 
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -485,13 +494,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	set_caller(req);
 	rc = fsops_create(path, mode, fi);
-	if (rc == 0) {
-		touch_dir(parent);
-		reply_entry(req, parent, name, path, fi); /* the name too, under the lock */
-	}
-	ns_done();
-	if (rc)
-		reply_rc(req, rc);
+	answer_made(req, parent, name, path, fi, rc);
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
