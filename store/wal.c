@@ -600,8 +600,14 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 			goto err;
 		}
 		if (w->segs[i].first_lsn != expect) {
+			char prev[40] = "";
+
+			if (i > 0)
+				wal_segment_name(w->segs[i - 1].first_lsn, prev, sizeof(prev));
 			LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %" PRIu64
-			    " (a segment is missing)", path, w->segs[i].first_lsn, expect);
+			    " (%s%s%s)", path, w->segs[i].first_lsn, expect,
+			    i > 0 ? "the segment before it, " : "a segment is missing", prev,
+			    i > 0 ? ", ends early, or a segment is missing" : "");
 			rc = -EUCLEAN;
 			goto err;
 		}
