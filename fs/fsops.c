@@ -611,7 +611,9 @@ int fsops_open(const char *path, struct fuse_file_info *fi)
 	 * a plain open gets ENOENT. */
 	if ((rc = of_acquire(key, klen, &of)))
 		return rc == -ENOENT ? -ESTALE : rc;
-	trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+	/* O_TRUNC truncates whatever the access mode, as Linux does (the
+	 * kernel has checked write permission for it). */
+	trunc = (fi->flags & O_TRUNC) != 0;
 	if (trunc) {
 		pthread_mutex_lock(&of->lock);
 		rc = ofile_resize(of, 0);
@@ -625,9 +627,9 @@ int fsops_open(const char *path, struct fuse_file_info *fi)
 		ofile_put(of);
 		return rc;
 	}
-	/* A read-only descriptor has nothing to commit: spare close() the
-	 * FLUSH round trip. */
-	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+	/* A read-only descriptor has nothing to commit (unless it truncated):
+	 * spare close() the FLUSH round trip. */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY && !trunc)
 		fi->noflush = 1;
 	return rc;
 }

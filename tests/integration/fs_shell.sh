@@ -121,6 +121,11 @@ import modb
 assert modb.B == 2
 ' || fail "a module written after a first import from the same directory cannot be imported"
 
+step "open(O_RDONLY|O_TRUNC) truncates, as on Linux"
+printf hello > rotrunc
+python3 -c 'import os; os.close(os.open("rotrunc", os.O_RDONLY | os.O_TRUNC))' || fail "O_RDONLY|O_TRUNC open"
+[ "$(stat -c %s rotrunc)" = 0 ] || fail "O_RDONLY|O_TRUNC left $(stat -c %s rotrunc) bytes"
+
 step "truncate: shrink, grow (sparse zeros), ftruncate via shell"
 printf 0123456789 > t
 truncate -s 4 t && [ "$(cat t)" = 0123 ] || fail "truncate shrink"
