@@ -101,6 +101,8 @@ touch -d "2001-02-03 04:05:06" new
 chmod 640 new && [ "$(stat -c %a new)" = 640 ] || fail "chmod file"
 chmod 700 d1 && [ "$(stat -c %a d1)" = 700 ] || fail "chmod dir"
 [ "$(stat -c %U new)" = "$(id -un)" ] || fail "owner is the caller"
+expect_fail "not permitted" chmod 700 "$M"   # the root has no key to keep it in
+[ "$(stat -c %a "$M")" = 755 ] || fail "the root's mode changed"
 
 step "a directory's mtime follows its entries (Python's import cache relies on it)"
 mkdir dm && touch -d "2001-02-03 04:05:06" dm
