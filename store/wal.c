@@ -652,6 +652,19 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 				/* Preallocated space: the clean end, kept. */
 				break;
 			}
+			if (!n && !last && all_zero(buf + off, size - off)) {
+				/* The clean end of what was the newest segment
+				 * (rotation cuts the zeros off the segments it
+				 * closes): the file after it is not the log's. */
+				char next[40];
+
+				wal_segment_name(w->segs[i + 1].first_lsn, next, sizeof(next));
+				LOG(LOG_ERROR, "wal: %s ends cleanly at offset %zu (lsn %" PRIu64
+				    " next), but %s follows it: a stray or misplaced file?", path,
+				    off, expect, next);
+				rc = -EUCLEAN;
+				goto err;
+			}
 			if (!n) {
 				int later = 0;
 

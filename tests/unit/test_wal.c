@@ -565,6 +565,19 @@ static void a_preallocated_zero_tail_is_the_clean_end(void **state)
 	check_seen(&s, 15);
 	wal_close(w);
 	free(path);
+	/* A stray file named like a later segment after that clean end is
+	 * named as the culprit, not the healthy segment before it. */
+	{
+		struct open_args a = { .md = md, .seg = 0 };
+		char stray[96], name[40];
+
+		wal_segment_name(9000, name, sizeof name);
+		snprintf(stray, sizeof stray, DIR "/%s", name);
+		assert_int_equal(memdisk_write(md, stray, "garbage", 7), 0);
+		capture_stderr(msg, sizeof msg, open_expect_corrupt, &a);
+		assert_non_null(strstr(msg, name));
+		assert_non_null(strstr(msg, "stray"));
+	}
 	memdisk_free(md);
 }
 
