@@ -208,8 +208,22 @@ int ino_init(void (*free_fn)(void *orphan))
 
 void ino_fini(void)
 {
-	for (size_t i = 0; by_ino.b && i < by_ino.nb; i++) {
-		struct inode *n = by_ino.b[i], *next;
+	struct htab bi, bn;
+	struct inode *r;
+
+	/* Detached under the lock (a change listener may still be looking,
+	 * ino_changed), freed outside it. */
+	pthread_mutex_lock(&lock);
+	bi = by_ino;
+	bn = by_name;
+	r = root;
+	memset(&by_ino, 0, sizeof(by_ino));
+	memset(&by_name, 0, sizeof(by_name));
+	root = NULL;
+	nnodes = nnamed = 0;
+	pthread_mutex_unlock(&lock);
+	for (size_t i = 0; bi.b && i < bi.nb; i++) {
+		struct inode *n = bi.b[i], *next;
 		for (; n; n = next) {
 			next = n->next_ino;
 			if (n->orphan && orphan_free)
@@ -218,14 +232,10 @@ void ino_fini(void)
 			free(n);
 		}
 	}
-	free(by_ino.b);
-	free(by_name.b);
-	if (!by_ino.b)
-		free(root);
-	memset(&by_ino, 0, sizeof(by_ino));
-	memset(&by_name, 0, sizeof(by_name));
-	root = NULL;
-	nnodes = nnamed = 0;
+	free(bi.b);
+	free(bn.b);
+	if (!bi.b)
+		free(r);
 }
 
 uint64_t ino_lookup(uint64_t parent, const char *name, size_t nlen, mode_t type)
@@ -458,6 +468,8 @@ static int find_locked(const char *path, size_t len, uint64_t *parent, uint64_t 
 	const char *p = path, *end = path + len;
 	struct inode *dir = root, *n;
 
+	if (!dir)
+		return -ENOENT; /* torn down (ino_fini) */
 	for (;;) {
 		const char *slash = memchr(p, '/', (size_t)(end - p));
 		const char *e = slash ? slash : end;
@@ -502,7 +514,7 @@ static uint64_t *change_bucket(const char *key, size_t len)
 	return &changes[h % CHANGE_BUCKETS];
 }
 
-int ino_changed(const char *key, size_t len)
+int ino_changed(const char *key, size_t len, int wait)
 {
 	uint64_t parent, ino = 0, *bucket = change_bucket(key, len);
 	int known;
@@ -511,7 +523,10 @@ int ino_changed(const char *key, size_t len)
 		len--;
 	/* Searched and counted in one hold of the lock: a lookup that
 	 * registers the name after the search reads the new count. */
-	pthread_mutex_lock(&lock);
+	if (wait)
+		pthread_mutex_lock(&lock);
+	else if (pthread_mutex_trylock(&lock) != 0)
+		return -EBUSY;
 	known = len && find_locked(key, len, &parent, &ino) == 0 && ino;
 	if (!known)
 		__atomic_add_fetch(bucket, 1, __ATOMIC_SEQ_CST);

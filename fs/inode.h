@@ -93,8 +93,11 @@ int  ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino);
  * nobody left to invalidate it: so a lookup whose reading of
  * ino_changes(path) moved between its store read and its registration must
  * not let the kernel cache its answer. The count is kept per bucket of
- * names (path: a FUSE path "/a/b"; a false share only costs a lookup). */
-int      ino_changed(const char *key, size_t len);
+ * names (path: a FUSE path "/a/b"; a false share only costs a lookup).
+ * Without `wait`, a table that is busy gives -EBUSY at once: a store
+ * committer must not wait for it (a thread can hold the table's lock while
+ * it waits for an open file whose holder waits for that committer). */
+int      ino_changed(const char *key, size_t len, int wait);
 uint64_t ino_changes(const char *path);
 
 /* Page-cache bookkeeping for keep_cache. Returns 1 when the kernel's pages

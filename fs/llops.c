@@ -99,7 +99,8 @@ static void dir_times(fuse_ino_t ino, struct stat *st)
 		return;
 	st->st_mtim.tv_sec = t / 1000000000;
 	st->st_mtim.tv_nsec = t % 1000000000;
-	st->st_ctim = st->st_mtim;
+	if (t > (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec)
+		st->st_ctim = st->st_mtim;
 }
 
 static void touch_dir(fuse_ino_t dir)
@@ -889,8 +890,12 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 
 	while (nlen && key[nlen - 1] == '/') /* a directory marker names its directory */
 		nlen--;
+	/* The kernel knows nothing of that name (nor caches its absence);
+	 * ino_changed counts the change for lookups racing it. */
+	if (ino_changed(key, klen, 1) != 1)
+		return;
 	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0 || !ino)
-		return; /* the kernel knows nothing of that name (nor caches its absence) */
+		return; /* forgotten meanwhile */
 	name = memrchr(key, '/', nlen);
 	name = name ? name + 1 : key;
 	exists = store_get(K->st, key, klen, 0, &r) == 0;

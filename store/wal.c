@@ -38,6 +38,7 @@ struct wal {
 	uint64_t           alloc_end;
 	int                no_alloc;  /* zero-filling failed in this segment */
 	int                in_group;  /* a record was added since the last sync point */
+	int                cur_grouped; /* cur is a version-2 segment: mark groups */
 };
 
 void wal_segment_name(uint64_t first_lsn, char *buf, size_t size)
@@ -334,6 +335,7 @@ static int rotate(wal *w)
 	w->retired = r;
 	w->retired[w->nretired++] = w->cur;
 	w->cur = f;
+	w->cur_grouped = 1;
 	w->cur_size = WAL_SEG_HDR;
 	w->alloc_end = WAL_SEG_HDR;
 	w->no_alloc = 0;
@@ -397,7 +399,9 @@ int wal_add(wal *w, uint8_t type, void *rec, size_t len, uint32_t payload_crc, u
 	le_put32(h + 4, (uint32_t)(len - WAL_REC_HDR));
 	le_put64(h + 8, w->next_lsn);
 	h[16] = type;
-	h[17] = w->in_group ? 0 : WAL_F_GROUP;
+	/* A version-1 segment (from an earlier release, still appended to)
+	 * gets no marks: its readers expect byte 17 to be zero. */
+	h[17] = w->in_group || !w->cur_grouped ? 0 : WAL_F_GROUP;
 	h[18] = h[19] = 0;
 	w->in_group = 1;
 	le_put32(h, crc32c(payload_crc, h + 4, 16));
@@ -636,6 +640,7 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 				if (rc)
 					goto err;
 				size = off = WAL_SEG_HDR;
+				grouped = 1;
 				goto done_segment;
 			}
 			LOG(LOG_ERROR, "wal: corrupt segment header in %s at offset 0", path);
@@ -708,6 +713,7 @@ done_segment:
 		if (last) {
 			/* off < size: a preallocated zero tail follows. */
 			w->cur = f;
+			w->cur_grouped = grouped;
 			w->cur_size = off;
 			w->alloc_end = size;
 			f = NULL;
@@ -729,6 +735,7 @@ done_segment:
 			w->nsegs = 0;
 			return rc;
 		}
+		w->cur_grouped = 1;
 		w->cur_size = WAL_SEG_HDR;
 	}
 	w->next_lsn = expect;

@@ -433,6 +433,59 @@ static void a_zero_page_in_a_damaged_record_before_later_groups_is_corruption(vo
 	memdisk_free(md);
 }
 
+/* A version-1 segment (an earlier release's) is still appended to after an
+ * upgrade; its records then carry no group marks, which that release's
+ * readers would refuse. New segments mark their groups. */
+static void a_version_1_segment_gets_no_group_marks(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	unsigned char *buf;
+	size_t len, off = WAL_SEG_HDR;
+	uint32_t crc;
+	char *path;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 0, &s, 0);
+	append_n(w, 3);
+	wal_close(w);
+	path = last_segment(md);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	assert_int_equal(buf[WAL_SEG_HDR + 17], WAL_F_GROUP); /* the first record */
+	/* Make it an old segment: version 1, no marks. */
+	buf[4] = 1;
+	for (uint64_t i = 1; i <= 3; i++) {
+		unsigned char *h = buf + off;
+		uint32_t plen = (uint32_t)payload_len(i);
+
+		h[17] = 0;
+		crc = crc32c(crc32c(0, h + WAL_REC_HDR, plen), h + 4, 16);
+		memcpy(h, &crc, 4);
+		off += WAL_REC_HDR + plen;
+	}
+	crc = crc32c(0, buf, 20);
+	memcpy(buf + 20, &crc, 4);
+	assert_int_equal(memdisk_write(md, path, buf, len), 0);
+	free(buf);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 3);
+	append_n(w, 4);
+	wal_close(w);
+	assert_int_equal(memdisk_read(md, path, (void **)&buf, &len), 0);
+	off = WAL_SEG_HDR;
+	for (uint64_t i = 1; i <= 7; i++) {
+		assert_int_equal(buf[off + 17], 0);
+		off += WAL_REC_HDR + payload_len(i);
+	}
+	free(buf);
+	w = open_wal(md, 0, &s, 0);
+	check_seen(&s, 7);
+	wal_close(w);
+	free(path);
+	memdisk_free(md);
+}
+
 static void corruption_in_an_older_segment_is_refused(void **state)
 {
 	memdisk *md = new_disk();
@@ -644,6 +697,7 @@ int main(void)
 		cmocka_unit_test(corruption_in_an_older_segment_is_refused),
 		cmocka_unit_test(a_lost_page_before_valid_records_is_a_torn_tail),
 		cmocka_unit_test(a_zero_page_in_a_damaged_record_before_later_groups_is_corruption),
+		cmocka_unit_test(a_version_1_segment_gets_no_group_marks),
 		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
 		cmocka_unit_test(a_failed_write_is_reported),
 		cmocka_unit_test(a_preallocated_zero_tail_is_the_clean_end),
