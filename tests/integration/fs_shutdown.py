@@ -143,10 +143,14 @@ def one_round(m, rnd, sig):
         time.sleep(0.2)
         pending = ctl_send(sock, {"op": "batch", "ops": [{"op": "delete", "key": f"{d}/f{i}"}
                                                         for i in range(FILES)]})
-        # Long enough for the batch to commit and its invalidations to
-        # start, short of their end (thousands of directory locks shared
-        # with the looker's lookups).
-        time.sleep(0.05)
+        # The batch has committed and its invalidations have started once
+        # the kernel has dropped the first name (f0 goes first); the signal
+        # comes then, long before their end (thousands of directory locks
+        # shared with the looker's lookups), however slow the build.
+        first = os.path.join(dpath, "f0")
+        deadline = time.time() + 20
+        while os.path.exists(first) and time.time() < deadline:
+            time.sleep(0.001)
         m.proc.send_signal(sig)
         try:
             rc = m.proc.wait(timeout=WAIT)
