@@ -225,6 +225,20 @@ static int fh_commit(struct fhandle *h)
 
 /* ---- callbacks ------------------------------------------------------------ */
 
+int fsops_names_file(const char *path)
+{
+	struct ent e;
+	size_t klen;
+	const char *key = fsp_key(path, &klen);
+	int file;
+
+	if (!klen || fsp_is_search(path) || ent_resolve(key, klen, &e))
+		return 0;
+	file = e.kind == KIND_FILE;
+	ent_release(&e);
+	return file;
+}
+
 int fsops_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	struct ent e;

@@ -36,6 +36,10 @@ struct kvfs_ctx {
 int  fsops_init(struct kvfs_ctx *ctx);
 void fsops_fini(void);
 
+/* Whether path names a file or symlink (in the store or open here), not a
+ * directory; no read barrier (a hint for locking, see ll_rename). */
+int fsops_names_file(const char *path);
+
 /* Names. fi, where taken, may be NULL or a descriptor's (fi->fh set by
  * fsops_open/fsops_create) for the f* variants of the calls. */
 int fsops_getattr(const char *path, struct stat *st, struct fuse_file_info *fi);

@@ -423,16 +423,23 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	/* A file's rename moves one key and shares the lock with creates; a
-	 * directory's moves every key under it and must not. */
-	if (ino_child_is_dir(parent, name))
-		ns_exclusive();
-	else
-		ns_shared();
-	if ((rc = ino_child_path(parent, name, from, sizeof(from))) < 0 ||
-	    (rc = ino_child_path(newparent, newname, to, sizeof(to))) < 0) {
+	 * directory's moves every key under it and must not. The inode table
+	 * says which it was; the store, under the lock, has the last word (a
+	 * peer may have made a directory of the name since). */
+	for (int excl = ino_child_is_dir(parent, name);; excl = 1) {
+		if (excl)
+			ns_exclusive();
+		else
+			ns_shared();
+		if ((rc = ino_child_path(parent, name, from, sizeof(from))) < 0 ||
+		    (rc = ino_child_path(newparent, newname, to, sizeof(to))) < 0) {
+			ns_done();
+			reply_rc(req, rc);
+			return;
+		}
+		if (excl || fsops_names_file(from))
+			break;
 		ns_done();
-		reply_rc(req, rc);
-		return;
 	}
 	of = fsops_pin_open(to); /* a replaced open file answers fstat() on */
 	rc = move_path(from, to, flags);
