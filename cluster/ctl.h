@@ -20,7 +20,8 @@
  * bad_request, invalid_key, too_large, read_only, unavailable, io_error,
  * no_space, timeout, is_directory, not_directory, not_empty, out_of_memory.
  * A get reply carries "value" when the bytes are UTF-8 without NUL, else
- * "value_b64".
+ * "value_b64". A delete of a directory's name (a marker "k/" or keys below
+ * it) is is_directory; its keys go one by one, the empty marker by "k/".
  *
  * RESP2: PING ECHO GET SET [NX|XX] DEL UNLINK EXISTS MGET MSET (one atomic
  * batch) STRLEN TYPE TTL PTTL DBSIZE SCAN [MATCH] [COUNT] [TYPE] KEYS INFO

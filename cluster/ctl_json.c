@@ -275,6 +275,29 @@ static int dir_empty(struct ctl_sess *s, const char *k, size_t klen)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* A key that is not there but names a directory (its marker "k/" or keys
+ * below it): -EISDIR, which says more than "not found". Else -ENOENT. */
+static int names_dir(struct ctl_sess *s, const char *k, size_t klen)
+{
+	const struct ctl_backend *be = s->be;
+	struct ctl_rec r;
+	char *mk = malloc(klen + 2);
+	int rc = -ENOENT;
+
+	if (!mk)
+		return -ENOMEM;
+	memcpy(mk, k, klen);
+	mk[klen] = '/';
+	if (be->get(be->self, mk, klen + 1, &r) == 0) {
+		be->release(be->self, &r);
+		rc = -EISDIR;
+	} else if (dir_empty(s, mk, klen + 1) == -ENOTEMPTY) {
+		rc = -EISDIR;
+	}
+	free(mk);
+	return rc;
+}
+
 static int op_delete(struct ctl_sess *s, json_t *req, json_t *id)
 {
 	int gate;
@@ -297,6 +320,8 @@ static int op_delete(struct ctl_sess *s, json_t *req, json_t *id)
 		be->release(be->self, &rec);
 	if (rc == 0 && k[klen - 1] == '/')
 		rc = dir_empty(s, k, klen);
+	if (rc == -ENOENT && k[klen - 1] != '/')
+		rc = names_dir(s, k, klen);
 	if (rc) {
 		ctl_json_error(&s->out, rc, NULL, id);
 		return CTL_STEP_DONE;

@@ -228,6 +228,12 @@ def test_json_round_trips(n):
     check(j.call(op="get", key="j/a.txt")["error"]["code"] == "not_found", "deleted by batch")
     check(j.call(op="delete", key="j/b")["ok"], "delete")
     check(j.call(op="delete", key="j/b")["error"]["code"] == "not_found", "delete missing")
+    j.call(op="put", key="jd/sub/f", value="x")
+    check(j.call(op="delete", key="jd/sub")["error"]["code"] == "is_directory",
+          "delete of a directory (keys below it) says so")
+    os.mkdir(os.path.join(n.mnt, "jm"))  # an explicit, empty directory
+    check(j.call(op="delete", key="jm")["error"]["code"] == "is_directory",
+          "delete of an explicit directory by its name says so")
     r = j.call(op="status")
     for f in ("role", "term", "leader", "peers", "keys"):
         check(f in r, "status has " + f)
