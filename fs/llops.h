@@ -20,10 +20,10 @@ const struct fuse_lowlevel_ops *llops_get(void);
 
 /* Drops what the kernel caches of `key` (a store key: "a/b", or the marker
  * "a/b/" of a directory): the entry's attributes and pages and its name in
- * its directory. A directory's own attributes do not change with its
- * entries (size, link count and times are its own: fsops_fill_stat), so
- * they are left alone. May block on kernel locks: call it from a thread no
- * FUSE request waits for. */
+ * its directory. The directory's own attributes are left alone: size and
+ * link count are fixed (fsops_fill_stat), and its times move only with
+ * changes made through this mount (dir_times in llops.c). May block on
+ * kernel locks: call it from a thread no FUSE request waits for. */
 void llops_invalidate(struct fuse_session *se, const char *key, size_t klen);
 
 #endif

@@ -7,11 +7,12 @@
  * verdict, so that every start-up error is still one line on the caller's
  * stderr with a non-zero exit status.
  *
- * Shutdown: SIGINT, SIGTERM, SIGHUP and fusermount3 -u end the FUSE loop;
- * the loop joins its workers (so every FUSE request in node_write() has
- * finished), the invalidation thread stops (this thread answers the kernel
- * meanwhile, see inval_stop), then the mount is removed and only then
- * node_close() completes or fails what is still pending.
+ * Shutdown: SIGINT, SIGTERM and SIGHUP first stop the invalidation thread
+ * while the FUSE workers still answer the kernel, then end the FUSE loop
+ * (see stopper_main); fusermount3 -u ends the loop by itself. The loop joins
+ * its workers (so every FUSE request in node_write() has finished), then the
+ * mount is removed and only then node_close() completes or fails what is
+ * still pending.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,7 +76,7 @@ static struct {
 	struct fuse_session *se;
 	pthread_t         thr;
 	int               running;
-} inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} inval = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 /* A change that cannot be queued for want of memory (lock held). */
 static void inval_note_dropped(void)
@@ -632,9 +633,12 @@ int main(int argc, char **argv)
 	if (rc) {
 		/* The store's own lines (which file, which offset) went to the
 		 * log; in the foreground that is this stderr too. */
-		fprintf(errf, "kvfs: cannot open the node in %s: %s%s%s%s\n", data, strerror(-rc),
-			o.foreground ? "" : " (details in ", o.foreground ? "" : data,
-			o.foreground ? "" : "/kvfs.log)");
+		if (o.foreground)
+			fprintf(errf, "kvfs: cannot open the node in %s: %s\n", data,
+				strerror(-rc));
+		else
+			fprintf(errf, "kvfs: cannot open the node in %s: %s (details in "
+				"%s/kvfs.log)\n", data, strerror(-rc), data);
 		goto out_fuse;
 	}
 
