@@ -502,24 +502,22 @@ int ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino)
 #define CHANGE_BUCKETS 1024
 static uint64_t changes[CHANGE_BUCKETS];
 
-/* The bucket of a store key, trailing '/' (a directory's marker) ignored. */
+/* The bucket of a store key without its trailing '/'. */
 static uint64_t *change_bucket(const char *key, size_t len)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
 
-	while (len && key[len - 1] == '/')
-		len--;
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ (unsigned char)key[i]) * 16777619u;
 	return &changes[h % CHANGE_BUCKETS];
 }
 
-int ino_changed(const char *key, size_t len, int wait)
+int ino_changed(const char *key, size_t len, int wait, uint64_t *parent, uint64_t *ino)
 {
-	uint64_t parent, ino = 0, *bucket = change_bucket(key, len);
+	uint64_t p, i = 0;
 	int known;
 
-	while (len && key[len - 1] == '/')
+	while (len && key[len - 1] == '/') /* a directory's marker names it */
 		len--;
 	/* Searched and counted in one hold of the lock: a lookup that
 	 * registers the name after the search reads the new count. */
@@ -527,10 +525,14 @@ int ino_changed(const char *key, size_t len, int wait)
 		pthread_mutex_lock(&lock);
 	else if (pthread_mutex_trylock(&lock) != 0)
 		return -EBUSY;
-	known = len && find_locked(key, len, &parent, &ino) == 0 && ino;
+	known = len && find_locked(key, len, &p, &i) == 0 && i;
 	if (!known)
-		__atomic_add_fetch(bucket, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(change_bucket(key, len), 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&lock);
+	if (known && parent)
+		*parent = p;
+	if (known && ino)
+		*ino = i;
 	return known;
 }
 

@@ -87,7 +87,8 @@ int  ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino);
 /* A change made behind the kernel's back (over the socket, by a peer) needs
  * an invalidation only if the kernel may cache the name. ino_changed() says
  * so for the store key `key` (trailing '/' names its directory): 1 when a
- * node exists for it, else 0, and then it counts the change, under the lock
+ * node exists for it (and then sets *parent and *ino, each when not NULL),
+ * else 0, and then it counts the change, under the lock
  * ino_lookup() takes. A lookup that read the store before such a change
  * and registers its node after it would hand the kernel the old state with
  * nobody left to invalidate it: so a lookup whose reading of
@@ -97,7 +98,7 @@ int  ino_find(const char *path, size_t len, uint64_t *parent, uint64_t *ino);
  * Without `wait`, a table that is busy gives -EBUSY at once: a store
  * committer must not wait for it (a thread can hold the table's lock while
  * it waits for an open file whose holder waits for that committer). */
-int      ino_changed(const char *key, size_t len, int wait);
+int      ino_changed(const char *key, size_t len, int wait, uint64_t *parent, uint64_t *ino);
 uint64_t ino_changes(const char *path);
 
 /* Page-cache bookkeeping for keep_cache. Returns 1 when the kernel's pages

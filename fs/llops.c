@@ -282,7 +282,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	/* Times set explicitly win over the entries' last change. */
-	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+	if (S_ISDIR(attr->st_mode) && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
 		ino_dir_set(ino, 0);
 	attr->st_ino = ino;
 	dir_times(ino, attr);
@@ -899,10 +899,8 @@ void llops_invalidate(struct fuse_session *se, const char *key, size_t klen)
 		nlen--;
 	/* The kernel knows nothing of that name (nor caches its absence);
 	 * ino_changed counts the change for lookups racing it. */
-	if (ino_changed(key, klen, 1) != 1)
+	if (ino_changed(key, klen, 1, &parent, &ino) != 1)
 		return;
-	if (nlen == 0 || ino_find(key, nlen, &parent, &ino) != 0 || !ino)
-		return; /* forgotten meanwhile */
 	name = memrchr(key, '/', nlen);
 	name = name ? name + 1 : key;
 	exists = store_get(K->st, key, klen, 0, &r) == 0;

@@ -127,7 +127,7 @@ static void on_change(void *arg, const char *key, size_t klen)
 	/* A name the kernel does not know has nothing cached to drop (and
 	 * then its socket reply needs no fence either). When the inode table
 	 * is busy the invalidation thread finds out instead. */
-	if (ino_changed(key, klen, 0) == 0)
+	if (ino_changed(key, klen, 0, NULL, NULL) == 0)
 		return;
 	p = malloc(klen + 1);
 	if (!p) {

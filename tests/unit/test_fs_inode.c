@@ -201,16 +201,23 @@ static void changes_to_unknown_names_are_counted(void **state)
 	(void)look(d, "f", S_IFREG);
 	g = ino_changes("/d/g");
 	o = ino_changes("/other");
-	assert_int_equal(ino_changed("d/f", 3, 1), 1);
-	assert_int_equal(ino_changed("d", 1, 1), 1);
-	assert_int_equal(ino_changed("d/", 2, 1), 1); /* the directory's marker */
-	assert_int_equal(ino_changed("d/g", 3, 1), 0); /* the directory is known, not g */
+	{
+		uint64_t parent = 0, ino = 0, f = look(d, "f", S_IFREG);
+
+		ino_forget(f, 1);
+		assert_int_equal(ino_changed("d/f", 3, 1, &parent, &ino), 1);
+		assert_int_equal(parent, d);
+		assert_int_equal(ino, f);
+	}
+	assert_int_equal(ino_changed("d", 1, 1, NULL, NULL), 1);
+	assert_int_equal(ino_changed("d/", 2, 1, NULL, NULL), 1); /* the directory's marker */
+	assert_int_equal(ino_changed("d/g", 3, 1, NULL, NULL), 0); /* the directory is known, not g */
 	assert_int_equal(ino_changes("/d/g"), g + 1);
-	assert_int_equal(ino_changed("x/y/z", 5, 1), 0);
-	assert_int_equal(ino_changed("d/g/", 4, 1), 0); /* g's marker: g's count */
+	assert_int_equal(ino_changed("x/y/z", 5, 1, NULL, NULL), 0);
+	assert_int_equal(ino_changed("d/g/", 4, 1, NULL, NULL), 0); /* g's marker: g's count */
 	assert_int_equal(ino_changes("/d/g"), g + 2);
 	(void)look(d, "g", S_IFREG);
-	assert_int_equal(ino_changed("d/g", 3, 1), 1);
+	assert_int_equal(ino_changed("d/g", 3, 1, NULL, NULL), 1);
 	assert_int_equal(ino_changes("/d/g"), g + 2);
 	/* Another name keeps its count ("other" and "d/g" are in different
 	 * buckets). */
