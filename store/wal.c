@@ -285,6 +285,15 @@ err:
 	return rc;
 }
 
+static int sync_before_rotation(wal *w)
+{
+	int rc = kvio_datasync(w->cur);
+
+	if (rc)
+		LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
+	return rc;
+}
+
 static int rotate(wal *w)
 {
 	kvio_file *f, **r;
@@ -296,13 +305,8 @@ static int rotate(wal *w)
 	 * out: they may start a new sync group while the store still syncs
 	 * the previous one, and a group's first record must never reach the
 	 * disk before the groups it follows (see lost_page). */
-	if (w->niov) {
-		rc = kvio_datasync(w->cur);
-		if (rc) {
-			LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
-			return rc;
-		}
-	}
+	if (w->niov && (rc = sync_before_rotation(w)))
+		return rc;
 	rc = wal_flush(w);
 	if (rc)
 		return rc;
@@ -313,11 +317,8 @@ static int rotate(wal *w)
 		if (rc)
 			return rc;
 	}
-	rc = kvio_datasync(w->cur);
-	if (rc) {
-		LOG(LOG_ERROR, "wal: sync before rotation failed: %s", strerror(-rc));
+	if ((rc = sync_before_rotation(w)))
 		return rc;
-	}
 	rc = add_segment(w, w->next_lsn);
 	if (rc)
 		return rc;
@@ -604,14 +605,19 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 			goto err;
 		}
 		if (w->segs[i].first_lsn != expect) {
-			char prev[40] = "";
+			char prev[40];
 
-			if (i > 0)
+			if (i == 0) {
+				LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %"
+				    PRIu64 " (a segment is missing)", path,
+				    w->segs[i].first_lsn, expect);
+			} else {
 				wal_segment_name(w->segs[i - 1].first_lsn, prev, sizeof(prev));
-			LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %" PRIu64
-			    " (%s%s%s)", path, w->segs[i].first_lsn, expect,
-			    i > 0 ? "the segment before it, " : "a segment is missing", prev,
-			    i > 0 ? ", ends early, or a segment is missing" : "");
+				LOG(LOG_ERROR, "wal: %s starts at lsn %" PRIu64 ", expected %"
+				    PRIu64 " (the segment before it, %s, ends early, or a "
+				    "segment is missing)", path, w->segs[i].first_lsn, expect,
+				    prev);
+			}
 			rc = -EUCLEAN;
 			goto err;
 		}
