@@ -43,8 +43,8 @@ static void rm_rf(char *dir)
 	free(dir);
 }
 
-/* A one-member Raft cluster on a free loopback port (NULL: standalone). */
-static node *open_node_raft(const char *dir, const char *listen)
+/* A standalone node, or with `listen` a one-member Raft cluster there. */
+static node *open_node_at(const char *dir, const char *listen)
 {
 	struct node_config cfg = { 0 };
 	node *n = NULL;
@@ -52,8 +52,8 @@ static node *open_node_raft(const char *dir, const char *listen)
 	cfg.data_dir = dir;
 	cfg.mode = listen ? NODE_RAFT : NODE_STANDALONE;
 	cfg.listen = listen;
-	cfg.control = "";
-	cfg.vectors = "/nonexistent/kvfs-vectors";
+	cfg.control = "";               /* no control socket in these tests */
+	cfg.vectors = "/nonexistent/kvfs-vectors"; /* n-gram vectors: fast start */
 	assert_int_equal(node_open(&cfg, &n), 0);
 	assert_non_null(n);
 	return n;
@@ -75,16 +75,7 @@ static void free_addr(char *buf, size_t len)
 
 static node *open_node(const char *dir)
 {
-	struct node_config cfg = { 0 };
-	node *n = NULL;
-
-	cfg.data_dir = dir;
-	cfg.mode = NODE_STANDALONE;
-	cfg.control = "";               /* no control socket in these tests */
-	cfg.vectors = "/nonexistent/kvfs-vectors"; /* n-gram vectors: fast start */
-	assert_int_equal(node_open(&cfg, &n), 0);
-	assert_non_null(n);
-	return n;
+	return open_node_at(dir, NULL);
 }
 
 static struct kv_op put_op(const char *key, const char *val)
@@ -352,7 +343,7 @@ static void close_right_after_the_last_acknowledgement(void **state)
 			free_addr(addr, sizeof addr);
 			listen = addr;
 		}
-		n = open_node_raft(dir, listen);
+		n = open_node_at(dir, listen);
 		pthread_t th[CLOSE_WRITERS];
 		struct writer_arg args[CLOSE_WRITERS];
 
@@ -367,7 +358,7 @@ static void close_right_after_the_last_acknowledgement(void **state)
 		}
 		node_close(n);
 		slow_wake_set_ms(0);
-		n = open_node_raft(dir, listen);
+		n = open_node_at(dir, listen);
 		assert_int_equal(node_read_barrier(n), 0); /* Raft: applied again */
 		for (int i = 0; i < CLOSE_WRITERS; i++)
 			for (int j = 0; j < CLOSE_PER_WRITER; j++) {
