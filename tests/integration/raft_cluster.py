@@ -485,6 +485,20 @@ def single_node(kvfs, scratch):
                 c.dump_logs()
 
 
+def run_scenario(name, fn, *args):
+    """Runs one scenario; an exception counts as a failure. Prints ok or
+    FAIL with the time it took."""
+    n0 = len(failures)
+    t1 = time.time()
+    try:
+        fn(*args)
+    except Exception:
+        traceback.print_exc()
+        failures.append(name + " raised")
+    print(f"{'ok  ' if len(failures) == n0 else 'FAIL'} {name} ({time.time() - t1:.1f} s)",
+          flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -505,41 +519,25 @@ def main():
              test_kill_all_and_restart,
              test_isolated_minority]
     only = os.environ.get("RAFT_TEST")
-    with Cluster(kvfs, scratch, n=3, env=env) as c:
-        try:
-            c.start_all()
-            c.leader(timeout=15)
-            for t in tests:
-                if only and t.__name__ != only:
-                    continue
-                n0 = len(failures)
-                t1 = time.time()
-                try:
-                    t(c)
-                except Exception:
-                    traceback.print_exc()
-                    failures.append(t.__name__ + " raised")
-                print(f"{'ok  ' if len(failures) == n0 else 'FAIL'} {t.__name__} "
-                      f"({time.time() - t1:.1f} s)", flush=True)
-                for nd in c.nodes:  # a scenario that failed half-way
-                    if nd.stopped:
-                        nd.sigcont()
-                    if nd.proc is None:
-                        nd.start()
-                c.heal()
-        finally:
-            if failures:
-                c.dump_logs()
+    tests = [t for t in tests if not only or t.__name__ == only]
+    if tests:
+        with Cluster(kvfs, scratch, n=3, env=env) as c:
+            try:
+                c.start_all()
+                c.leader(timeout=15)
+                for t in tests:
+                    run_scenario(t.__name__, t, c)
+                    for nd in c.nodes:  # a scenario that failed half-way
+                        if nd.stopped:
+                            nd.sigcont()
+                        if nd.proc is None:
+                            nd.start()
+                    c.heal()
+            finally:
+                if failures:
+                    c.dump_logs()
     if not only or only == "single_node":
-        n0 = len(failures)
-        t1 = time.time()
-        try:
-            single_node(kvfs, scratch)
-        except Exception:
-            traceback.print_exc()
-            failures.append("single_node raised")
-        print(f"{'ok  ' if len(failures) == n0 else 'FAIL'} single_node "
-              f"({time.time() - t1:.1f} s)", flush=True)
+        run_scenario("single_node", single_node, kvfs, scratch)
     if len(sys.argv) <= 2 and not failures:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"raft_cluster: {len(failures)} failures, {time.time() - t0:.1f} s")
