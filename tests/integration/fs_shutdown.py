@@ -107,18 +107,6 @@ def abort_conn(conn):
         subprocess.run(["umount", ctl], check=False)
 
 
-def kill_bounded(m):
-    """SIGKILL without waiting for ever: a daemon stuck in the kernel (the
-    connection could not be aborted) would block a plain wait."""
-    m.proc.kill()
-    try:
-        m.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        print(f"kvfs (pid {m.proc.pid}) does not die: stuck in the kernel", flush=True)
-    m.proc = None
-    subprocess.run(["fusermount3", "-u", "-z", m.mnt], check=False)
-
-
 def dropped_at_stop(log, start):
     """Invalidations the daemon dropped at its last shutdown (its log from
     byte `start`): proof that the signal came while they were running."""
@@ -156,7 +144,7 @@ def one_round(m, rnd, sig):
             rc = m.proc.wait(timeout=WAIT)
         except subprocess.TimeoutExpired:
             abort_conn(conn)
-            kill_bounded(m)
+            m.kill()
             return [f"round {rnd} ({sig.name}): kvfs still running {WAIT:.0f} s after the signal"]
         m.proc = None
         if rc != 0:
@@ -220,7 +208,7 @@ def inherited_dispositions(kvfs, scratch):
                 except subprocess.TimeoutExpired:
                     bad.append(f"{name}: kvfs still running {WAIT:.0f} s after {sig.name}")
                     abort_conn(conn)
-                    kill_bounded(m)
+                    m.kill()
                     break
                 m.proc = None
                 if rc != 0:
@@ -229,7 +217,7 @@ def inherited_dispositions(kvfs, scratch):
                     bad.append(f"{name}: still mounted after kvfs exited")
         finally:
             if m.proc is not None:
-                kill_bounded(m)
+                m.kill()
             elif is_mounted(m.mnt):
                 subprocess.run(["fusermount3", "-u", "-z", m.mnt], check=False)
         if not bad:
