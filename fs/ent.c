@@ -14,18 +14,23 @@
 
 pthread_rwlock_t ent_move_lock;
 
-int ent_init(void)
+int ent_rwlock_init(pthread_rwlock_t *l)
 {
 	pthread_rwlockattr_t a;
 	int rc;
 
 	pthread_rwlockattr_init(&a);
-	/* Writer preference: a rename must not starve behind a stream of
-	 * commits holding the lock shared. */
 	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	rc = -pthread_rwlock_init(&ent_move_lock, &a);
+	rc = -pthread_rwlock_init(l, &a);
 	pthread_rwlockattr_destroy(&a);
 	return rc;
+}
+
+int ent_init(void)
+{
+	/* Writer preference: a rename must not starve behind a stream of
+	 * commits holding the lock shared. */
+	return ent_rwlock_init(&ent_move_lock);
 }
 
 void ent_fini(void)

@@ -34,6 +34,9 @@ struct ent {
 extern pthread_rwlock_t ent_move_lock;
 
 int  ent_init(void);
+/* Initialises a writer-preferring, non-recursive rwlock (a writer waiting
+ * blocks new readers, so a thread must never take it shared twice). */
+int  ent_rwlock_init(pthread_rwlock_t *l);
 void ent_fini(void);
 
 /* An open file counts while it holds what the store has not seen (created

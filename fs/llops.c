@@ -866,13 +866,8 @@ const struct fuse_lowlevel_ops *llops_get(void)
 
 int llops_init(void)
 {
-	pthread_rwlockattr_t a;
-	int rc;
+	int rc = ent_rwlock_init(&ns_lock);
 
-	pthread_rwlockattr_init(&a);
-	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	rc = -pthread_rwlock_init(&ns_lock, &a);
-	pthread_rwlockattr_destroy(&a);
 	if (rc)
 		return rc;
 	rc = ino_init(fsops_put_open);
