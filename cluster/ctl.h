@@ -12,7 +12,7 @@
  * JSON lines. Requests {"op": ..., "id": any (echoed)}:
  *   put {key, value | value_b64}          get {key[, b64:true]} -> value | value_b64, version
  *   delete {key}                          batch {ops: [{op:"put"|"delete", key, ...}]} -> n (atomic)
- *   list {prefix, limit (1000, max 10000), cursor} -> keys, cursor (last key; null at the end)
+ *   list {prefix, limit (1..10000, default 1000), cursor} -> keys, cursor (last key; null at the end)
  *   stat {key} -> type, size, mode, uid, gid, mtime, ctime (s), mtime_ns, ctime_ns, version
  *   search {query, mode (hybrid|text|tfidf|semantic|phrase), limit} -> results [{key, score}]
  *   status -> node_status() (role, term, leader, peers, keys, ...)     ping -> pong

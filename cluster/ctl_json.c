@@ -469,12 +469,15 @@ static int op_list(struct ctl_sess *s, json_t *req, json_t *id)
 	    get_str(s, req, id, "cursor", &cur, &clen) ||
 	    get_uint(s, req, id, "limit", 1000, CTL_LIST_MAX, &limit))
 		return CTL_STEP_DONE;
+	if (limit == 0) {
+		/* A page of nothing has no cursor to hand back. */
+		bad(s, id, "%s", "\"limit\" must be at least 1");
+		return CTL_STEP_DONE;
+	}
 	if ((gate = ctl_json_read_gate(s, id)) != CTL_READ_GO)
 		return gate;
 	if (clen == 0)
 		cur = NULL;
-	if (limit == 0)
-		limit = 1000;
 	kb = malloc(KV_KEY_MAX + 2);
 	if (!kb) {
 		ctl_json_error(&s->out, -ENOMEM, NULL, id);

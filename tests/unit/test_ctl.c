@@ -755,6 +755,7 @@ static void json_malformed_requests_get_errors_and_session_survives(void **state
 		"{\"op\":\"put\",\"key\":\"a\",\"value_b64\":\"***\"}",
 		"{\"op\":\"put\",\"key\":\"a\",\"value\":\"x\",\"value_b64\":\"eA==\"}",
 		"{\"op\":\"list\",\"limit\":-1}",
+		"{\"op\":\"list\",\"limit\":0}",
 		"{\"op\":\"list\",\"prefix\":7}",
 		"{\"op\":\"batch\",\"ops\":[]}",
 		"{\"op\":\"batch\",\"ops\":[{\"op\":\"frob\",\"key\":\"a\"}]}",
