@@ -410,12 +410,20 @@ static void sub_finish(struct mn *mn, struct mn_sub *s, int status)
 {
 	s->done = 1;
 	s->status = status;
-	if (status && !store_failed(mn->st)) {
-		/* Refused before it was logged (a limit): nothing was written
-		 * and the store is fine, so it does not hold durable() back. */
-		LOG(LOG_WARN, "masterless: store refused a batch: %s", strerror(-status));
+	if (status && !s->nops && !store_failed(mn->st)) {
+		/* A keyless record (the clock floor) refused before it was
+		 * logged: nothing was written, the store is fine and the core
+		 * was told (io_save_floor's error), so it does not hold
+		 * durable() back. */
+		LOG(LOG_WARN, "masterless: store refused a record: %s", strerror(-status));
 		s->status = 0;
 	} else if (status && !mn->failed) {
+		/* Versions the core already holds as stored (in its index and
+		 * digest) are not: were durable() to pass them, this node
+		 * would acknowledge tombstones it does not have and report
+		 * keys in sync that it does not serve. Nothing after this can
+		 * be durable: the node stops taking writes, as after a failed
+		 * sync, and a restart rebuilds the core from the store. */
 		mn->failed = status;
 		LOG(LOG_ERROR, "masterless: store write failed: %s", strerror(-status));
 	}
@@ -652,6 +660,21 @@ static int collect(struct mn *mn, const char *key, size_t klen, const struct ml_
 	 * the whole batch would fail with it. */
 	if (key_check(key, klen) || (v && (v->vlen > KV_VALUE_MAX || v->ext_len > KV_EXT_MAX)))
 		return -EINVAL;
+	if (mn->cur && mn->cur->nops == KV_BATCH_MAX) {
+		/* Full: the store takes no more in one batch. Only a batch of
+		 * received versions and purges can get here (a client request
+		 * has at most KV_BATCH_MAX ops and adopts no more pending
+		 * ones than fit beside them, mn_write); it goes to the store
+		 * now and the rest of this call fills a new one. */
+		if (mn->cur->req)
+			return -E2BIG;
+		if (mn->cur == mn->lazy) {
+			lazy_flush(mn);
+			lazy_begin(mn);
+		} else {
+			mn_commit(mn);
+		}
+	}
 	if (!mn->cur)
 		mn_begin(mn, NULL); /* committed by the caller's mn_commit() */
 	if (!mn->cur)
@@ -859,6 +882,10 @@ static void mn_write(void *self, struct node_req *req)
 			node_req_done(mn->n, req, -EFBIG);
 			return;
 		}
+	/* Each op of the request adds at most one op to its batch: one that
+	 * could not hold the pending versions as well goes after them. */
+	if (mn->lazy && mn->lazy->nops > KV_BATCH_MAX - req->batch.n)
+		lazy_flush(mn);
 	if (mn->lazy) {
 		/* Adopt the pending replicated versions: they share this
 		 * write's sync and stay before it in the log. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cluster/node.h"
 #include "store/store.h"
@@ -554,6 +555,67 @@ static void changes_reach_the_listener_from_the_committer(void **state)
 	cl_free(c);
 }
 
+/* The node's status field `name`: an integer, or a boolean as 0/1. */
+static long long status_int(node *n, const char *name)
+{
+	json_t *o = json_object(), *f;
+	long long v;
+
+	node_status(n, o);
+	f = json_object_get(o, name);
+	assert_non_null(f);
+	v = json_is_boolean(f) ? json_is_true(f) : json_integer_value(f);
+	json_decref(o);
+	return v;
+}
+
+/* A client batch of the largest size the store takes, arriving while
+ * received versions wait in the lazy batch: it used to adopt them, go over
+ * KV_BATCH_MAX and be refused as a whole, and the received versions, which
+ * the replication core already counted as stored, were never stored (this
+ * node then acknowledged tombstones it did not have, and anti-entropy saw
+ * nothing missing). The pending versions must be stored on their own. */
+static void a_full_client_batch_does_not_swallow_received_versions(void **state)
+{
+	struct cl *c;
+	struct kv_op *ops;
+	struct kv_batch b;
+	char *keys, buf[64];
+	double t0;
+
+	(void)state;
+	setenv("KVFS_ML_LAZY_MS", "600000", 1); /* received versions wait */
+	c = cl_new();
+	unsetenv("KVFS_ML_LAZY_MS");
+	assert_int_equal(put(c->n[1], "received", "from node 1", 0), 0);
+	t0 = now_s();
+	while (status_int(c->n[0], "versions_recv") < 1 && now_s() - t0 < 15)
+		usleep(2000);
+	assert_true(status_int(c->n[0], "versions_recv") >= 1);
+	assert_string_equal(value(c->n[0], "received", buf, sizeof(buf)), "");
+
+	ops = calloc(KV_BATCH_MAX, sizeof(*ops));
+	keys = malloc((size_t)KV_BATCH_MAX * 8);
+	assert_non_null(ops);
+	assert_non_null(keys);
+	for (uint32_t i = 0; i < KV_BATCH_MAX; i++) {
+		snprintf(keys + (size_t)i * 8, 8, "b%06x", i);
+		ops[i].kind = KV_PUT;
+		ops[i].key = keys + (size_t)i * 8;
+		ops[i].klen = 7;
+		ops[i].meta.mode = S_IFREG | 0644;
+	}
+	b.ops = ops;
+	b.n = KV_BATCH_MAX;
+	assert_int_equal(node_write(c->n[0], &b), 0);
+	free(ops);
+	free(keys);
+	/* Logged before the batch, so applied once it is acknowledged. */
+	assert_string_equal(value(c->n[0], "received", buf, sizeof(buf)), "from node 1");
+	assert_int_equal(status_int(c->n[0], "failed"), 0);
+	cl_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -565,6 +627,7 @@ int main(void)
 		cmocka_unit_test(restarted_node_catches_up),
 		cmocka_unit_test(close_right_after_the_last_acknowledgement),
 		cmocka_unit_test(partitioned_node_keeps_writing_and_a_delete_survives_its_return),
+		cmocka_unit_test(a_full_client_batch_does_not_swallow_received_versions),
 	};
 	char env[160];
 	FILE *f;
