@@ -189,6 +189,7 @@ int raft__leader_append(raft *r, uint8_t type, const void *data, size_t len)
 void raft__apply_committed(raft *r)
 {
 	uint64_t upto = r->commit < r->durable ? r->commit : r->durable;
+	int rc;
 
 	/* Figure 2, all servers: "If commitIndex > lastApplied: increment
 	 * lastApplied, apply log[lastApplied] to state machine." We apply only
@@ -202,7 +203,9 @@ void raft__apply_committed(raft *r)
 		if (!e)
 			break; /* cannot happen: applied >= base_index */
 		r->applied++;
-		r->io.apply(r->io.arg, r->applied, e);
+		rc = r->io.apply(r->io.arg, r->applied, e);
+		if (rc)
+			raft__fail(r, rc);
 	}
 	raft__reads_progress(r);
 }
@@ -755,6 +758,8 @@ int raft_tick(raft *r)
 
 uint64_t raft_deadline(const raft *r)
 {
+	if (r->failed)
+		return UINT64_MAX; /* nothing to do, ever: no timer to spin on */
 	if (r->role != RAFT_LEADER)
 		return r->election_deadline;
 	return r->heartbeat_deadline < r->quorum_deadline ? r->heartbeat_deadline

@@ -167,8 +167,12 @@ struct raft_io {
 	 * entries are borrowed for the call: copy them. */
 	void (*append)(void *arg, uint64_t first, const struct raft_entry *e, size_t n);
 	/* Applies committed entry `index` (NOOPs included), in index order, once,
-	 * and only once the entry is durable on this node too. */
-	void (*apply)(void *arg, uint64_t index, const struct raft_entry *e);
+	 * and only once the entry is durable on this node too. Returns 0, or a
+	 * negative errno when this replica cannot apply it: the core then enters
+	 * its failed state, so a leader that cannot apply falls silent and the
+	 * others elect a new one (instead of a leader that heartbeats on and
+	 * refuses every write). */
+	int  (*apply)(void *arg, uint64_t index, const struct raft_entry *e);
 	/* Returns the newest durable snapshot of the state machine (index, term and
 	 * bytes, borrowed for the call: the core copies them), or -ENOENT. Any
 	 * applied state will do. Used to bring a follower up whose next entry was
@@ -225,7 +229,8 @@ int  raft_new(const struct raft_config *cfg, const struct raft_io *io,
 void raft_free(raft *r);
 
 /* Time: raft_deadline() is the io time at which the core next wants
- * raft_tick(); calling raft_tick() earlier is harmless. */
+ * raft_tick() (UINT64_MAX: never, the core has failed); calling raft_tick()
+ * earlier is harmless. */
 uint64_t raft_deadline(const raft *r);
 int  raft_tick(raft *r);
 

@@ -325,7 +325,7 @@ void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term)
 	pthread_mutex_unlock(&rn->smu);
 }
 
-static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
+static int rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 {
 	struct rn *rn = arg;
 	struct rn_wait *w, *next;
@@ -376,9 +376,10 @@ static void rn_apply(void *arg, uint64_t index, const struct raft_entry *e)
 			rn__wait_finish(rn, &rn->commitq, w, 0);
 		else {
 			rn->nlost++;
-			rn__wait_finish(rn, &rn->commitq, w, rn->failed ? -EIO : -EIO);
+			rn__wait_finish(rn, &rn->commitq, w, -EIO);
 		}
 	}
+	return rc;
 }
 
 static void rn_read_done(void *arg, uint64_t id, int status, uint64_t index)
@@ -818,7 +819,10 @@ static void rn_after(struct rn *rn)
 	}
 	now = rn_now(rn);
 	dl = raft_deadline(rn->r);
-	uv_timer_start(&rn->timer, on_timer, dl > now ? dl - now : 0, 0);
+	if (dl == UINT64_MAX)
+		uv_timer_stop(&rn->timer);
+	else
+		uv_timer_start(&rn->timer, on_timer, dl > now ? dl - now : 0, 0);
 	rn->in_after = 0;
 }
 

@@ -18,7 +18,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from raft_lib import Cluster, CtlError, skip_without_fuse  # noqa: E402
+from raft_lib import Cluster, CtlError, retry_put, skip_without_fuse  # noqa: E402
 
 failures = []
 
@@ -438,6 +438,62 @@ def test_failed_apply_is_replayed_after_restart(c):
           f"first {bad[:3]})")
 
 
+def test_failed_apply_on_the_leader(c):
+    """A leader that cannot apply an entry must give up leadership: before
+    the fix it heartbeated on, nobody held an election, and every write on
+    every node failed until it was restarted."""
+    x = c.leader()
+    n = c.nodes[x]
+    others = [i for i in range(3) if i != x]
+    n.kill()
+    w = c.leader(among=others, timeout=15)
+    fail_at = c.nodes[w].status()["commit_index"] + 60
+    n.extra_env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
+    n.start()
+    check(wait_caught_up(c, x), "node with the fault knob caught up")
+    # Clean stops hand leadership over; repeat until the knob node leads.
+    deadline = time.time() + 60
+    while c.leader() != x and time.time() < deadline:
+        li = c.leader()
+        c.nodes[li].stop()
+        c.leader(among=[i for i in range(3) if i != li], timeout=15)
+        c.nodes[li].start()
+        check(wait_caught_up(c, li), f"node {li} caught up after its clean stop")
+    check(c.leader() == x, f"node {x} (fault knob) became leader")
+    if c.leader() != x:
+        return
+    check(n.status()["commit_index"] < fail_at, "the failing entry is still ahead")
+    # Writes through a follower until the leader has failed, then on.
+    ctl_at = others[0]
+    acked = {}
+    failed_at = None
+    t0 = time.time()
+    j = 0
+    while time.time() - t0 < 40 and (failed_at is None or len(acked) < 100 + failed_at):
+        k, v = f"leaderfail/{j}", f"v{j}"
+        j += 1
+        try:
+            retry_put(lambda: c.ctl(ctl_at), k, v, timeout=10.0)
+            acked[k] = v
+        except (OSError, CtlError):
+            continue
+        if failed_at is None and n.status().get("failed"):
+            failed_at = len(acked)
+    check(failed_at is not None, f"the leader failed at entry {fail_at}")
+    check(len(acked) >= 100 + (failed_at or 0),
+          f"writes went on after the leader failed ({len(acked)} acknowledged, "
+          f"{len(acked) - (failed_at or 0)} after the failure)")
+    new = c.leader(among=others, timeout=15)
+    check(new in others, f"a new leader among the others ({new})")
+    print(f"leader {x} failed at entry {fail_at} after {failed_at} writes; node {new} leads "
+          f"now, {len(acked)} writes acknowledged in all", flush=True)
+    n.kill()
+    n.extra_env = {}
+    n.start()
+    check(wait_caught_up(c, x), "the failed node caught up after a restart")
+    verify_all(c, acked, [0, 1, 2], "after the leader's failed apply")
+
+
 def test_kill_all_and_restart(c):
     """SIGKILL of every node at once under load (a power loss of the whole
     cluster): after a restart every acknowledged write is there, from each
@@ -515,6 +571,7 @@ def main():
     tests = [test_replicates_through_mounts, test_entry_too_large_for_a_frame, test_status,
              test_leader_kill_under_load,
              test_snapshot_catch_up, test_failed_apply_is_replayed_after_restart,
+             test_failed_apply_on_the_leader,
              test_sigstop_leader, test_clean_stop_of_leader,
              test_kill_all_and_restart,
              test_isolated_minority]

@@ -279,7 +279,7 @@ static uint64_t sm_step(uint64_t h, uint64_t index, const struct raft_entry *e)
 	return hash_bytes(h, &(uint64_t){ rsim__entry_hash(e) }, 8);
 }
 
-static void io_apply(void *arg, uint64_t index, const struct raft_entry *e)
+static int io_apply(void *arg, uint64_t index, const struct raft_entry *e)
 {
 	struct snode *nd = arg;
 	rsim *s = nd->s;
@@ -325,6 +325,7 @@ static void io_apply(void *arg, uint64_t index, const struct raft_entry *e)
 		nd->snap_pending = 1;
 		heap_push(s, ev);
 	}
+	return 0;
 }
 
 static int io_snapshot_get(void *arg, uint64_t *index, uint64_t *term,
