@@ -21,7 +21,10 @@
  * no request is pending closes its own handles so that uv_run() returns.
  */
 #include "cluster/node.h"
+#include "cluster/dfile.h"
+#include "cluster/raft_node.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -692,6 +695,79 @@ static int check_data_dir(const char *dir)
 	return 0;
 }
 
+/* The replication mode a data directory was made in: "kvfs.mode", one line.
+ * The modes' logs are not interchangeable (a standalone store opened by the
+ * Raft mode would serve keys its peers never saw; the Raft log opened by the
+ * standalone mode would be overwritten), so a node refuses a directory of
+ * another mode. A directory made before the marker existed is judged by its
+ * files: raft.meta (cluster/raft_node.h) exists once a Raft node has taken
+ * part in an election, which it does before it holds any entry. */
+#define MODE_FILE "kvfs.mode"
+
+/* 'r': raft.meta is there; 'd': store files only; 0: empty. */
+static int old_contents(const char *dir, int *kind)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	*kind = 0;
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, RN_META_FILE))
+			*kind = 'r';
+		else if (!*kind && (!strncmp(e->d_name, "wal-", 4) || !strncmp(e->d_name, "snap-", 5)))
+			*kind = 'd';
+	}
+	closedir(d);
+	return 0;
+}
+
+static int check_mode(const char *dir, enum node_mode mode)
+{
+	const char *want = node_mode_name(mode);
+	char buf[32], line[40];
+	long got = dfile_read(dir, MODE_FILE, buf, sizeof buf - 1);
+	int kind, rc;
+
+	if (got >= 0) {
+		buf[got] = '\0';
+		if (got && buf[got - 1] == '\n')
+			buf[got - 1] = '\0';
+		if (!strcmp(buf, want))
+			return 0;
+		if (strcmp(buf, "standalone") && strcmp(buf, "raft") && strcmp(buf, "masterless")) {
+			LOG(LOG_ERROR, "data directory %s: %s/%s is corrupt", dir, dir, MODE_FILE);
+			return -EUCLEAN;
+		}
+		LOG(LOG_ERROR, "data directory %s holds the data of a %s node; this node runs in "
+		    "%s mode (start it with --mode %s, or give it another directory)", dir, buf,
+		    want, buf);
+		return -EINVAL;
+	}
+	if (got != -ENOENT) {
+		LOG(LOG_ERROR, "data directory %s: cannot read %s: %s", dir, MODE_FILE,
+		    strerror((int)-got));
+		return (int)got;
+	}
+	rc = old_contents(dir, &kind);
+	if (rc) {
+		LOG(LOG_ERROR, "data directory %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	if ((kind == 'r') != (mode == NODE_RAFT) && kind) {
+		LOG(LOG_ERROR, "data directory %s holds the data of a %s node; this node runs in "
+		    "%s mode", dir, kind == 'r' ? "raft" : "standalone or masterless", want);
+		return -EINVAL;
+	}
+	snprintf(line, sizeof line, "%s\n", want);
+	rc = dfile_replace(dir, MODE_FILE, line, strlen(line));
+	if (rc)
+		LOG(LOG_ERROR, "data directory %s: cannot write %s: %s", dir, MODE_FILE,
+		    strerror(-rc));
+	return rc;
+}
+
 static int make_repl(node *n)
 {
 	switch (n->cfg.mode) {
@@ -747,6 +823,9 @@ int node_open(const struct node_config *cfg, node **out)
 	if (rc)
 		goto err;
 	rc = check_data_dir(n->cfg.data_dir);
+	if (rc)
+		goto err;
+	rc = check_mode(n->cfg.data_dir, n->cfg.mode);
 	if (rc)
 		goto err;
 	rc = make_repl(n);

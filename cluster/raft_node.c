@@ -877,6 +877,24 @@ static int rn_start(void *self)
 		goto out;
 	boot.entries = ents;
 	boot.nentries = nents;
+	/* A node takes a term (persisting it) before it holds any entry of
+	 * that term: a log or snapshot newer than the persisted term means
+	 * raft.meta was lost or replaced, and starting would let this node vote
+	 * a second time in a term it has voted in already. */
+	{
+		uint64_t newest = nents ? ents[nents - 1].term : 0;
+
+		if (boot.snap_term > newest)
+			newest = boot.snap_term;
+		if (newest > boot.term) {
+			LOG(LOG_ERROR, "raft: %s/%s says term %" PRIu64 " but the log holds term %"
+			    PRIu64 ": the file is missing or older than the log; refusing to start "
+			    "(this node could vote twice in one term)", rn->dir, RN_META_FILE,
+			    boot.term, newest);
+			rc = -EUCLEAN;
+			goto out;
+		}
+	}
 
 	cfg.id = rn->self + 1;
 	cfg.n = (uint32_t)rn->mem.n;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/dfile.h"
 #include "cluster/raft_node.h"
 #include "store/crc32c.h"
 #include "store/le.h"
@@ -21,32 +22,21 @@
 int rn_meta_load(const char *dir, uint64_t *term, uint32_t *vote)
 {
 	unsigned char b[RN_META_SIZE + 1];
-	char path[4096];
-	ssize_t got;
-	int fd, e;
+	long got;
 
 	*term = 0;
 	*vote = 0;
-	snprintf(path, sizeof path, "%s/%s", dir, RN_META_FILE);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		e = errno;
-		LOG(LOG_ERROR, "raft: cannot open %s: %s", path, strerror(e));
-		return -e;
-	}
-	got = read(fd, b, sizeof b);
-	e = errno;
-	close(fd);
+	got = dfile_read(dir, RN_META_FILE, b, sizeof b);
+	if (got == -ENOENT)
+		return 0;
 	if (got < 0) {
-		LOG(LOG_ERROR, "raft: cannot read %s: %s", path, strerror(e));
-		return -e;
+		LOG(LOG_ERROR, "raft: cannot read %s/%s: %s", dir, RN_META_FILE, strerror((int)-got));
+		return (int)got;
 	}
 	if (got != RN_META_SIZE || le_get32(b) != RN_META_MAGIC || le_get32(b + 4) != 1 ||
 	    le_get32(b + 20) != crc32c(0, b, 20)) {
-		LOG(LOG_ERROR, "raft: %s is corrupt: refusing to start without the persisted "
-		    "term and vote", path);
+		LOG(LOG_ERROR, "raft: %s/%s is corrupt: refusing to start without the persisted "
+		    "term and vote", dir, RN_META_FILE);
 		return -EUCLEAN;
 	}
 	*term = le_get64(b + 8);
@@ -57,48 +47,17 @@ int rn_meta_load(const char *dir, uint64_t *term, uint32_t *vote)
 int rn_meta_save(const char *dir, uint64_t term, uint32_t vote)
 {
 	unsigned char b[RN_META_SIZE];
-	char path[4096], tmp[4096];
-	int fd = -1, dfd = -1, rc;
+	int rc;
 
-	snprintf(path, sizeof path, "%s/%s", dir, RN_META_FILE);
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, RN_META_FILE);
 	le_put32(b, RN_META_MAGIC);
 	le_put32(b + 4, 1);
 	le_put64(b + 8, term);
 	le_put32(b + 16, vote);
 	le_put32(b + 20, crc32c(0, b, 20));
-
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto err;
-	if (write(fd, b, sizeof b) != (ssize_t)sizeof b) {
-		if (errno == 0)
-			errno = ENOSPC;
-		goto err;
-	}
-	if (fdatasync(fd))
-		goto err;
-	if (close(fd)) {
-		fd = -1;
-		goto err;
-	}
-	fd = -1;
-	if (rename(tmp, path))
-		goto err;
-	/* The rename is durable only once the directory is synced. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd))
-		goto err;
-	close(dfd);
-	return 0;
-err:
-	rc = -errno;
-	LOG(LOG_ERROR, "raft: cannot persist term %" PRIu64 " and vote %" PRIu32 " in %s: %s",
-	    term, vote, path, strerror(-rc));
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
+	rc = dfile_replace(dir, RN_META_FILE, b, sizeof b);
+	if (rc)
+		LOG(LOG_ERROR, "raft: cannot persist term %" PRIu64 " and vote %" PRIu32 " in %s/%s: %s",
+		    term, vote, dir, RN_META_FILE, strerror(-rc));
 	return rc;
 }
 

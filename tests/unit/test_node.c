@@ -568,6 +568,82 @@ static void data_dir_that_is_a_file_is_refused(void **state)
 	rm_rf(dir);
 }
 
+static int try_open(const char *dir, enum node_mode mode, const char *listen, node **n)
+{
+	struct node_config cfg = { 0 };
+
+	cfg.data_dir = dir;
+	cfg.mode = mode;
+	cfg.listen = listen;
+	cfg.control = "";
+	cfg.vectors = "/nonexistent/kvfs-vectors";
+	*n = NULL;
+	return node_open(&cfg, n);
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	assert_int_equal(unlink(path), 0);
+}
+
+/* The modes' logs are not interchangeable: a standalone store opened as a
+ * Raft node used to serve keys its peers never had (replicas diverged), and
+ * a Raft data directory opened standalone would have its log overwritten. */
+static void a_data_dir_of_another_mode_is_refused(void **state)
+{
+	char *sdir = make_tmpdir(), *rdir = make_tmpdir(), addr[32];
+	node *n;
+
+	(void)state;
+	free_addr(addr, sizeof addr);
+	n = open_node(sdir);
+	assert_int_equal(put(n, "standalone-only", "local"), 0);
+	node_close(n);
+	assert_int_equal(try_open(sdir, NODE_RAFT, addr, &n), -EINVAL);
+	assert_null(n);
+	assert_int_equal(try_open(sdir, NODE_MASTERLESS, addr, &n), -EINVAL);
+	/* A directory from before the marker: judged by its files. */
+	remove_file(sdir, "kvfs.mode");
+	assert_int_equal(try_open(sdir, NODE_RAFT, addr, &n), -EINVAL);
+	n = open_node(sdir);
+	assert_value(n, "standalone-only", "local");
+	node_close(n);
+
+	n = open_node_at(rdir, addr);
+	assert_int_equal(put(n, "raft-key", "r"), 0);
+	node_close(n);
+	assert_int_equal(try_open(rdir, NODE_STANDALONE, NULL, &n), -EINVAL);
+	remove_file(rdir, "kvfs.mode");
+	assert_int_equal(try_open(rdir, NODE_STANDALONE, NULL, &n), -EINVAL);
+	n = open_node_at(rdir, addr);
+	assert_int_equal(node_read_barrier(n), 0);
+	assert_value(n, "raft-key", "r");
+	node_close(n);
+	rm_rf(sdir);
+	rm_rf(rdir);
+}
+
+/* Without its term and vote a Raft node could vote twice in one term: a
+ * log newer than raft.meta stops the start. */
+static void raft_log_without_its_term_is_refused(void **state)
+{
+	char *dir = make_tmpdir(), addr[32];
+	node *n;
+
+	(void)state;
+	free_addr(addr, sizeof addr);
+	n = open_node_at(dir, addr);
+	assert_int_equal(put(n, "k", "v"), 0);
+	node_close(n);
+	remove_file(dir, "raft.meta");
+	assert_int_equal(try_open(dir, NODE_RAFT, addr, &n), -EUCLEAN);
+	assert_null(n);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +657,8 @@ int main(void)
 		cmocka_unit_test(socket_write_reply_waits_for_the_change_fence),
 		cmocka_unit_test(search_index_follows_rewrites),
 		cmocka_unit_test(data_dir_that_is_a_file_is_refused),
+		cmocka_unit_test(a_data_dir_of_another_mode_is_refused),
+		cmocka_unit_test(raft_log_without_its_term_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
