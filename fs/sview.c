@@ -3,8 +3,10 @@
  *
  * The ranking itself lives in search/ (search_query); this file only maps
  * paths to queries and hits to symlinks. Results of recent queries are kept
- * for a few seconds so that the lstat/getxattr calls following a listing
- * (ls -l, getfattr) do not run the query once per entry.
+ * so that the lookup/lstat/getxattr calls following a listing (ls -l,
+ * getfattr) do not run the query once per entry: for a few seconds, and only
+ * while no update has been queued to the index since the query (a kept
+ * result is never staler than a new query would be).
  */
 #include "fs/sview.h"
 
@@ -27,6 +29,7 @@ struct qent {
 	struct search_hit *hits;
 	size_t             nhits;
 	int64_t            at_ns;
+	uint64_t           gen;  /* search_index_generation() before the query */
 	unsigned           refs; /* users outside the cache lock, +1 while cached */
 };
 
@@ -128,15 +131,17 @@ static int query(const struct spath *sp, int fresh, struct qent **out)
 	struct search_index *ix = index_of();
 	int64_t now = fsops_now_ns();
 	struct qent *e;
+	uint64_t gen;
 	int rc, slot = 0;
 
 	if (!ix)
 		return -ENOENT;
+	gen = search_index_generation(ix);
 	pthread_mutex_lock(&cache_lock);
 	for (int i = 0; i < CACHE_N; i++) {
 		e = cache[i];
 		if (e && e->mode == sp->mode && !strcmp(e->q, sp->q) && !fresh &&
-		    now - e->at_ns < CACHE_TTL_NS) {
+		    e->gen == gen && now - e->at_ns < CACHE_TTL_NS) {
 			e->refs++;
 			pthread_mutex_unlock(&cache_lock);
 			*out = e;
@@ -160,6 +165,7 @@ static int query(const struct spath *sp, int fresh, struct qent **out)
 		return rc;
 	}
 	e->at_ns = now;
+	e->gen = gen;
 	e->refs = 2; /* the caller and the cache */
 	pthread_mutex_lock(&cache_lock);
 	if (cache[slot])
@@ -213,11 +219,22 @@ static int target(const struct spath *sp, const char *key, size_t klen, char *bu
 	return (int)(ul + klen);
 }
 
+/* Where key is among e's hits, or -1. */
+static long hit_of(const struct qent *e, const char *key, size_t klen)
+{
+	for (size_t i = 0; i < e->nhits; i++)
+		if (e->hits[i].klen == klen && !memcmp(e->hits[i].key, key, klen))
+			return (long)i;
+	return -1;
+}
+
 int sview_getattr(const char *path, struct stat *st)
 {
 	char key[KV_KEY_MAX + 1], t[KV_KEY_MAX + 16];
 	struct spath sp;
+	struct qent *e;
 	kv_rec *r;
+	long hit;
 	int rc, klen, tl;
 
 	if (!index_of())
@@ -230,6 +247,13 @@ int sview_getattr(const char *path, struct stat *st)
 	}
 	klen = fsp_unescape(sp.name, key, sizeof(key));
 	if (klen <= 0)
+		return -ENOENT;
+	/* Only the query's results are entries of its directory. */
+	if ((rc = query(&sp, 0, &e)))
+		return rc;
+	hit = hit_of(e, key, (size_t)klen);
+	qent_put(e);
+	if (hit < 0)
 		return -ENOENT;
 	if ((rc = store_get(fsops_ctx()->st, key, (size_t)klen, 0, &r)))
 		return rc;
@@ -344,6 +368,7 @@ int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 	char key[KV_KEY_MAX + 1], s[64];
 	struct spath sp;
 	struct qent *e;
+	long hit;
 	int rc, klen, n = -1;
 
 	if ((rc = sparse(path, &sp)))
@@ -368,12 +393,8 @@ int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 		return -ENODATA;
 	if ((rc = query(&sp, 0, &e)))
 		return rc;
-	for (size_t i = 0; i < e->nhits; i++) {
-		if (e->hits[i].klen == (size_t)klen && !memcmp(e->hits[i].key, key, (size_t)klen)) {
-			n = snprintf(s, sizeof(s), "%.6f", e->hits[i].score);
-			break;
-		}
-	}
+	if ((hit = hit_of(e, key, (size_t)klen)) >= 0)
+		n = snprintf(s, sizeof(s), "%.6f", e->hits[hit].score);
 	qent_put(e);
 	if (n < 0)
 		return -ENODATA;

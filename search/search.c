@@ -793,6 +793,16 @@ size_t search_index_loading(struct search_index *ix)
 	return n;
 }
 
+uint64_t search_index_generation(struct search_index *ix)
+{
+	uint64_t q;
+
+	pthread_mutex_lock(&ix->q_mu);
+	q = ix->q_seq;
+	pthread_mutex_unlock(&ix->q_mu);
+	return q;
+}
+
 size_t search_index_pending(struct search_index *ix)
 {
 	uint64_t q;

@@ -107,6 +107,24 @@ def main():
             os.unlink(os.path.join(mnt, "notes/garden.txt"))
             check(listing(mnt, ".text", "zucchini") == [], "deleted file still listed")
 
+            # The scores attribute is as fresh as a listing (it used to
+            # answer from a result kept for 5 s), and only a query's hits
+            # are entries of its directory.
+            with open(os.path.join(mnt, "notes/x1.txt"), "w") as f:
+                f.write("xatword one")
+            check([n for n, _ in scores(mnt, ".text", "xatword")] == ["notes%2Fx1.txt"],
+                  "scores of a new word")
+            with open(os.path.join(mnt, "notes/x2.txt"), "w") as f:
+                f.write("xatword two")
+            os.unlink(os.path.join(mnt, "notes/x1.txt"))
+            ns = [n for n, _ in scores(mnt, ".text", "xatword")]
+            check(ns == ["notes%2Fx2.txt"], f"scores right after a write and a delete: {ns}")
+            check(os.path.lexists(os.path.join(mnt, ".search", ".text", "xatword",
+                                               "notes%2Fx2.txt")), "a hit is an entry")
+            check(not os.path.lexists(os.path.join(mnt, ".search", ".text", "nosuchword",
+                                                   "py.txt")),
+                  "a key that is not a hit of the query is no entry of its directory")
+
             # Read-only and reserved.
             for fn, what in ((lambda: os.mkdir(os.path.join(mnt, ".search")), "mkdir .search"),
                              (lambda: os.rmdir(os.path.join(mnt, ".search")), "rmdir .search"),
