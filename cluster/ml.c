@@ -646,7 +646,7 @@ int ml_receive(ml *m, unsigned from, uint16_t type, const void *buf, size_t len)
 	 * and believing it would make every later frame of that peer look
 	 * stale. */
 	if (hlc_ms(inc) > m->io.now_ms(m->io.ctx) + m->cfg.max_drift_ms) {
-		m->st.bad_msgs++;
+		m->st.clock_ahead++; /* visible in status: a peer whose clock runs fast */
 		return 0;
 	}
 	p = &m->peers[from];

@@ -197,7 +197,7 @@ struct ml_stats {
 	uint64_t msgs_dropped;      /* stale PUSH/TOMB frames (see ml.c, ordering) */
 	uint64_t bad_msgs;          /* frames that failed to decode */
 	uint64_t bad_versions;      /* stored or received versions with a bad ext */
-	uint64_t clock_ahead;       /* remote timestamps beyond max_drift_ms */
+	uint64_t clock_ahead;       /* remote timestamps (and frames of incarnations) beyond max_drift_ms */
 	uint64_t io_errors;         /* failed put/purge/get/save_floor */
 	uint64_t send_gated;        /* frames not sent while the incarnation was not durable */
 };

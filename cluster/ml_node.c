@@ -976,6 +976,11 @@ static void mn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "ae_in_sync", json_integer((json_int_t)st.ae_in_sync));
 	json_object_set_new(obj, "ae_diff_leaves", json_integer((json_int_t)st.ae_diff_leaves));
 	json_object_set_new(obj, "clock_ahead", json_integer((json_int_t)st.clock_ahead));
+	json_object_set_new(obj, "bad_msgs", json_integer((json_int_t)st.bad_msgs));
+	json_object_set_new(obj, "bad_versions", json_integer((json_int_t)st.bad_versions));
+	json_object_set_new(obj, "msgs_dropped", json_integer((json_int_t)st.msgs_dropped));
+	json_object_set_new(obj, "send_errors", json_integer((json_int_t)st.send_errors));
+	json_object_set_new(obj, "io_errors", json_integer((json_int_t)st.io_errors));
 	json_object_set_new(obj, "failed", json_boolean(mn->failed != 0));
 	json_object_set_new(obj, "msgs_sent", json_integer((json_int_t)st.msgs_sent));
 	json_object_set_new(obj, "versions_recv", json_integer((json_int_t)st.versions_recv));
