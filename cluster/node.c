@@ -67,6 +67,7 @@ struct node {
 
 	store               *st;
 	struct search_index *search;
+	int                  idx_group; /* an index group is open (store apply hook, map lock) */
 
 	uv_loop_t   loop;
 	uv_thread_t thread;
@@ -486,7 +487,12 @@ static void queue_del(node *n, const char *key, size_t klen)
 	char *k = malloc(klen ? klen : 1);
 
 	if (!k) {
-		/* No memory: remove it now, in order (flush first). */
+		/* No memory: remove it now, in order (end the batch's group,
+		 * so that the flush takes its earlier updates too). */
+		if (n->idx_group) {
+			n->idx_group = 0;
+			search_index_group_end(n->search);
+		}
 		search_index_flush(n->search);
 		search_index_del(n->search, key, klen);
 		return;
@@ -520,6 +526,19 @@ static void on_apply(void *arg, const char *key, size_t klen,
 	const char *k;
 	size_t kl;
 
+	/* One batch, one index group: a query sees a batch (a directory
+	 * rename, a socket batch) whole or not at all. */
+	if (!key) {
+		if (n->idx_group) {
+			n->idx_group = 0;
+			search_index_group_end(n->search);
+		}
+		return;
+	}
+	if (!n->idx_group && (rec_is_document(new_rec) || rec_is_document(old_rec))) {
+		n->idx_group = 1;
+		search_index_group_begin(n->search);
+	}
 	if (rec_is_document(new_rec)) {
 		/* The index is a function of key and contents: a write that
 		 * leaves the contents as they were (chmod, touch, a file saved

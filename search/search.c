@@ -57,6 +57,12 @@ struct search_index {
 	uint64_t           wake_at;       /* smallest target waited for (q_mu) */
 	struct qop        *q_head, *q_tail;
 	uint64_t           q_seq;         /* updates ever queued (q_mu) */
+	/* Groups (search_index_group_begin/end): the updates of one store
+	 * batch reach queries together. q_done_seq is the number of the last
+	 * update after which no group was open: only updates up to it may be
+	 * taken off the queue, and an apply never stops inside a group. */
+	uint64_t           q_done_seq;    /* q_mu */
+	int                q_open;        /* a group is open (q_mu) */
 	_Atomic uint64_t   applied_seq;   /* updates ever applied */
 	size_t             q_live;        /* queued by _put/_del: the bounded part */
 	size_t             q_live_bytes;  /* their text, as far as it will be indexed */
@@ -85,7 +91,9 @@ struct qop {
 	size_t            klen, len;
 	search_release_fn release;
 	void             *ref;
+	uint64_t          seq;    /* its number in queue order */
 	int               live;   /* counts against the bound */
+	int               last;   /* no group was open after it: an apply may stop here */
 };
 
 /* Updates applied per hold of apply_mu: queries waiting to help get in
@@ -355,20 +363,36 @@ static void ready_free(struct ready *r)
 	free(r->p.tok);
 }
 
-/* Puts a prepared document into the index (takes the write lock). */
+/* Removes a document; the write lock held. */
+static int del_locked(struct search_index *ix, const char *key, size_t klen)
+{
+	int rc = idx_del(ix->idx, key, klen);
+
+	ix->epoch++;
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Puts a prepared document into the index; the write lock held. */
+static int ready_commit_locked(struct search_index *ix, const char *key, size_t klen,
+			       struct ready *r)
+{
+	int rc;
+
+	if (r->unindex)
+		return del_locked(ix, key, klen);
+	if (r->rc)
+		return r->rc;
+	rc = idx_put(ix->idx, key, klen, r->tin, r->nt, (uint32_t)r->p.ntok, r->vec);
+	ix->epoch++;
+	return rc;
+}
+
 static int ready_commit(struct search_index *ix, const char *key, size_t klen, struct ready *r)
 {
 	int rc;
 
-	if (r->unindex) {
-		rc = search_index_del(ix, key, klen);
-		return rc == -ENOENT ? 0 : rc;
-	}
-	if (r->rc)
-		return r->rc;
 	pthread_rwlock_wrlock(&ix->lock);
-	rc = idx_put(ix->idx, key, klen, r->tin, r->nt, (uint32_t)r->p.ntok, r->vec);
-	ix->epoch++;
+	rc = ready_commit_locked(ix, key, klen, r);
 	pthread_rwlock_unlock(&ix->lock);
 	return rc;
 }
@@ -390,10 +414,9 @@ int search_index_del(struct search_index *ix, const char *key, size_t klen)
 	int rc;
 
 	pthread_rwlock_wrlock(&ix->lock);
-	rc = idx_del(ix->idx, key, klen);
-	ix->epoch++;
+	rc = del_locked(ix, key, klen);
 	pthread_rwlock_unlock(&ix->lock);
-	return rc == -ENOENT ? 0 : rc;
+	return rc;
 }
 
 /* The n-gram document norms for the current index, recomputed when an
@@ -508,10 +531,11 @@ size_t search_memory_bytes(struct search_index *ix)
 
 /* Puts one queued update into the index: its prepared document r (a put),
  * or the removal of its key. Logs a failure; frees r. */
+/* Applies a prepared update; the write lock held. */
 static void apply_ready(struct search_index *ix, const struct qop *op, struct ready *r)
 {
-	int rc = op->text ? ready_commit(ix, op->key, op->klen, r)
-			  : search_index_del(ix, op->key, op->klen);
+	int rc = op->text ? ready_commit_locked(ix, op->key, op->klen, r)
+			  : del_locked(ix, op->key, op->klen);
 
 	if (rc)
 		fprintf(stderr, "kvfs: search: cannot index %.*s: %s\n", (int)op->klen, op->key,
@@ -526,7 +550,9 @@ static void apply_one(struct search_index *ix, const struct qop *op)
 
 	if (op->text)
 		ready_make(ix, op->text, op->len, &r);
+	pthread_rwlock_wrlock(&ix->lock);
 	apply_ready(ix, op, &r);
+	pthread_rwlock_unlock(&ix->lock);
 }
 
 static void prep_range(const struct prep_job *j, size_t from, size_t step)
@@ -579,7 +605,9 @@ static void prep_batch(struct search_index *ix, const struct prep_job *j)
 }
 
 /* Applies n updates taken off the queue, in order, and releases them. Their
- * documents are prepared first (no lock held), then put in one by one. */
+ * documents are prepared first (no lock held), then put in under one hold
+ * of the write lock, so that a query sees all of them or none (they end at
+ * a group's end). */
 static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 {
 	struct qop **ops = malloc((n ? n : 1) * sizeof(*ops));
@@ -602,10 +630,12 @@ static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 	for (op = list, i = 0; i < n; op = op->next, i++)
 		ops[i] = op;
 	prep_batch(ix, &j);
-	for (i = 0; i < n; i++) {
+	pthread_rwlock_wrlock(&ix->lock);
+	for (i = 0; i < n; i++)
 		apply_ready(ix, ops[i], &rd[i]);
+	pthread_rwlock_unlock(&ix->lock);
+	for (i = 0; i < n; i++)
 		qop_release(ops[i]);
-	}
 	free(ops);
 	free(rd);
 }
@@ -631,7 +661,9 @@ static void apply_batches(struct search_index *ix, uint64_t target)
 			break;
 		}
 		batch = ix->q_head;
-		for (op = batch; op && n < APPLY_BATCH; op = op->next) {
+		/* Whole groups only: past APPLY_BATCH, up to the next update
+		 * after which no group was open. */
+		for (op = batch; op && op->seq <= ix->q_done_seq; op = op->next) {
 			n++;
 			if (op->live) {
 				ix->q_live--;
@@ -640,6 +672,8 @@ static void apply_batches(struct search_index *ix, uint64_t target)
 				ix->q_load--;
 			}
 			ix->q_head = op->next;
+			if (n >= APPLY_BATCH && op->last)
+				break;
 		}
 		if (!ix->q_head)
 			ix->q_tail = NULL;
@@ -707,6 +741,53 @@ static void drain_to_half(struct search_index *ix)
 	pthread_mutex_unlock(&ix->q_mu);
 }
 
+/* Ends the open group (q_mu held): its updates may now be applied, and
+ * queries wait for them. */
+static void close_group_locked(struct search_index *ix)
+{
+	ix->q_open = 0;
+	/* The group's updates are still queued (none is taken past
+	 * q_done_seq), the newest of them last. */
+	if (ix->q_seq > ix->q_done_seq) {
+		ix->q_tail->last = 1;
+		ix->q_done_seq = ix->q_seq;
+	}
+}
+
+/* Whether a queuing thread must wait for the queue to drain (q_mu held).
+ * Over the bound, the queuing thread (a store's commit, under its locks)
+ * waits until the queue is down to half of it: a bounded wait, not one for
+ * everything queued. Not while a start-up load is still queued, ahead of
+ * everything: the wait would be for the whole rebuild (live updates then
+ * queue up behind it, unbounded). Not inside a group either: its updates
+ * cannot be applied before it ends (its end checks). */
+static int over_bound(const struct search_index *ix)
+{
+	return !ix->q_load && !ix->q_open &&
+	       (ix->q_live > SEARCH_QUEUE_MAX || ix->q_live_bytes > SEARCH_QUEUE_BYTES);
+}
+
+void search_index_group_begin(struct search_index *ix)
+{
+	pthread_mutex_lock(&ix->q_mu);
+	ix->q_open = 1;
+	pthread_mutex_unlock(&ix->q_mu);
+}
+
+void search_index_group_end(struct search_index *ix)
+{
+	int over;
+
+	pthread_mutex_lock(&ix->q_mu);
+	if (ix->q_open)
+		close_group_locked(ix);
+	over = over_bound(ix);
+	pthread_cond_signal(&ix->q_cv);
+	pthread_mutex_unlock(&ix->q_mu);
+	if (over)
+		drain_to_half(ix);
+}
+
 static void queue(struct search_index *ix, const char *key, size_t klen, const char *text,
 		  size_t len, search_release_fn release, void *ref, int live)
 {
@@ -714,9 +795,15 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 	int over;
 
 	if (!op) {
-		/* No room to defer it: everything before it, then it, now. */
+		/* No room to defer it: everything before it, then it, now. An
+		 * open group ends here (queries may see part of it: better
+		 * than applying this update before the group's earlier ones). */
 		struct qop now = { .key = key, .text = text, .klen = klen, .len = len };
 
+		pthread_mutex_lock(&ix->q_mu);
+		if (ix->q_open)
+			close_group_locked(ix);
+		pthread_mutex_unlock(&ix->q_mu);
 		search_index_flush(ix);
 		pthread_mutex_lock(&ix->apply_mu);
 		apply_one(ix, &now);
@@ -733,20 +820,18 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 	else
 		ix->q_head = op;
 	ix->q_tail = op;
-	ix->q_seq++;
+	op->seq = ++ix->q_seq;
+	if (!ix->q_open) {
+		op->last = 1;
+		ix->q_done_seq = op->seq;
+	}
 	if (live) {
 		ix->q_live++;
 		ix->q_live_bytes += text_bytes(len);
 	} else {
 		ix->q_load++;
 	}
-	/* Over the bound, the queuing thread (a store's commit, under its
-	 * locks) waits until the queue is down to half of it: a bounded wait,
-	 * not one for everything queued. Not while a start-up load is still
-	 * queued, ahead of everything: the wait would be for the whole
-	 * rebuild (live updates then queue up behind it, unbounded). */
-	over = live && !ix->q_load &&
-	       (ix->q_live > SEARCH_QUEUE_MAX || ix->q_live_bytes > SEARCH_QUEUE_BYTES);
+	over = live && over_bound(ix);
 	pthread_cond_signal(&ix->q_cv);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
@@ -778,7 +863,7 @@ void search_index_flush(struct search_index *ix)
 	uint64_t target;
 
 	pthread_mutex_lock(&ix->q_mu);
-	target = ix->q_seq;
+	target = ix->q_done_seq; /* not the open group: it is not visible yet */
 	pthread_mutex_unlock(&ix->q_mu);
 	apply_to(ix, target);
 }
@@ -836,11 +921,11 @@ static void *worker_main(void *arg)
 	for (;;) {
 		uint64_t target;
 
-		while (!ix->q_head && !ix->q_stop)
+		while (ix->q_done_seq <= atomic_load(&ix->applied_seq) && !ix->q_stop)
 			pthread_cond_wait(&ix->q_cv, &ix->q_mu);
 		if (ix->q_stop)
 			break;
-		target = ix->q_seq;
+		target = ix->q_done_seq;
 		pthread_mutex_unlock(&ix->q_mu);
 		apply_batches(ix, target);
 		pthread_mutex_lock(&ix->q_mu);

@@ -86,6 +86,14 @@ void search_index_queue_put(struct search_index *ix, const char *key, size_t kle
 			    const char *text, size_t len, search_release_fn release, void *ref);
 void search_index_queue_del(struct search_index *ix, const char *key, size_t klen,
 			    search_release_fn release, void *ref);
+/* Groups: the updates queued by one thread between search_index_group_begin()
+ * and search_index_group_end() (the changes of one store batch) reach
+ * queries together: a query sees all of them or none (an atomic rename of a
+ * directory is never half visible in search results). While a group is
+ * open, queries do not wait for it; one group is open at a time, and
+ * _load updates queued meanwhile join it. */
+void search_index_group_begin(struct search_index *ix);
+void search_index_group_end(struct search_index *ix);
 /* Queues without the bound: for loading a whole store at start-up (the
  * worker then works through it in the background). */
 void search_index_queue_load(struct search_index *ix, const char *key, size_t klen,
@@ -96,7 +104,7 @@ int  search_index_start(struct search_index *ix);
 /* The same, with the worker idle for its first delay_ms (tests use it to see
  * the index while a start-up load is still queued). */
 int  search_index_start_after(struct search_index *ix, unsigned delay_ms);
-/* Applies every update queued before the call. */
+/* Applies every update queued before the call (outside an open group). */
 void search_index_flush(struct search_index *ix);
 /* Updates queued and not yet applied; of them, queued by _load. */
 size_t search_index_pending(struct search_index *ix);

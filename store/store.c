@@ -104,13 +104,13 @@ static int apply_op(store *st, const struct kv_op *op, uint64_t version, int hoo
 
 static int apply_ops(store *st, const struct kv_op *ops, uint32_t n, uint64_t version, int hook)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		int rc = apply_op(st, &ops[i], version, hook);
+	int rc = 0;
 
-		if (rc)
-			return rc;
-	}
-	return 0;
+	for (uint32_t i = 0; i < n && !rc; i++)
+		rc = apply_op(st, &ops[i], version, hook);
+	if (hook && st->hook)
+		st->hook(st->hook_arg, NULL, 0, NULL, NULL); /* the batch is complete */
+	return rc;
 }
 
 static int apply_encoded(store *st, const void *payload, size_t len, uint64_t lsn, int hook)

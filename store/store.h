@@ -118,8 +118,11 @@ int kv_batch_decode(const void *buf, size_t len, struct kv_op **ops, uint32_t *n
  * the map's write lock is held (so it is atomic with visibility). `old` and
  * `new` are borrowed (either may be NULL: create / delete). Must be quick and
  * must not call back into the store. Used by the search index and the FS cache
- * invalidation. Not called for the state store_open() recovers (snapshot and
- * log replay): scan the store after opening for that. */
+ * invalidation. After the operations of each batch it is called once more
+ * with key NULL (and klen 0, old and new NULL): the batch is complete, which
+ * lets a listener make a batch's changes visible together. Not called for
+ * the state store_open() recovers (snapshot and log replay): scan the store
+ * after opening for that. */
 typedef void (*store_apply_hook)(void *arg, const char *key, size_t klen,
 				 const kv_rec *old_rec, const kv_rec *new_rec);
 

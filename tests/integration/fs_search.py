@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fs_mount import Mount, free_port, skip_without_fuse  # noqa: E402
@@ -124,6 +125,31 @@ def main():
             check(not os.path.lexists(os.path.join(mnt, ".search", ".text", "nosuchword",
                                                    "py.txt")),
                   "a key that is not a hit of the query is no entry of its directory")
+
+            # A rename is one atomic batch, and search shows it whole: the
+            # file is found exactly once in every listing taken while it is
+            # renamed back and forth (listings used to miss it now and then).
+            a, b = os.path.join(mnt, "notes/mv1.txt"), os.path.join(mnt, "notes/mv2.txt")
+            with open(a, "w") as f:
+                f.write("mvword moves")
+            seen, stop = {}, threading.Event()
+
+            def lister():
+                qdir = os.path.join(mnt, ".search", ".text", "mvword")
+                while not stop.is_set():
+                    n = len(os.listdir(qdir))
+                    seen[n] = seen.get(n, 0) + 1
+
+            t = threading.Thread(target=lister)
+            t.start()
+            try:
+                for i in range(1500):
+                    os.rename(a, b) if i % 2 == 0 else os.rename(b, a)
+            finally:
+                stop.set()
+                t.join()
+            print(f"hits per listing during 1500 renames: {seen}")
+            check(set(seen) == {1}, f"a renamed file is found once in every listing: {seen}")
 
             # Read-only and reserved.
             for fn, what in ((lambda: os.mkdir(os.path.join(mnt, ".search")), "mkdir .search"),

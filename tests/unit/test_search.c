@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -566,6 +567,91 @@ static void concurrent_queries_and_updates_are_consistent(void **state)
 	search_index_free(c.ix);
 }
 
+/* The updates of one group (a store batch) reach queries together: while
+ * the group is open a query neither sees them nor waits for them. */
+static void a_group_is_seen_whole_or_not_at_all(void **state)
+{
+	struct search_index *ix = new_index(NULL);
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	search_index_group_begin(ix);
+	qput(ix, 1, "old/name", "moveword");
+	assert_int_equal(hits_for(ix, "moveword"), 0);
+	search_index_group_end(ix);
+	assert_int_equal(hits_for(ix, "moveword"), 1);
+	/* A rename: the old name goes and the new one comes, in one group. */
+	search_index_group_begin(ix);
+	search_index_queue_del(ix, "old/name", 8, count_release, (void *)(intptr_t)2);
+	assert_int_equal(hits_for(ix, "moveword"), 1);
+	qput(ix, 3, "new/name", "moveword");
+	assert_int_equal(hits_for(ix, "moveword"), 1);
+	search_index_group_end(ix);
+	{
+		struct res r = query(ix, "moveword", SEARCH_TEXT);
+
+		assert_string_equal(keys(&r), "new/name");
+		done(&r);
+	}
+	search_index_free(ix);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(released[i], 1);
+}
+
+/* With the worker applying in the background, a file renamed back and forth
+ * in groups is always found exactly once. */
+struct flip {
+	struct search_index *ix;
+	int stop, bad, queries;
+};
+
+static void *flip_reader(void *arg)
+{
+	struct flip *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+		size_t n = hits_for(f->ix, "flipword");
+
+		if (n != 1)
+			__atomic_fetch_add(&f->bad, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&f->queries, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void groups_stay_whole_under_the_worker(void **state)
+{
+	struct flip f = { .ix = new_index(NULL) };
+	static const char *names[2] = { "dir-a/f", "dir-b/f" };
+	pthread_t th[2];
+
+	(void)state;
+	memset(released, 0, sizeof released);
+	assert_int_equal(search_index_start(f.ix), 0);
+	qput(f.ix, 0, names[0], "flipword here");
+	search_index_flush(f.ix);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, flip_reader, &f), 0);
+	for (int i = 0; i < 3000; i++) {
+		const char *from = names[i % 2], *to = names[(i + 1) % 2];
+
+		search_index_group_begin(f.ix);
+		search_index_queue_del(f.ix, from, strlen(from), NULL, NULL);
+		if (i % 7 == 0)
+			sched_yield(); /* let the worker and the readers run mid-group */
+		qput(f.ix, 0, to, "flipword here");
+		search_index_group_end(f.ix);
+	}
+	__atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	printf("%d queries during 3000 renames, %d saw the file other than once\n", f.queries,
+	       f.bad);
+	assert_int_equal(f.bad, 0);
+	assert_true(f.queries > 0);
+	search_index_free(f.ix);
+}
+
 static void hybrid_scores_do_not_depend_on_the_limit(void **state)
 {
 	struct search_index *ix = new_index(NULL);
@@ -853,6 +939,8 @@ int main(void)
 		cmocka_unit_test(random_updates_agree_with_a_model),
 		cmocka_unit_test(random_updates_on_long_posting_lists_agree_with_a_model),
 		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
+		cmocka_unit_test(a_group_is_seen_whole_or_not_at_all),
+		cmocka_unit_test(groups_stay_whole_under_the_worker),
 		cmocka_unit_test(hybrid_scores_do_not_depend_on_the_limit),
 		cmocka_unit_test(limit_and_tie_order_are_respected),
 		cmocka_unit_test(mode_names_round_trip),

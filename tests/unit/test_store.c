@@ -197,6 +197,10 @@ static void hook(void *arg, const char *key, size_t klen, const kv_rec *o, const
 {
 	struct hook_log *h = arg;
 
+	if (!key) { /* the end of a batch */
+		h->len += (size_t)snprintf(h->text + h->len, sizeof h->text - h->len, "|");
+		return;
+	}
 	h->len += (size_t)snprintf(h->text + h->len, sizeof h->text - h->len, "%.*s:%s%s;",
 				   (int)klen, key, o ? "o" : "-", n ? "n" : "-");
 }
@@ -207,15 +211,17 @@ static void apply_hook_sees_every_change_in_order(void **state)
 	struct hook_log h = { .len = 0 };
 	struct store_options o = { .apply_hook = hook, .apply_hook_arg = &h };
 	store *st = open_store(md, &o);
-	struct kv_op op = { .kind = KV_PUT, .key = "r", .klen = 1, .val = "v", .vlen = 1 };
-	struct kv_batch b = { .ops = &op, .n = 1 };
+	struct kv_op op[2] = { { .kind = KV_PUT, .key = "r", .klen = 1, .val = "v", .vlen = 1 },
+			       { .kind = KV_PUT, .key = "s", .klen = 1, .val = "w", .vlen = 1 } };
+	struct kv_batch b = { .ops = op, .n = 2 };
 
 	(void)state;
 	assert_int_equal(put(st, NULL, "k", "1"), 0);
 	assert_int_equal(put(st, NULL, "k", "2"), 0);
 	assert_int_equal(del(st, NULL, "k"), 0);
 	assert_int_equal(store_apply(st, &b, 77), 0);
-	assert_string_equal(h.text, "k:-n;k:on;k:o-;r:-n;");
+	/* "|": the end of each batch. */
+	assert_string_equal(h.text, "k:-n;|k:on;|k:o-;|r:-n;s:-n;|");
 	{
 		kv_rec *r;
 
