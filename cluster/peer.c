@@ -391,6 +391,17 @@ static void conn_fail(struct conn *c, const char *why)
 	conn_close(c);
 }
 
+/* Incoming connections of member p past their handshake. */
+static unsigned incoming_ready(const peer_net *net, const struct peer *p)
+{
+	const struct conn *o;
+	unsigned n = 0;
+
+	for (o = net->conns; o; o = o->next)
+		n += !o->outgoing && o->peer == p && o->state == C_READY;
+	return n;
+}
+
 static void conn_ready(struct conn *c)
 {
 	struct peer *p = c->peer;
@@ -504,6 +515,16 @@ static void on_hello(struct conn *c, const unsigned char *b, size_t len)
 			goto refuse;
 		}
 	} else {
+		/* A member holds one incoming connection (a restarted one may
+		 * briefly hold two, until the idle timeout closes the dead
+		 * one): more are refused, so connections claiming one member
+		 * cannot pile up frame buffers of up to PEER_MAX_FRAME each.
+		 * The newest is refused, so a real member's connection is
+		 * never closed in favour of another claiming to be it. */
+		if (incoming_ready(net, p) >= PEER_MAX_INCOMING) {
+			conn_fail(c, "too many connections claim to be this member");
+			return;
+		}
 		c->peer = p;
 		/* A partitioned peer's handshake is dropped like everything else;
 		 * the hello timeout closes the connection. */

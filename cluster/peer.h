@@ -99,6 +99,7 @@
 #define PEER_HDR_SIZE         12
 #define PEER_MAX_FRAME        (64u << 20) /* payload bytes per frame */
 #define PEER_MAX_HELLO        4096u       /* payload bytes before the handshake */
+#define PEER_MAX_INCOMING     2u          /* incoming connections per member */
 #define PEER_MAX_MEMBERS      1024
 #define PEER_TYPE_USER_MAX    0xFEFFu     /* caller types are 0..PEER_TYPE_USER_MAX */
 #define PEER_T_HELLO          0xFFFFu

@@ -720,6 +720,37 @@ static void oversized_length_header_is_refused(void **state)
 	fixture_free(f);
 }
 
+/* Connections claiming one member cannot pile up (each may hold a frame
+ * buffer of up to PEER_MAX_FRAME): past PEER_MAX_INCOMING the newest is
+ * refused, and those already in place stay. */
+static void connections_claiming_one_member_are_bounded(void **state)
+{
+	struct fixture *f = fixture_new(2);
+	unsigned char hello[PEER_HDR_SIZE + 300];
+	int fds[PEER_MAX_INCOMING + 1];
+	size_t hl;
+
+	(void)state;
+	node_start(f, 0, 2); /* node 1 stays down: we play it */
+	hl = make_hello(hello, 1, peer_cluster_id(f->n[0].net), 2, f->addr[1]);
+	for (unsigned i = 0; i <= PEER_MAX_INCOMING; i++) {
+		fds[i] = raw_connect(f->addr[0]);
+		raw_send(fds[i], hello, hl);
+		run_for(f, 100);
+	}
+	raw_fd = fds[PEER_MAX_INCOMING];
+	raw_eof = 0;
+	assert_true(run_until(f, raw_closed, 5000));
+	for (unsigned i = 0; i < PEER_MAX_INCOMING; i++) {
+		raw_fd = fds[i];
+		raw_eof = 0;
+		assert_false(raw_closed(f));
+	}
+	for (unsigned i = 0; i <= PEER_MAX_INCOMING; i++)
+		close(fds[i]);
+	fixture_free(f);
+}
+
 /* Random bytes, with or without a valid handshake in front, from many raw
  * clients: each is closed or ignored, and the real peers never notice. */
 static void random_bytes_never_disturb_the_node(void **state)
@@ -1238,6 +1269,7 @@ int main(void)
 		cmocka_unit_test(reconnects_after_a_peer_restarts_on_the_same_port),
 		cmocka_unit_test(garbage_closes_only_that_connection),
 		cmocka_unit_test(oversized_length_header_is_refused),
+		cmocka_unit_test(connections_claiming_one_member_are_bounded),
 		cmocka_unit_test(random_bytes_never_disturb_the_node),
 		cmocka_unit_test(blocked_peer_drops_traffic_then_resumes),
 		cmocka_unit_test(a_long_block_outlasts_idle_timeouts_and_heals),
