@@ -313,7 +313,9 @@ static void ready_make(const struct search_index *ix, const char *text, size_t l
 
 	memset(r, 0, sizeof(*r));
 	r->p.emb = ix->emb;
-	if (len > SEARCH_TEXT_MAX || !tok_utf8_valid(text, len)) {
+	/* Text is valid UTF-8 without NUL bytes (which no text file holds:
+	 * a value with them is binary, whatever else it looks like). */
+	if (len > SEARCH_TEXT_MAX || memchr(text, '\0', len) || !tok_utf8_valid(text, len)) {
 		r->unindex = 1;
 		return;
 	}

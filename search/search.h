@@ -24,7 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Values larger than this, or not valid UTF-8, are stored but not indexed. */
+/* Values larger than this, not valid UTF-8 or holding a NUL byte are stored
+ * but not indexed. */
 #define SEARCH_TEXT_MAX (4u * 1024 * 1024)
 
 struct search_index;
@@ -54,9 +55,9 @@ int  search_index_new(const struct search_config *cfg, struct search_index **out
 void search_index_free(struct search_index *ix);
 
 /* Indexes `text` as the document `key`, replacing any earlier version.
- * Text that is not valid UTF-8 or is larger than SEARCH_TEXT_MAX removes the
- * key from the index instead (binary values are not indexed). Returns 0 or
- * -ENOMEM. */
+ * Text that is not valid UTF-8, holds a NUL byte or is larger than
+ * SEARCH_TEXT_MAX removes the key from the index instead (binary values are
+ * not indexed). Returns 0 or -ENOMEM. */
 int  search_index_put(struct search_index *ix, const char *key, size_t klen,
 		      const char *text, size_t len);
 int  search_index_del(struct search_index *ix, const char *key, size_t klen);

@@ -213,6 +213,12 @@ static void overwrite_and_delete_leave_no_stale_postings(void **state)
 	assert_int_equal(r.n, 0);
 	done(&r);
 	assert_int_equal(search_doc_count(ix), 0);
+	/* NUL bytes make a value binary, even when the rest is ASCII text. */
+	assert_int_equal(search_index_put(ix, "c", 1, "nulword\0\0 nulword", 18), 0);
+	r = query(ix, "nulword", SEARCH_TEXT);
+	assert_int_equal(r.n, 0);
+	done(&r);
+	assert_int_equal(search_doc_count(ix), 0);
 	search_index_free(ix);
 }
 
