@@ -15,6 +15,7 @@
  *   list {prefix, limit (1..10000, default 1000), cursor} -> keys, cursor (last key; null at the end)
  *   stat {key} -> type, size, mode, uid, gid, mtime, ctime (s), mtime_ns, ctime_ns, version
  *   search {query, mode (hybrid|text|tfidf|semantic|phrase), limit} -> results [{key, score}]
+ *          (a key that is not UTF-8 comes as "key_b64")
  *   status -> node_status() (role, term, leader, peers, keys, ...)     ping -> pong
  * Errors: {"ok":false,"error":{"code","message"}} with code one of not_found,
  * bad_request, invalid_key, too_large, read_only, unavailable, io_error,

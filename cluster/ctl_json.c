@@ -621,11 +621,16 @@ static int op_search(struct ctl_sess *s, json_t *req, json_t *id)
 	for (i = 0; i < n; i++) {
 		json_t *h = json_object(), *ks = json_stringn(hits[i].key, hits[i].klen);
 
-		if (!ks) {
+		/* A key that is not UTF-8 cannot be a JSON string: it travels
+		 * as "key_b64", like a binary value. */
+		if (ks)
+			json_object_set_new(h, "key", ks);
+		else if ((ks = b64_string(hits[i].key, hits[i].klen)))
+			json_object_set_new(h, "key_b64", ks);
+		else {
 			json_decref(h);
 			continue;
 		}
-		json_object_set_new(h, "key", ks);
 		json_object_set_new(h, "score", json_real(hits[i].score));
 		json_array_append_new(res, h);
 	}

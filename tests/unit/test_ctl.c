@@ -690,6 +690,24 @@ static void json_every_op_round_trips(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(r, "results"), 0), "key")), "t1");
 	assert_true(json_is_real(json_object_get(json_array_get(json_object_get(r, "results"), 0), "score")));
 	json_decref(r);
+	{
+		/* A key that is not UTF-8 (set over RESP or the mount) comes
+		 * back base64-encoded instead of being left out. */
+		struct kv_op op = { .kind = KV_PUT, .key = "bad\xffname", .klen = 8,
+				    .val = "more coding", .vlen = 11 };
+		json_t *res, *h1;
+
+		apply(&x->f, &op);
+		r = jreq(x, "{\"op\":\"search\",\"query\":\"coding\",\"mode\":\"text\"}");
+		res = json_object_get(r, "results");
+		assert_int_equal(json_array_size(res), 2);
+		h1 = json_array_get(res, 0);
+		if (!json_object_get(h1, "key_b64"))
+			h1 = json_array_get(res, 1);
+		assert_string_equal(json_string_value(json_object_get(h1, "key_b64")), "YmFk/25hbWU=");
+		assert_null(json_object_get(h1, "key"));
+		json_decref(r);
+	}
 	r = jreq(x, "{\"op\":\"search\",\"query\":\"coding\",\"mode\":\"bogus\"}");
 	assert_string_equal(jerr(r), "bad_request");
 	json_decref(r);
