@@ -745,15 +745,16 @@ static void drain_to_half(struct search_index *ix)
 
 /* Ends the open group (q_mu held): its updates may now be applied, and
  * queries wait for them. */
-static void close_group_locked(struct search_index *ix)
+static int close_group_locked(struct search_index *ix)
 {
 	ix->q_open = 0;
 	/* The group's updates are still queued (none is taken past
 	 * q_done_seq), the newest of them last. */
-	if (ix->q_seq > ix->q_done_seq) {
-		ix->q_tail->last = 1;
-		ix->q_done_seq = ix->q_seq;
-	}
+	if (ix->q_seq == ix->q_done_seq)
+		return 0;
+	ix->q_tail->last = 1;
+	ix->q_done_seq = ix->q_seq;
+	return 1;
 }
 
 /* Whether a queuing thread must wait for the queue to drain (q_mu held).
@@ -781,10 +782,9 @@ void search_index_group_end(struct search_index *ix)
 	int over;
 
 	pthread_mutex_lock(&ix->q_mu);
-	if (ix->q_open)
-		close_group_locked(ix);
+	if (ix->q_open && close_group_locked(ix))
+		pthread_cond_signal(&ix->q_cv);
 	over = over_bound(ix);
-	pthread_cond_signal(&ix->q_cv);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
 		drain_to_half(ix);
@@ -803,8 +803,8 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 		struct qop now = { .key = key, .text = text, .klen = klen, .len = len };
 
 		pthread_mutex_lock(&ix->q_mu);
-		if (ix->q_open)
-			close_group_locked(ix);
+		if (ix->q_open && close_group_locked(ix))
+			pthread_cond_signal(&ix->q_cv);
 		pthread_mutex_unlock(&ix->q_mu);
 		search_index_flush(ix);
 		pthread_mutex_lock(&ix->apply_mu);
@@ -834,7 +834,8 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 		ix->q_load++;
 	}
 	over = live && over_bound(ix);
-	pthread_cond_signal(&ix->q_cv);
+	if (!ix->q_open) /* else nothing can be applied before the group ends */
+		pthread_cond_signal(&ix->q_cv);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
 		drain_to_half(ix);
