@@ -125,8 +125,13 @@ static void qent_put(struct qent *e)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-/* Runs (or, when fresh = 0 and a recent result exists, reuses) a query. */
-static int query(const struct spath *sp, int fresh, struct qent **out)
+/* How current a result must be. */
+enum { Q_FRESH,   /* run the query */
+       Q_CURRENT, /* a kept result no update has been queued since will do */
+       Q_RECENT   /* any kept result of the last CACHE_TTL_NS will do */ };
+
+/* Runs a query, or reuses a kept result as `want` allows. */
+static int query(const struct spath *sp, int want, struct qent **out)
 {
 	struct search_index *ix = index_of();
 	int64_t now = fsops_now_ns();
@@ -140,8 +145,8 @@ static int query(const struct spath *sp, int fresh, struct qent **out)
 	pthread_mutex_lock(&cache_lock);
 	for (int i = 0; i < CACHE_N; i++) {
 		e = cache[i];
-		if (e && e->mode == sp->mode && !strcmp(e->q, sp->q) && !fresh &&
-		    e->gen == gen && now - e->at_ns < CACHE_TTL_NS) {
+		if (e && e->mode == sp->mode && !strcmp(e->q, sp->q) && want != Q_FRESH &&
+		    (e->gen == gen || want == Q_RECENT) && now - e->at_ns < CACHE_TTL_NS) {
 			e->refs++;
 			pthread_mutex_unlock(&cache_lock);
 			*out = e;
@@ -168,6 +173,11 @@ static int query(const struct spath *sp, int fresh, struct qent **out)
 	e->gen = gen;
 	e->refs = 2; /* the caller and the cache */
 	pthread_mutex_lock(&cache_lock);
+	/* Another thread may have kept this query meanwhile: one entry per
+	 * query, so that Q_RECENT never finds an older one. */
+	for (int i = 0; i < CACHE_N; i++)
+		if (cache[i] && cache[i]->mode == e->mode && !strcmp(cache[i]->q, e->q))
+			slot = i;
 	if (cache[slot])
 		qent_unref(cache[slot]);
 	cache[slot] = e;
@@ -248,10 +258,19 @@ int sview_getattr(const char *path, struct stat *st)
 	klen = fsp_unescape(sp.name, key, sizeof(key));
 	if (klen <= 0)
 		return -ENOENT;
-	/* Only the query's results are entries of its directory. */
-	if ((rc = query(&sp, 0, &e)))
+	/* Only the query's results are entries of its directory. The lstat
+	 * of each entry after a listing (ls -l) finds it in the listing's
+	 * result even when writes elsewhere have been indexed since; a name
+	 * missing there is looked for in a current result before ENOENT. */
+	if ((rc = query(&sp, Q_RECENT, &e)))
 		return rc;
 	hit = hit_of(e, key, (size_t)klen);
+	if (hit < 0 && e->gen != search_index_generation(index_of())) {
+		qent_put(e);
+		if ((rc = query(&sp, Q_CURRENT, &e)))
+			return rc;
+		hit = hit_of(e, key, (size_t)klen);
+	}
 	qent_put(e);
 	if (hit < 0)
 		return -ENOENT;
@@ -291,7 +310,7 @@ int sview_readdir(const char *path, void *buf, fuse_fill_dir_t filler)
 	}
 	if (sp.kind == 1)
 		return 0; /* a mode directory lists nothing: any name is a query */
-	if ((rc = query(&sp, 1, &e)))
+	if ((rc = query(&sp, Q_FRESH, &e)))
 		return rc;
 	st.st_mode = S_IFLNK;
 	for (size_t i = 0; i < e->nhits; i++) {
@@ -376,7 +395,7 @@ int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 	if (sp.kind == 2 && strcmp(name, SVIEW_XATTR_DIR) == 0) {
 		char *text;
 		size_t len;
-		if ((rc = query(&sp, 0, &e)))
+		if ((rc = query(&sp, Q_CURRENT, &e)))
 			return rc;
 		rc = scores_text(e, &text, &len);
 		qent_put(e);
@@ -391,7 +410,7 @@ int sview_getxattr(const char *path, const char *name, char *value, size_t size)
 	klen = fsp_unescape(sp.name, key, sizeof(key));
 	if (klen <= 0)
 		return -ENODATA;
-	if ((rc = query(&sp, 0, &e)))
+	if ((rc = query(&sp, Q_CURRENT, &e)))
 		return rc;
 	if ((hit = hit_of(e, key, (size_t)klen)) >= 0)
 		n = snprintf(s, sizeof(s), "%.6f", e->hits[hit].score);

@@ -606,21 +606,24 @@ static void prep_batch(struct search_index *ix, const struct prep_job *j)
 	pthread_mutex_unlock(&ix->h_mu);
 }
 
-/* Applies n updates taken off the queue, in order, and releases them. Their
- * documents are prepared first (no lock held), then put in under one hold
- * of the write lock, so that a query sees all of them or none (they end at
- * a group's end). */
+/* Applies n updates taken off the queue (whole groups), in order, and
+ * releases them. Documents are prepared APPLY_BATCH at a time, so memory
+ * stays bounded whatever the size of a group. A list that fits one chunk
+ * is prepared with no lock held and put in under one hold of the write
+ * lock; a longer one (one large group: a directory rename, a snapshot
+ * install) is prepared and put in chunk by chunk under a single hold of
+ * the write lock, so that a query still sees all of it or none. */
 static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 {
-	struct qop **ops = malloc((n ? n : 1) * sizeof(*ops));
-	struct ready *rd = calloc(n ? n : 1, sizeof(*rd));
-	struct prep_job j = { .ix = ix, .ops = ops, .rd = rd, .n = n };
-	struct qop *op, *next;
-	size_t i;
+	size_t cap = n < APPLY_BATCH ? n : APPLY_BATCH, done = 0, i, m;
+	struct qop **ops = malloc((cap ? cap : 1) * sizeof(*ops));
+	struct ready *rd = malloc((cap ? cap : 1) * sizeof(*rd));
+	struct qop *op = list, *next;
+	int whole = n <= cap;
 
 	if (!ops || !rd) {
 		/* No memory for the batch: one at a time, as plain updates. */
-		for (op = list, i = 0; i < n; op = next, i++) {
+		for (i = 0; i < n; op = next, i++) {
 			next = op->next;
 			apply_one(ix, op);
 			qop_release(op);
@@ -629,15 +632,29 @@ static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 		free(rd);
 		return;
 	}
-	for (op = list, i = 0; i < n; op = op->next, i++)
-		ops[i] = op;
-	prep_batch(ix, &j);
-	pthread_rwlock_wrlock(&ix->lock);
-	for (i = 0; i < n; i++)
-		apply_ready(ix, ops[i], &rd[i]);
-	pthread_rwlock_unlock(&ix->lock);
-	for (i = 0; i < n; i++)
-		qop_release(ops[i]);
+	if (!whole)
+		pthread_rwlock_wrlock(&ix->lock);
+	while (done < n) {
+		struct prep_job j = { .ix = ix, .ops = ops, .rd = rd };
+
+		m = n - done < cap ? n - done : cap;
+		for (i = 0; i < m; i++, op = op->next) /* op: the next chunk's first */
+			ops[i] = op;
+		memset(rd, 0, m * sizeof(*rd));
+		j.n = m;
+		prep_batch(ix, &j);
+		if (whole)
+			pthread_rwlock_wrlock(&ix->lock);
+		for (i = 0; i < m; i++)
+			apply_ready(ix, ops[i], &rd[i]);
+		if (whole)
+			pthread_rwlock_unlock(&ix->lock);
+		for (i = 0; i < m; i++)
+			qop_release(ops[i]);
+		done += m;
+	}
+	if (!whole)
+		pthread_rwlock_unlock(&ix->lock);
 	free(ops);
 	free(rd);
 }
@@ -886,7 +903,7 @@ uint64_t search_index_generation(struct search_index *ix)
 	uint64_t q;
 
 	pthread_mutex_lock(&ix->q_mu);
-	q = ix->q_seq;
+	q = ix->q_done_seq; /* moves when updates become visible to queries */
 	pthread_mutex_unlock(&ix->q_mu);
 	return q;
 }

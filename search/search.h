@@ -110,8 +110,9 @@ void search_index_flush(struct search_index *ix);
 /* Updates queued and not yet applied; of them, queued by _load. */
 size_t search_index_pending(struct search_index *ix);
 size_t search_index_loading(struct search_index *ix);
-/* Updates ever queued: a result computed while this still has the value it
- * had before the query is still the current one (fs/sview.c caches by it). */
+/* Updates that queries must see (queued, outside an open group): a result
+ * computed while this still has the value it had before the query is still
+ * the current one (fs/sview.c caches by it). */
 uint64_t search_index_generation(struct search_index *ix);
 
 /* Runs a query; *hits is a malloc'd array of *nhits results, best first

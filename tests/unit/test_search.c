@@ -658,6 +658,66 @@ static void groups_stay_whole_under_the_worker(void **state)
 	search_index_free(f.ix);
 }
 
+#define BIG_GROUP 4000
+
+/* A group larger than one apply chunk (APPLY_BATCH, 256) is prepared chunk
+ * by chunk, bounded in memory, and still seen whole. */
+static size_t all_hits(struct search_index *ix, const char *q)
+{
+	struct search_hit *h;
+	size_t n;
+
+	if (search_query(ix, q, strlen(q), SEARCH_TEXT, 5000, &h, &n))
+		return SIZE_MAX; /* no cmocka assert here: readers run on other threads */
+	search_hits_free(h, n);
+	return n;
+}
+
+static void *big_group_reader(void *arg)
+{
+	struct flip *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+		size_t n = all_hits(f->ix, "bigword");
+
+		if (n != 0 && n != BIG_GROUP)
+			__atomic_fetch_add(&f->bad, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&f->queries, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void a_large_group_is_seen_whole(void **state)
+{
+	static char keys[BIG_GROUP][16];
+	struct flip f = { .ix = new_index(NULL) };
+	pthread_t th[2];
+
+	(void)state;
+	assert_int_equal(search_index_start(f.ix), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, big_group_reader, &f), 0);
+	for (int round = 0; round < 10; round++) {
+		search_index_group_begin(f.ix);
+		for (int i = 0; i < BIG_GROUP; i++) {
+			snprintf(keys[i], sizeof keys[i], "big%d", i);
+			if (round % 2 == 0)
+				search_index_queue_put(f.ix, keys[i], strlen(keys[i]), "bigword text", 12,
+						       NULL, NULL);
+			else
+				search_index_queue_del(f.ix, keys[i], strlen(keys[i]), NULL, NULL);
+		}
+		search_index_group_end(f.ix);
+		assert_int_equal(all_hits(f.ix, "bigword"), round % 2 == 0 ? BIG_GROUP : 0);
+	}
+	__atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	printf("%d queries during 10 groups of %d updates\n", f.queries, BIG_GROUP);
+	assert_int_equal(f.bad, 0);
+	search_index_free(f.ix);
+}
+
 static void hybrid_scores_do_not_depend_on_the_limit(void **state)
 {
 	struct search_index *ix = new_index(NULL);
@@ -947,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(concurrent_queries_and_updates_are_consistent),
 		cmocka_unit_test(a_group_is_seen_whole_or_not_at_all),
 		cmocka_unit_test(groups_stay_whole_under_the_worker),
+		cmocka_unit_test(a_large_group_is_seen_whole),
 		cmocka_unit_test(hybrid_scores_do_not_depend_on_the_limit),
 		cmocka_unit_test(limit_and_tie_order_are_respected),
 		cmocka_unit_test(mode_names_round_trip),
