@@ -197,15 +197,17 @@ void raft__apply_committed(raft *r)
 	 * any snapshot of the state machine is consistent with the stored log
 	 * (a snapshot beyond a pending truncation could otherwise be followed,
 	 * after a crash, by stale entries of an older term). */
-	while (r->applied < upto && !r->failed) {
+	while (r->applied < upto && !r->failed && !r->apply_failed) {
 		const struct raft_entry *e = entry_at(r, r->applied + 1);
 
 		if (!e)
 			break; /* cannot happen: applied >= base_index */
 		r->applied++;
 		rc = r->io.apply(r->io.arg, r->applied, e);
-		if (rc)
-			raft__fail(r, rc);
+		if (rc) {
+			r->applied--; /* not applied: reads must not wait past it */
+			r->apply_failed = rc;
+		}
 	}
 	raft__reads_progress(r);
 }
@@ -667,7 +669,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 	case RAFT_MSG_TIMEOUT_NOW:
 		/* Only the leader of our term asks, and only a follower obeys;
 		 * pre-vote is skipped: the leader vouches for this node. */
-		if (r->role == RAFT_FOLLOWER && r->leader == m->from)
+		if (r->role == RAFT_FOLLOWER && r->leader == m->from && !r->apply_failed)
 			raft__become_candidate(r, 1);
 		break;
 	case RAFT_MSG_SNAPSHOT_RESP:
@@ -714,6 +716,15 @@ int raft_tick(raft *r)
 	if (r->failed)
 		return r->failed;
 	now = now_ms(r);
+	if (r->apply_failed) {
+		/* Leading (or winning an election) would mean serving a
+		 * state this replica no longer has: others must lead. */
+		if (r->role != RAFT_FOLLOWER)
+			raft__become_follower(r, r->term, 0);
+		if (now >= r->election_deadline)
+			raft__reset_election_timer(r);
+		return r->failed;
+	}
 	if (r->role != RAFT_LEADER) {
 		/* Figure 2, followers: "If election timeout elapses without
 		 * receiving AppendEntries RPC from current leader or granting vote
@@ -760,6 +771,8 @@ uint64_t raft_deadline(const raft *r)
 {
 	if (r->failed)
 		return UINT64_MAX; /* nothing to do, ever: no timer to spin on */
+	if (r->apply_failed && r->role != RAFT_FOLLOWER)
+		return 0; /* step down at once (raft_tick) */
 	if (r->role != RAFT_LEADER)
 		return r->election_deadline;
 	return r->heartbeat_deadline < r->quorum_deadline ? r->heartbeat_deadline

@@ -168,10 +168,11 @@ struct raft_io {
 	void (*append)(void *arg, uint64_t first, const struct raft_entry *e, size_t n);
 	/* Applies committed entry `index` (NOOPs included), in index order, once,
 	 * and only once the entry is durable on this node too. Returns 0, or a
-	 * negative errno when this replica cannot apply it: the core then enters
-	 * its failed state, so a leader that cannot apply falls silent and the
-	 * others elect a new one (instead of a leader that heartbeats on and
-	 * refuses every write). */
+	 * negative errno when this replica cannot apply it: the core then stops
+	 * applying, leading and campaigning (a leader steps down at its next
+	 * tick, so the others elect a new one instead of a leader heartbeating
+	 * on while it refuses every write), but keeps storing, acknowledging
+	 * and voting, as its log is sound. */
 	int  (*apply)(void *arg, uint64_t index, const struct raft_entry *e);
 	/* Returns the newest durable snapshot of the state machine (index, term and
 	 * bytes, borrowed for the call: the core copies them), or -ENOENT. Any

@@ -50,6 +50,11 @@ struct raft {
 	struct raft_config cfg;
 	struct raft_io     io;
 	int                failed;
+	/* An entry could not be applied (io->apply failed): this replica's
+	 * state stops there. It still stores, acknowledges and votes (its log
+	 * is sound and helps a majority), but it no longer applies, leads or
+	 * campaigns: a leader steps down at its next tick. */
+	int                apply_failed;
 
 	/* Figure 2, persistent state on all servers. */
 	uint64_t term;

@@ -286,6 +286,8 @@ static int io_apply(void *arg, uint64_t index, const struct raft_entry *e)
 	struct gslot *g;
 	size_t k;
 
+	if (index == nd->fail_apply_at)
+		return -EIO;
 	/* State-machine safety: same entry, same resulting state, everywhere. */
 	if (index != nd->sm_index + 1)
 		rsim__violation(s, "node %u applies %" PRIu64 " after %" PRIu64, nd->id, index, nd->sm_index);
@@ -838,6 +840,11 @@ void rsim_set_filter(rsim *s, rsim_filter_fn fn, void *arg)
 void rsim_favor(rsim *s, uint32_t id)
 {
 	s->favored = id;
+}
+
+void rsim_fail_apply_at(rsim *s, uint32_t id, uint64_t index)
+{
+	s->nodes[id].fail_apply_at = index;
 }
 
 void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms)

@@ -94,6 +94,9 @@ void rsim_set_net(rsim *s, unsigned drop_pct, unsigned dup_pct);
 void rsim_set_filter(rsim *s, rsim_filter_fn fn, void *arg);
 /* Append latency of one node's disk (0, 0 = the cluster's setting). */
 void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms);
+/* Makes io->apply of entry `index` fail on `id` (0 = never): that replica
+ * can no longer apply (raft.h, io->apply). */
+void rsim_fail_apply_at(rsim *s, uint32_t id, uint64_t index);
 /* Makes `id` time out first: its election timeout becomes exactly T and
  * every other node's 2T-1 (0 = random again). */
 void rsim_favor(rsim *s, uint32_t id);

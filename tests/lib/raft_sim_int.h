@@ -65,6 +65,7 @@ struct snode {
 	unsigned disk_min_ms, disk_max_ms; /* 0 = the cluster's setting */
 	/* The state machine (volatile). */
 	uint64_t sm_index, sm_hash;
+	uint64_t fail_apply_at;    /* io->apply fails for this index (0 = never) */
 	uint64_t snap_pending;
 	/* Checker state. */
 	uint64_t seen_term, seen_commit;

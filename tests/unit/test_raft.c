@@ -237,6 +237,34 @@ static void a_node_cut_from_the_leader_alone_cannot_depose_it(void **state)
 	rsim_free(s);
 }
 
+/* A leader that cannot apply an entry steps down and never leads again;
+ * as a follower it still acknowledges, so with the third node cut off the
+ * new leader commits through it. */
+static void a_replica_that_cannot_apply_stops_leading_but_still_acknowledges(void **state)
+{
+	rsim *s = sim_new(3, NULL);
+	uint32_t l, n2, cut;
+	uint64_t pid, idx;
+
+	(void)state;
+	l = elect(s);
+	rsim_fail_apply_at(s, l, raft_last_index(rsim_raft(s, l)) + 1);
+	SIM(s, rsim_propose(s, l, &pid));
+	n2 = new_leader(s, l);
+	assert_int_equal(raft_role(rsim_raft(s, l)), RAFT_FOLLOWER);
+	SIM(s, rsim_run_for(s, 30 * T));
+	assert_int_equal(rsim_leader(s), n2); /* l never campaigned */
+	cut = other(s, l, n2);
+	rsim_isolate(s, cut);
+	SIM(s, rsim_propose(s, n2, &pid));
+	for (int i = 0; i < 100000 && rsim_proposal(s, pid, &idx) == 0; i++)
+		SIM(s, rsim_step(s));
+	assert_int_equal(rsim_proposal(s, pid, &idx), 1); /* n2 + l are a majority */
+	assert_true(raft_applied(rsim_raft(s, l)) < idx);
+	assert_int_equal(raft_failed(rsim_raft(s, l)), 0);
+	rsim_free(s);
+}
+
 static void leadership_transfer_hands_over_at_once(void **state)
 {
 	rsim *s = sim_new(3, NULL);
@@ -849,6 +877,7 @@ int main(void)
 		cmocka_unit_test(prevote_keeps_a_partitioned_node_from_inflating_terms),
 		cmocka_unit_test(check_quorum_makes_an_isolated_leader_step_down),
 		cmocka_unit_test(a_node_cut_from_the_leader_alone_cannot_depose_it),
+		cmocka_unit_test(a_replica_that_cannot_apply_stops_leading_but_still_acknowledges),
 		cmocka_unit_test(leadership_transfer_hands_over_at_once),
 		cmocka_unit_test(conflicting_uncommitted_entries_are_truncated),
 		cmocka_unit_test(figure8_older_term_entry_is_not_committed_by_counting),
