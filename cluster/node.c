@@ -774,9 +774,15 @@ static int check_mode(const char *dir, enum node_mode mode)
 		LOG(LOG_ERROR, "data directory %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	if ((kind == 'r') != (mode == NODE_RAFT) && kind) {
-		LOG(LOG_ERROR, "data directory %s holds the data of a %s node; this node runs in "
-		    "%s mode", dir, kind == 'r' ? "raft" : "standalone or masterless", want);
+	if (kind == 'r' && mode != NODE_RAFT) {
+		LOG(LOG_ERROR, "data directory %s holds the data of a raft node; this node runs "
+		    "in %s mode", dir, want);
+		return -EINVAL;
+	}
+	if (kind == 'd' && mode == NODE_RAFT) {
+		LOG(LOG_ERROR, "data directory %s holds data but no %s: the data of a standalone "
+		    "or masterless node, or of a raft node that lost its term and vote; "
+		    "refusing to start in raft mode", dir, RN_META_FILE);
 		return -EINVAL;
 	}
 	snprintf(line, sizeof line, "%s\n", want);
