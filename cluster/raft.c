@@ -207,6 +207,10 @@ void raft__apply_committed(raft *r)
 		if (rc) {
 			r->applied--; /* not applied: reads must not wait past it */
 			r->apply_failed = rc;
+			/* A campaign stops here; a leader steps down at its
+			 * next tick (not inside whatever called us). */
+			if (r->role == RAFT_PRECANDIDATE || r->role == RAFT_CANDIDATE)
+				raft__become_follower(r, r->term, 0);
 		}
 	}
 	raft__reads_progress(r);
@@ -723,6 +727,10 @@ int raft_tick(raft *r)
 			raft__become_follower(r, r->term, 0);
 		if (now >= r->election_deadline)
 			raft__reset_election_timer(r);
+		/* It cannot snapshot past what it applied: its log would grow
+		 * without bound. Past a limit it stops taking part at all. */
+		if (last_index(r) - r->applied > RAFT_APPLY_FAILED_MAX_LAG)
+			raft__fail(r, r->apply_failed);
 		return r->failed;
 	}
 	if (r->role != RAFT_LEADER) {
@@ -814,7 +822,7 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 
 	if (r->failed)
 		return -EIO;
-	if (r->role != RAFT_LEADER)
+	if (r->role != RAFT_LEADER || r->apply_failed) /* it steps down at its next tick */
 		return RAFT_ENOTLEADER;
 	if (r->transfer_to)
 		return -EBUSY;

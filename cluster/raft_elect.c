@@ -48,6 +48,8 @@ void raft__become_candidate(raft *r, int transfer)
 {
 	struct raft_msg m = { .type = RAFT_MSG_VOTE, .seq = transfer ? 1 : 0 };
 
+	if (r->apply_failed) /* it cannot serve: it must not lead (raft_int.h) */
+		return;
 	/* Figure 2, candidates: "On conversion to candidate, start election:
 	 * increment currentTerm, vote for self, reset election timer, send
 	 * RequestVote RPCs to all other servers." */
@@ -79,6 +81,8 @@ void raft__become_precandidate(raft *r)
 	 * was up-to-date enough to get their vote. Only if the candidate believed
 	 * it could get votes from a majority of the cluster would it increment its
 	 * term and start a normal election." Nobody changes its term for it. */
+	if (r->apply_failed)
+		return;
 	if (r->cfg.disable_prevote) {
 		raft__become_candidate(r, 0);
 		return;
@@ -104,6 +108,11 @@ static void become_leader(raft *r)
 	uint32_t i;
 	uint64_t now = now_ms(r);
 
+	if (r->apply_failed) {
+		/* Its apply failed while it campaigned: not its turn. */
+		raft__become_follower(r, r->term, 0);
+		return;
+	}
 	r->role = RAFT_LEADER;
 	r->leader = r->cfg.id;
 	r->transfer_to = 0;

@@ -46,6 +46,8 @@ struct read_req {
 	uint64_t sent_ms; /* READ_LEADER: when asked */
 };
 
+#define RAFT_APPLY_FAILED_MAX_LAG 10000u
+
 struct raft {
 	struct raft_config cfg;
 	struct raft_io     io;
@@ -53,7 +55,9 @@ struct raft {
 	/* An entry could not be applied (io->apply failed): this replica's
 	 * state stops there. It still stores, acknowledges and votes (its log
 	 * is sound and helps a majority), but it no longer applies, leads or
-	 * campaigns: a leader steps down at its next tick. */
+	 * campaigns: a leader steps down at its next tick. More than
+	 * RAFT_APPLY_FAILED_MAX_LAG entries past what it applied (it cannot
+	 * snapshot, so its log only grows) and it fails for good. */
 	int                apply_failed;
 
 	/* Figure 2, persistent state on all servers. */

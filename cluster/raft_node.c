@@ -549,7 +549,8 @@ static void on_fwd(struct rn *rn, unsigned from, const unsigned char *p, size_t 
 	if (rc == 0 && (le_get64(p + 8) != raft_term(rn->r) || rn->stopping))
 		rc = RAFT_ENOTLEADER;
 	if (rc == 0)
-		rc = rn->failed ? -EIO : raft_propose(rn->r, p + 16, len - 16, &index, &term);
+		rc = rn->failed ? RAFT_ENOTLEADER /* steps down at its next tick */
+				: raft_propose(rn->r, p + 16, len - 16, &index, &term);
 	le_put64(resp, id);
 	le_put32(resp + 8, (uint32_t)(int32_t)rc);
 	le_put64(resp + 12, index);
@@ -733,9 +734,10 @@ static void on_house(uv_timer_t *t)
 		rn->kick = 1;
 	/* The core holds every entry since the last compaction in memory, so
 	 * snapshots are taken by entry count and by bytes. Never after an
-	 * entry failed to apply: the core counts it (and every later one) as
-	 * applied, the map lacks them, and compacting would drop them from the
-	 * log that a restart replays to bring them back. */
+	 * entry failed to apply: the map lacks it and every later one, and
+	 * compacting would drop them from the log that a restart replays to
+	 * bring them back (the core stops applying there, and gives up once
+	 * the unapplied log grows past RAFT_APPLY_FAILED_MAX_LAG). */
 	if (!rn->snap_running && !rn->failed && raft_applied(rn->r) > rn->snap_applied &&
 	    (raft_applied(rn->r) >= rn->snap_applied + rn->snap_every ||
 	     rn->applied_bytes >= rn->snap_bytes)) {

@@ -146,7 +146,7 @@ int raft_read_index(raft *r, uint64_t id)
 	struct raft_msg m = { .type = RAFT_MSG_READ, .index = id };
 	int rc;
 
-	if (r->failed)
+	if (r->failed || r->apply_failed) /* its state stopped at the failed entry */
 		return -EIO;
 	if (r->role == RAFT_LEADER)
 		return leader_read(r, id, 0);

@@ -5,7 +5,7 @@
  * paths to queries and hits to symlinks. Results of recent queries are kept
  * so that the lookup/lstat/getxattr calls following a listing (ls -l,
  * getfattr) do not run the query once per entry: for a few seconds, and only
- * while no update has been queued to the index since the query (a kept
+ * while no update has become visible to queries since the query (a kept
  * result is never staler than a new query would be).
  */
 #include "fs/sview.h"
@@ -127,8 +127,7 @@ static void qent_put(struct qent *e)
 
 /* How current a result must be. */
 enum { Q_FRESH,   /* run the query */
-       Q_CURRENT, /* a kept result no update has been queued since will do */
-       Q_RECENT   /* any kept result of the last CACHE_TTL_NS will do */ };
+       Q_CURRENT  /* a kept result no update became visible since will do */ };
 
 /* Runs a query, or reuses a kept result as `want` allows. */
 static int query(const struct spath *sp, int want, struct qent **out)
@@ -146,7 +145,7 @@ static int query(const struct spath *sp, int want, struct qent **out)
 	for (int i = 0; i < CACHE_N; i++) {
 		e = cache[i];
 		if (e && e->mode == sp->mode && !strcmp(e->q, sp->q) && want != Q_FRESH &&
-		    (e->gen == gen || want == Q_RECENT) && now - e->at_ns < CACHE_TTL_NS) {
+		    e->gen == gen && now - e->at_ns < CACHE_TTL_NS) {
 			e->refs++;
 			pthread_mutex_unlock(&cache_lock);
 			*out = e;
@@ -173,14 +172,20 @@ static int query(const struct spath *sp, int want, struct qent **out)
 	e->gen = gen;
 	e->refs = 2; /* the caller and the cache */
 	pthread_mutex_lock(&cache_lock);
-	/* Another thread may have kept this query meanwhile: one entry per
-	 * query, so that Q_RECENT never finds an older one. */
+	/* One entry per query: another thread may have kept this query
+	 * meanwhile; a result newer than ours stays, ours goes to the caller
+	 * only. */
 	for (int i = 0; i < CACHE_N; i++)
 		if (cache[i] && cache[i]->mode == e->mode && !strcmp(cache[i]->q, e->q))
 			slot = i;
-	if (cache[slot])
-		qent_unref(cache[slot]);
-	cache[slot] = e;
+	if (cache[slot] && cache[slot]->mode == e->mode && !strcmp(cache[slot]->q, e->q) &&
+	    cache[slot]->gen > e->gen) {
+		e->refs = 1;
+	} else {
+		if (cache[slot])
+			qent_unref(cache[slot]);
+		cache[slot] = e;
+	}
 	pthread_mutex_unlock(&cache_lock);
 	*out = e;
 	return 0;
@@ -258,19 +263,12 @@ int sview_getattr(const char *path, struct stat *st)
 	klen = fsp_unescape(sp.name, key, sizeof(key));
 	if (klen <= 0)
 		return -ENOENT;
-	/* Only the query's results are entries of its directory. The lstat
-	 * of each entry after a listing (ls -l) finds it in the listing's
-	 * result even when writes elsewhere have been indexed since; a name
-	 * missing there is looked for in a current result before ENOENT. */
-	if ((rc = query(&sp, Q_RECENT, &e)))
+	/* Only the query's results are entries of its directory (the lstat
+	 * of each entry after a listing reuses the listing's result while no
+	 * update became visible since). */
+	if ((rc = query(&sp, Q_CURRENT, &e)))
 		return rc;
 	hit = hit_of(e, key, (size_t)klen);
-	if (hit < 0 && e->gen != search_index_generation(index_of())) {
-		qent_put(e);
-		if ((rc = query(&sp, Q_CURRENT, &e)))
-			return rc;
-		hit = hit_of(e, key, (size_t)klen);
-	}
 	qent_put(e);
 	if (hit < 0)
 		return -ENOENT;

@@ -615,11 +615,17 @@ static void prep_batch(struct search_index *ix, const struct prep_job *j)
  * the write lock, so that a query still sees all of it or none. */
 static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 {
-	size_t cap = n < APPLY_BATCH ? n : APPLY_BATCH, done = 0, i, m;
+	size_t cap = n < APPLY_BATCH ? n : APPLY_BATCH, done = 0, i, m, bytes = 0;
 	struct qop **ops = malloc((cap ? cap : 1) * sizeof(*ops));
 	struct ready *rd = malloc((cap ? cap : 1) * sizeof(*rd));
 	struct qop *op = list, *next;
-	int whole = n <= cap;
+	int whole;
+
+	/* A chunk is at most APPLY_BATCH documents and, beyond its first,
+	 * SEARCH_QUEUE_BYTES of text: preparing costs a few times the text. */
+	for (i = 0, next = list; i < n; i++, next = next->next)
+		bytes += text_bytes(next->len);
+	whole = n <= cap && bytes <= SEARCH_QUEUE_BYTES;
 
 	if (!ops || !rd) {
 		/* No memory for the batch: one at a time, as plain updates. */
@@ -636,10 +642,14 @@ static void apply_list(struct search_index *ix, struct qop *list, size_t n)
 		pthread_rwlock_wrlock(&ix->lock);
 	while (done < n) {
 		struct prep_job j = { .ix = ix, .ops = ops, .rd = rd };
+		size_t cb = 0;
 
-		m = n - done < cap ? n - done : cap;
-		for (i = 0; i < m; i++, op = op->next) /* op: the next chunk's first */
-			ops[i] = op;
+		for (m = 0; done + m < n && m < cap; m++, op = op->next) { /* op: the next chunk's first */
+			if (m && cb + text_bytes(op->len) > SEARCH_QUEUE_BYTES)
+				break;
+			cb += text_bytes(op->len);
+			ops[m] = op;
+		}
 		memset(rd, 0, m * sizeof(*rd));
 		j.n = m;
 		prep_batch(ix, &j);
@@ -680,19 +690,30 @@ static void apply_batches(struct search_index *ix, uint64_t target)
 			break;
 		}
 		batch = ix->q_head;
-		/* Whole groups only: past APPLY_BATCH, up to the next update
-		 * after which no group was open. */
-		for (op = batch; op && op->seq <= ix->q_done_seq; op = op->next) {
-			n++;
-			if (op->live) {
-				ix->q_live--;
-				ix->q_live_bytes -= text_bytes(op->len);
-			} else {
-				ix->q_load--;
+		/* Whole groups only, about APPLY_BATCH updates: up to the last
+		 * group end within the first APPLY_BATCH, or, when the first
+		 * group alone is longer, to its end (apply_list takes it in
+		 * chunks under one hold of the lock). */
+		{
+			uint64_t seen = 0, take = 0;
+
+			for (op = batch; op && op->seq <= ix->q_done_seq; op = op->next) {
+				if (seen >= APPLY_BATCH && take)
+					break;
+				seen++;
+				if (op->last)
+					take = seen;
 			}
-			ix->q_head = op->next;
-			if (n >= APPLY_BATCH && op->last)
-				break;
+			for (op = batch; n < take; op = op->next) {
+				n++;
+				if (op->live) {
+					ix->q_live--;
+					ix->q_live_bytes -= text_bytes(op->len);
+				} else {
+					ix->q_load--;
+				}
+				ix->q_head = op->next;
+			}
 		}
 		if (!ix->q_head)
 			ix->q_tail = NULL;
