@@ -125,6 +125,12 @@ static void qent_put(struct qent *e)
 	pthread_mutex_unlock(&cache_lock);
 }
 
+/* Whether kept result c is of query q in mode m. */
+static int same_query(const struct qent *c, enum search_mode m, const char *q)
+{
+	return c && c->mode == m && !strcmp(c->q, q);
+}
+
 /* How current a result must be. */
 enum { Q_FRESH,   /* run the query */
        Q_CURRENT  /* a kept result no update became visible since will do */ };
@@ -144,8 +150,8 @@ static int query(const struct spath *sp, int want, struct qent **out)
 	pthread_mutex_lock(&cache_lock);
 	for (int i = 0; i < CACHE_N; i++) {
 		e = cache[i];
-		if (e && e->mode == sp->mode && !strcmp(e->q, sp->q) && want != Q_FRESH &&
-		    e->gen == gen && now - e->at_ns < CACHE_TTL_NS) {
+		if (same_query(e, sp->mode, sp->q) && want != Q_FRESH && e->gen == gen &&
+		    now - e->at_ns < CACHE_TTL_NS) {
 			e->refs++;
 			pthread_mutex_unlock(&cache_lock);
 			*out = e;
@@ -176,10 +182,9 @@ static int query(const struct spath *sp, int want, struct qent **out)
 	 * meanwhile; a result newer than ours stays, ours goes to the caller
 	 * only. */
 	for (int i = 0; i < CACHE_N; i++)
-		if (cache[i] && cache[i]->mode == e->mode && !strcmp(cache[i]->q, e->q))
+		if (same_query(cache[i], e->mode, e->q))
 			slot = i;
-	if (cache[slot] && cache[slot]->mode == e->mode && !strcmp(cache[slot]->q, e->q) &&
-	    cache[slot]->gen > e->gen) {
+	if (same_query(cache[slot], e->mode, e->q) && cache[slot]->gen > e->gen) {
 		e->refs = 1;
 	} else {
 		if (cache[slot])

@@ -532,8 +532,7 @@ size_t search_memory_bytes(struct search_index *ix)
 /* ---- deferred updates ------------------------------------------------------ */
 
 /* Puts one queued update into the index: its prepared document r (a put),
- * or the removal of its key. Logs a failure; frees r. */
-/* Applies a prepared update; the write lock held. */
+ * or the removal of its key; the write lock held. Logs a failure; frees r. */
 static void apply_ready(struct search_index *ix, const struct qop *op, struct ready *r)
 {
 	int rc = op->text ? ready_commit_locked(ix, op->key, op->klen, r)
@@ -781,18 +780,20 @@ static void drain_to_half(struct search_index *ix)
 	pthread_mutex_unlock(&ix->q_mu);
 }
 
-/* Ends the open group (q_mu held): its updates may now be applied, and
- * queries wait for them. */
-static int close_group_locked(struct search_index *ix)
+/* Ends the open group, if any (q_mu held): its updates may now be applied
+ * (the worker is woken for them), and queries wait for them. */
+static void close_group_locked(struct search_index *ix)
 {
+	if (!ix->q_open)
+		return;
 	ix->q_open = 0;
 	/* The group's updates are still queued (none is taken past
 	 * q_done_seq), the newest of them last. */
 	if (ix->q_seq == ix->q_done_seq)
-		return 0;
+		return;
 	ix->q_tail->last = 1;
 	ix->q_done_seq = ix->q_seq;
-	return 1;
+	pthread_cond_signal(&ix->q_cv);
 }
 
 /* Whether a queuing thread must wait for the queue to drain (q_mu held).
@@ -820,8 +821,7 @@ void search_index_group_end(struct search_index *ix)
 	int over;
 
 	pthread_mutex_lock(&ix->q_mu);
-	if (ix->q_open && close_group_locked(ix))
-		pthread_cond_signal(&ix->q_cv);
+	close_group_locked(ix);
 	over = over_bound(ix);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
@@ -841,8 +841,7 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 		struct qop now = { .key = key, .text = text, .klen = klen, .len = len };
 
 		pthread_mutex_lock(&ix->q_mu);
-		if (ix->q_open && close_group_locked(ix))
-			pthread_cond_signal(&ix->q_cv);
+		close_group_locked(ix);
 		pthread_mutex_unlock(&ix->q_mu);
 		search_index_flush(ix);
 		pthread_mutex_lock(&ix->apply_mu);
