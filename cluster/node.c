@@ -158,6 +158,19 @@ const char *node_mode_name(enum node_mode m)
 	return "unknown";
 }
 
+/* The inverse of node_mode_name(): 0 and *out, or -EINVAL for no mode. */
+static int node_mode_from_name(const char *name, enum node_mode *out)
+{
+	static const enum node_mode all[] = { NODE_STANDALONE, NODE_RAFT, NODE_MASTERLESS };
+
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (!strcmp(name, node_mode_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
 /* ---- requests ------------------------------------------------------------- */
 
 /* Builds a write request. With `copy` (loop-thread callers, who do not
@@ -482,6 +495,15 @@ static const char *held_key(const kv_rec *r, size_t *klen)
 /* Queues the removal of key from the index, holding only a copy of the key
  * (not a record and its value, up to the largest value, for as long as the
  * removal waits). */
+/* Ends the index group of the batch being applied, if one is open. */
+static void end_idx_group(node *n)
+{
+	if (n->idx_group) {
+		n->idx_group = 0;
+		search_index_group_end(n->search);
+	}
+}
+
 static void queue_del(node *n, const char *key, size_t klen)
 {
 	char *k = malloc(klen ? klen : 1);
@@ -489,10 +511,7 @@ static void queue_del(node *n, const char *key, size_t klen)
 	if (!k) {
 		/* No memory: remove it now, in order (end the batch's group,
 		 * so that the flush takes its earlier updates too). */
-		if (n->idx_group) {
-			n->idx_group = 0;
-			search_index_group_end(n->search);
-		}
+		end_idx_group(n);
 		search_index_flush(n->search);
 		search_index_del(n->search, key, klen);
 		return;
@@ -529,10 +548,7 @@ static void on_apply(void *arg, const char *key, size_t klen,
 	/* One batch, one index group: a query sees a batch (a directory
 	 * rename, a socket batch) whole or not at all. */
 	if (!key) {
-		if (n->idx_group) {
-			n->idx_group = 0;
-			search_index_group_end(n->search);
-		}
+		end_idx_group(n);
 		return;
 	}
 	if (!n->idx_group && (rec_is_document(new_rec) || rec_is_document(old_rec))) {
@@ -755,7 +771,7 @@ static int check_mode(const char *dir, enum node_mode mode)
 			buf[got - 1] = '\0';
 		if (!strcmp(buf, want))
 			return 0;
-		if (strcmp(buf, "standalone") && strcmp(buf, "raft") && strcmp(buf, "masterless")) {
+		if (node_mode_from_name(buf, &(enum node_mode){ 0 })) {
 			LOG(LOG_ERROR, "data directory %s: %s/%s is corrupt", dir, dir, MODE_FILE);
 			return -EUCLEAN;
 		}
