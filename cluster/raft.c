@@ -673,7 +673,7 @@ int raft_recv(raft *r, const struct raft_msg *m)
 	case RAFT_MSG_TIMEOUT_NOW:
 		/* Only the leader of our term asks, and only a follower obeys;
 		 * pre-vote is skipped: the leader vouches for this node. */
-		if (r->role == RAFT_FOLLOWER && r->leader == m->from && !r->apply_failed)
+		if (r->role == RAFT_FOLLOWER && r->leader == m->from)
 			raft__become_candidate(r, 1);
 		break;
 	case RAFT_MSG_SNAPSHOT_RESP:

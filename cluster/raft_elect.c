@@ -48,7 +48,11 @@ void raft__become_candidate(raft *r, int transfer)
 {
 	struct raft_msg m = { .type = RAFT_MSG_VOTE, .seq = transfer ? 1 : 0 };
 
-	if (r->apply_failed) /* it cannot serve: it must not lead (raft_int.h) */
+	/* A replica that cannot apply must not lead (raft_int.h). With this
+	 * and the same check in raft__become_precandidate no path starts a
+	 * campaign; one already under way ends when the apply fails
+	 * (raft__apply_committed), so become_leader() is never reached. */
+	if (r->apply_failed)
 		return;
 	/* Figure 2, candidates: "On conversion to candidate, start election:
 	 * increment currentTerm, vote for self, reset election timer, send
@@ -108,11 +112,6 @@ static void become_leader(raft *r)
 	uint32_t i;
 	uint64_t now = now_ms(r);
 
-	if (r->apply_failed) {
-		/* Its apply failed while it campaigned: not its turn. */
-		raft__become_follower(r, r->term, 0);
-		return;
-	}
 	r->role = RAFT_LEADER;
 	r->leader = r->cfg.id;
 	r->transfer_to = 0;
