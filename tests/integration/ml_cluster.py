@@ -180,6 +180,14 @@ def t_same_key(c):
     conflicts = sum(int(nd.status().get("conflicts", 0)) for nd in c.nodes)
     log(f"  {len(written)} concurrent writes to one key -> {val!r} on every node "
         f"in {took:.2f} s; LWW conflicts counted: {conflicts}")
+    if conflicts:
+        # a dropped write is named in the log of a node that resolved it
+        logs = ""
+        for nd in c.nodes:
+            with open(nd.log, errors="replace") as f:
+                logs += f.read()
+        assert f"concurrent writes of key '{key}'" in logs, \
+            f"{conflicts} conflicts counted, but no log line names the key {key!r}"
     # a later write (its clock dominates every earlier one) wins everywhere
     c.nodes[1].write_file(key, "after the storm")
     c.wait_converged({key: "after the storm"}, timeout=CONVERGE_S)
