@@ -252,8 +252,98 @@ static void preallocate(wal *w)
 	w->alloc_end = end;
 }
 
+#define NEWEST_FILE "wal.newest"
+
+static char *dir_file(const wal *w, const char *name)
+{
+	size_t n = strlen(w->dir) + 1 + strlen(name) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", w->dir, name);
+	return p;
+}
+
+/* Records first_lsn as the newest segment's (wal.h): written to a temporary
+ * file, synced, renamed over wal.newest, directory synced. */
+static int newest_save(wal *w, uint64_t first_lsn)
+{
+	unsigned char b[16];
+	char *tmp = dir_file(w, NEWEST_FILE ".tmp"), *fin = dir_file(w, NEWEST_FILE);
+	kvio_file *f = NULL;
+	int rc = -ENOMEM;
+
+	if (!tmp || !fin)
+		goto out;
+	le_put64(b, first_lsn);
+	le_put32(b + 8, WAL_NEWEST_MAGIC);
+	le_put32(b + 12, crc32c(0, b, 12));
+	rc = w->io->open(w->io, tmp, KVIO_RDWR | KVIO_CREAT | KVIO_TRUNC, &f);
+	if (rc)
+		goto out;
+	rc = kvio_write_all(f, b, sizeof b, 0);
+	if (!rc)
+		rc = kvio_datasync(f);
+	{
+		int crc = kvio_close(f);
+
+		if (!rc)
+			rc = crc;
+	}
+	if (!rc)
+		rc = w->io->rename(w->io, tmp, fin);
+	if (!rc)
+		rc = w->io->sync_dir(w->io, w->dir);
+	if (rc)
+		w->io->unlink(w->io, tmp);
+out:
+	if (rc)
+		LOG(LOG_ERROR, "wal: cannot record the newest segment in %s/%s: %s", w->dir,
+		    NEWEST_FILE, strerror(-rc));
+	free(tmp);
+	free(fin);
+	return rc;
+}
+
+/* The first lsn recorded in wal.newest: 0 and *first_lsn, -ENOENT when
+ * there is no such file, -EUCLEAN (logged) when it is not one we wrote. */
+static int newest_load(wal *w, uint64_t *first_lsn)
+{
+	unsigned char b[16];
+	char *path = dir_file(w, NEWEST_FILE);
+	kvio_file *f = NULL;
+	uint64_t size = 0;
+	int rc;
+
+	if (!path)
+		return -ENOMEM;
+	rc = w->io->open(w->io, path, KVIO_RDONLY, &f);
+	if (rc)
+		goto out;
+	rc = kvio_size(f, &size);
+	if (!rc && size == sizeof b)
+		rc = kvio_read_all(f, b, sizeof b, 0);
+	kvio_close(f);
+	if (rc)
+		goto out;
+	if (size != sizeof b || le_get32(b + 8) != WAL_NEWEST_MAGIC ||
+	    le_get32(b + 12) != crc32c(0, b, 12) || le_get64(b) == 0) {
+		LOG(LOG_ERROR, "wal: %s is corrupt (it records the newest log segment; "
+		    "remove it only if no segment was lost)", path);
+		rc = -EUCLEAN;
+		goto out;
+	}
+	*first_lsn = le_get64(b);
+out:
+	if (rc && rc != -ENOENT && rc != -EUCLEAN)
+		LOG(LOG_ERROR, "wal: cannot read %s: %s", path, strerror(-rc));
+	free(path);
+	return rc;
+}
+
 /* Creates segment first_lsn: header written and synced, directory synced,
- * so that records appended later can never sit in a file that vanishes. */
+ * so that records appended later can never sit in a file that vanishes;
+ * then records it as the newest. */
 static int create_segment(wal *w, uint64_t first_lsn, kvio_file **out)
 {
 	unsigned char h[WAL_SEG_HDR];
@@ -274,6 +364,12 @@ static int create_segment(wal *w, uint64_t first_lsn, kvio_file **out)
 		rc = w->io->sync_dir(w->io, w->dir);
 	if (rc)
 		goto err;
+	rc = newest_save(w, first_lsn);
+	if (rc) {
+		kvio_close(f);
+		free(path);
+		return rc;
+	}
 	free(path);
 	*out = f;
 	return 0;
@@ -594,8 +690,20 @@ int wal_recover(wal *w, uint64_t next_lsn_if_empty, uint64_t skip_below, wal_rec
 	kvio_file *f = NULL;
 	char *path = NULL;
 	size_t size, off, cap = 0;
+	uint64_t newest = 0;
 	int rc = 0, grouped;
 
+	rc = newest_load(w, &newest);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (!rc && (!w->nsegs || w->segs[w->nsegs - 1].first_lsn < newest)) {
+		char name[40];
+
+		wal_segment_name(newest, name, sizeof name);
+		LOG(LOG_ERROR, "wal: %s/%s, the newest segment of the log, is missing: the "
+		    "writes it held are lost (%s records it)", w->dir, name, NEWEST_FILE);
+		return -EUCLEAN;
+	}
 	for (size_t i = 0; i < w->nsegs; i++) {
 		int last = i + 1 == w->nsegs;
 
@@ -743,6 +851,12 @@ done_segment:
 		}
 		w->cur_grouped = 1;
 		w->cur_size = WAL_SEG_HDR;
+	} else if (newest != w->segs[w->nsegs - 1].first_lsn) {
+		/* A directory from before wal.newest (or a crash between a
+		 * segment's creation and its record): record it now. */
+		rc = newest_save(w, w->segs[w->nsegs - 1].first_lsn);
+		if (rc)
+			return rc;
 	}
 	w->next_lsn = expect;
 	return 0;

@@ -28,6 +28,17 @@
  * synced at the same time. So after a crash only the tail of the last segment
  * can be torn.
  *
+ * The newest segment's first lsn is also recorded in "wal.newest" (16 bytes:
+ * u64 first lsn, u32 magic WAL_NEWEST_MAGIC, u32 CRC-32C of bytes 0..11),
+ * replaced durably (temporary file, sync, rename, directory sync) after each
+ * segment is created. Nothing else would show that the newest segment, or
+ * every segment, was deleted: the log would just seem to end earlier and
+ * its acknowledged writes would be gone without a word. Recovery refuses a
+ * log whose newest segment is older than the one recorded (-EUCLEAN). A
+ * crash before the file is replaced leaves it naming an older segment,
+ * which the check accepts; a directory from before the file is checked
+ * from its first start with this code on.
+ *
  * Recovery (wal_recover): every record is checked (length, CRC, reserved
  * bytes, lsn = previous + 1). The first bad record in the LAST segment is a
  * torn tail and is truncated away — unless a valid record with a later lsn
@@ -58,6 +69,7 @@
 /* Record header byte 17: the first record added after a sync point
  * (wal_sync_file), i.e. the first of a group that one sync made durable. */
 #define WAL_F_GROUP  0x01
+#define WAL_NEWEST_MAGIC 0x4E57564Bu /* "KVWN" in file order */
 
 typedef struct wal wal;
 

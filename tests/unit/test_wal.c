@@ -179,13 +179,16 @@ static void segments_rotate_at_the_size_limit_and_replay_in_order(void **state)
 	memdisk_free(md);
 }
 
+/* The path of the newest segment (the listing is in name order and also
+ * holds wal.newest). */
 static char *last_segment(memdisk *md)
 {
-	char *names = memdisk_listing(md, DIR), *last, *path;
+	char *names = memdisk_listing(md, DIR), *last = NULL, *path;
 
-	names[strlen(names) - 1] = '\0';
-	last = strrchr(names, '\n');
-	last = last ? last + 1 : names;
+	for (char *l = strtok(names, "\n"); l; l = strtok(NULL, "\n"))
+		if (!strncmp(l, "wal-", 4))
+			last = l;
+	assert_non_null(last);
 	path = malloc(strlen(last) + 8);
 	sprintf(path, DIR "/%s", last);
 	free(names);
@@ -530,6 +533,121 @@ static void corruption_in_an_older_segment_is_refused(void **state)
 	memdisk_free(md);
 }
 
+struct open_seen {
+	memdisk *md;
+	size_t   seg;
+	int      expect_rc;
+};
+
+static void open_seen_fn(void *arg)
+{
+	struct open_seen *a = arg;
+	struct seen s;
+	wal *w = open_wal(a->md, a->seg, &s, a->expect_rc);
+
+	wal_close(w);
+}
+
+static void a_deleted_newest_segment_is_refused(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_seen a = { .md = md, .seg = 1500, .expect_rc = -EUCLEAN };
+	struct seen s;
+	char *newest, msg[4096];
+	void *keep;
+	size_t keep_len;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 1500, &s, 0);
+	append_n(w, 100);
+	assert_true(wal_segment_count(w) > 3);
+	wal_close(w);
+	/* The newest segment gone: the log would just end earlier. */
+	newest = last_segment(md);
+	assert_int_equal(memdisk_read(md, newest, &keep, &keep_len), 0);
+	assert_int_equal(memdisk_io(md)->unlink(memdisk_io(md), newest), 0);
+	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
+	assert_non_null(strstr(msg, newest + strlen(DIR "/")));
+	assert_non_null(strstr(msg, "missing"));
+	/* Put back, the log opens whole; then every segment gone is refused too. */
+	assert_int_equal(memdisk_write(md, newest, keep, keep_len), 0);
+	w = open_wal(md, 1500, &s, 0);
+	check_seen(&s, 100);
+	wal_close(w);
+	{
+		char *names = memdisk_listing(md, DIR);
+
+		for (char *l = strtok(names, "\n"); l; l = strtok(NULL, "\n")) {
+			char p[64];
+
+			snprintf(p, sizeof p, DIR "/%s", l);
+			if (!strncmp(l, "wal-", 4))
+				assert_int_equal(memdisk_io(md)->unlink(memdisk_io(md), p), 0);
+		}
+		free(names);
+	}
+	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
+	assert_non_null(strstr(msg, "missing"));
+	free(keep);
+	free(newest);
+	memdisk_free(md);
+}
+
+static void a_log_without_its_newest_record_file_gets_one(void **state)
+{
+	memdisk *md = new_disk();
+	struct open_seen a = { .md = md, .seg = 1500, .expect_rc = -EUCLEAN };
+	struct seen s;
+	char *newest, msg[4096];
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 1500, &s, 0);
+	append_n(w, 60);
+	wal_close(w);
+	/* A directory from before wal.newest: opens, and is checked from then on. */
+	assert_int_equal(memdisk_io(md)->unlink(memdisk_io(md), DIR "/wal.newest"), 0);
+	w = open_wal(md, 1500, &s, 0);
+	check_seen(&s, 60);
+	wal_close(w);
+	assert_true(memdisk_exists(md, DIR "/wal.newest"));
+	newest = last_segment(md);
+	assert_int_equal(memdisk_io(md)->unlink(memdisk_io(md), newest), 0);
+	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
+	assert_non_null(strstr(msg, "missing"));
+	/* A damaged record file is refused with its name, not ignored. */
+	assert_int_equal(memdisk_write(md, DIR "/wal.newest", "0123456789abcdef", 16), 0);
+	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
+	assert_non_null(strstr(msg, "wal.newest is corrupt"));
+	free(newest);
+	memdisk_free(md);
+}
+
+static void a_crash_before_the_newest_record_is_replaced_is_accepted(void **state)
+{
+	memdisk *md = new_disk();
+	struct seen s;
+	void *old;
+	size_t old_len;
+	wal *w;
+
+	(void)state;
+	w = open_wal(md, 1500, &s, 0);
+	append_n(w, 5);
+	assert_int_equal(memdisk_read(md, DIR "/wal.newest", &old, &old_len), 0);
+	append_n(w, 60);
+	assert_true(wal_segment_count(w) > 2);
+	wal_close(w);
+	/* As if the crash came between a segment's creation and the record. */
+	assert_int_equal(memdisk_write(md, DIR "/wal.newest", old, old_len), 0);
+	w = open_wal(md, 1500, &s, 0);
+	check_seen(&s, 65);
+	wal_close(w);
+	free(old);
+	memdisk_free(md);
+}
+
 static void a_torn_new_segment_header_is_recreated(void **state)
 {
 	memdisk *md = new_disk();
@@ -654,7 +772,7 @@ static void rotation_cuts_the_zeros_off_the_closed_segment(void **state)
 	 * refuses anything else there), and all records come back. */
 	names = memdisk_listing(md, DIR);
 	for (line = strtok_r(names, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		nseg++;
+		nseg += !strncmp(line, "wal-", 4);
 	free(names);
 	w = open_wal(md, 4000, &s, 0);
 	check_seen(&s, 200);
@@ -699,6 +817,9 @@ int main(void)
 		cmocka_unit_test(a_zero_page_in_a_damaged_record_before_later_groups_is_corruption),
 		cmocka_unit_test(a_version_1_segment_gets_no_group_marks),
 		cmocka_unit_test(a_torn_new_segment_header_is_recreated),
+		cmocka_unit_test(a_deleted_newest_segment_is_refused),
+		cmocka_unit_test(a_log_without_its_newest_record_file_gets_one),
+		cmocka_unit_test(a_crash_before_the_newest_record_is_replaced_is_accepted),
 		cmocka_unit_test(a_failed_write_is_reported),
 		cmocka_unit_test(a_preallocated_zero_tail_is_the_clean_end),
 		cmocka_unit_test(rotation_cuts_the_zeros_off_the_closed_segment),
