@@ -15,6 +15,9 @@
  * exactly the entries held in memory, and never acknowledges (to a leader, or
  * to itself when counting a majority) anything beyond it.
  */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "cluster/raft_int.h"
 
 void raft__notify(raft *r)
@@ -27,6 +30,19 @@ void raft__fail(raft *r, int status)
 {
 	if (!r->failed)
 		r->failed = status < 0 ? status : -EIO;
+}
+
+void raft__warn(raft *r, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	if (!r->io.warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	r->io.warn(r->io.arg, line);
 }
 
 void raft__send(raft *r, struct raft_msg *m, uint32_t to)

@@ -192,6 +192,9 @@ struct raft_io {
 	void (*read_done)(void *arg, uint64_t id, int status, uint64_t index);
 	/* Optional (may be NULL): role, term or leader changed. */
 	void (*state_change)(void *arg, enum raft_role role, uint64_t term, uint32_t leader);
+	/* Optional (may be NULL): a line for the operator's log about something
+	 * the core refused or gave up (a snapshot transfer it could not buffer). */
+	void (*warn)(void *arg, const char *msg);
 };
 
 struct raft_config {

@@ -103,11 +103,12 @@ struct raft {
 		void    *data;
 		size_t   len;
 	} out_snap;
-	/* Follower: the snapshot being received. */
+	/* Follower: the snapshot being received. `len` is the total the
+	 * leader claims; `buf` grows (to `cap`) only as chunks arrive. */
 	struct {
 		uint64_t index, term;
 		uint8_t *buf;
-		size_t   len, got;
+		size_t   len, got, cap;
 	} in_snap;
 
 	uint32_t transfer_to;  /* leader: transferring leadership to this node */
@@ -170,6 +171,7 @@ static inline unsigned popcount32(uint32_t x)
 /* raft.c */
 void raft__notify(raft *r);
 void raft__fail(raft *r, int status);
+void raft__warn(raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raft__send(raft *r, struct raft_msg *m, uint32_t to);
 void raft__reset_election_timer(raft *r);
 int  raft__persist_vote(raft *r);

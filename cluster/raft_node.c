@@ -412,6 +412,12 @@ static void rn_state_change(void *arg, enum raft_role role, uint64_t term, uint3
 	rn->kick = 1;
 }
 
+static void rn_warn(void *arg, const char *msg)
+{
+	(void)arg;
+	LOG(LOG_WARN, "raft: %s", msg);
+}
+
 /* ---- client paths ------------------------------------------------------------ */
 
 static void send_fwd(struct rn *rn, struct rn_wait *w, unsigned to)
@@ -915,6 +921,7 @@ static int rn_start(void *self)
 	io.snapshot_install = rn__snapshot_install;
 	io.read_done = rn_read_done;
 	io.state_change = rn_state_change;
+	io.warn = rn_warn;
 	rc = raft_new(&cfg, &io, &boot, &rn->r);
 	if (rc)
 		goto out;

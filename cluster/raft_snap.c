@@ -11,17 +11,28 @@
  * fit what the follower holds (lost, duplicated, reordered, or the follower
  * restarted) is answered with what it does hold, and the leader goes on from
  * there; a transfer that stalls is resumed after an election timeout.
+ *
+ * The total size in the first chunk is a claim of the sender, not a size to
+ * reserve: the follower's buffer grows only as chunks arrive, so a member
+ * claiming an absurd size costs it no more memory than the bytes it sent.
  */
+#include <inttypes.h>
+
 #include "cluster/raft_int.h"
 
 #define CHUNK_DEFAULT (4u << 20)
+
+static void in_snap_drop(raft *r)
+{
+	free(r->in_snap.buf);
+	memset(&r->in_snap, 0, sizeof(r->in_snap));
+}
 
 void raft__snapshot_free(raft *r)
 {
 	free(r->out_snap.data);
 	memset(&r->out_snap, 0, sizeof(r->out_snap));
-	free(r->in_snap.buf);
-	memset(&r->in_snap, 0, sizeof(r->in_snap));
+	in_snap_drop(r);
 }
 
 /* Frees the leader's copy once no follower is being sent it. */
@@ -112,6 +123,35 @@ void raft__handle_snapshot_resp(raft *r, const struct raft_msg *m)
 	raft__send_snapshot(r, m->from, 0);
 }
 
+/* Makes room for `need` bytes (at most the claimed total): doubling, so a
+ * transfer of many chunks costs few copies. */
+static int in_snap_room(raft *r, size_t need)
+{
+	size_t cap = r->in_snap.cap;
+	uint8_t *buf;
+
+	if (need <= cap)
+		return 0;
+	cap = cap > r->in_snap.len / 2 ? r->in_snap.len : cap * 2;
+	if (cap < need)
+		cap = need;
+	buf = realloc(r->in_snap.buf, cap);
+	if (!buf)
+		return -ENOMEM;
+	r->in_snap.buf = buf;
+	r->in_snap.cap = cap;
+	return 0;
+}
+
+/* Unanswered: the leader resends after an election timeout, is told we
+ * hold nothing, and starts over. */
+static void drop_for_memory(raft *r, const struct raft_msg *m)
+{
+	raft__warn(r, "dropped the snapshot at %" PRIu64 " from node %" PRIu32 " after %zu of "
+		   "%zu bytes: out of memory", m->index, m->from, r->in_snap.got, r->in_snap.len);
+	in_snap_drop(r);
+}
+
 static void reply_chunk(raft *r, const struct raft_msg *m, uint64_t got)
 {
 	struct raft_msg resp = { .type = RAFT_MSG_SNAPSHOT_RESP, .index = m->index, .seq = got };
@@ -185,24 +225,19 @@ void raft__handle_snapshot(raft *r, const struct raft_msg *m)
 	 * data into snapshot file at given offset. 4. Reply and wait for more
 	 * data chunks if done is false." */
 	if (m->seq == 0) {
-		uint8_t *buf = NULL;
-
 		if (m->hint > SIZE_MAX - 1 || m->len > m->hint)
 			return;
-		if (m->hint != m->len) { /* more than one chunk: buffer them */
-			buf = malloc((size_t)m->hint);
-			if (!buf)
-				return; /* the leader tries again later */
+		in_snap_drop(r);
+		if (m->hint == m->len) { /* one chunk: nothing to buffer */
+			install(r, m->from, m->index, m->log_term, m->data, m->len);
+			return;
 		}
-		free(r->in_snap.buf);
 		r->in_snap.index = m->index;
 		r->in_snap.term = m->log_term;
-		r->in_snap.buf = buf;
 		r->in_snap.len = (size_t)m->hint;
-		r->in_snap.got = 0;
-		if (!buf) {
-			install(r, m->from, m->index, m->log_term, m->data, m->len);
-			memset(&r->in_snap, 0, sizeof(r->in_snap));
+		/* A non-NULL buffer marks the transfer as started. */
+		if (in_snap_room(r, m->len ? m->len : 1)) {
+			drop_for_memory(r, m);
 			return;
 		}
 	}
@@ -215,6 +250,10 @@ void raft__handle_snapshot(raft *r, const struct raft_msg *m)
 		reply_chunk(r, m, same ? r->in_snap.got : 0);
 		return;
 	}
+	if (in_snap_room(r, r->in_snap.got + m->len)) {
+		drop_for_memory(r, m);
+		return;
+	}
 	if (m->len)
 		memcpy(r->in_snap.buf + r->in_snap.got, m->data, m->len);
 	r->in_snap.got += m->len;
@@ -223,8 +262,7 @@ void raft__handle_snapshot(raft *r, const struct raft_msg *m)
 		return;
 	}
 	install(r, m->from, m->index, m->log_term, r->in_snap.buf, r->in_snap.len);
-	free(r->in_snap.buf);
-	memset(&r->in_snap, 0, sizeof(r->in_snap));
+	in_snap_drop(r);
 }
 
 int raft_snapshot_taken(raft *r, uint64_t index)
