@@ -53,6 +53,9 @@ typedef struct raft raft;
 /* Not the leader: raft_leader() gives a hint (0 = unknown). */
 #define RAFT_ENOTLEADER (-EREMOTE)
 
+/* io->snapshot_install did not install the snapshot and changed nothing. */
+#define RAFT_EREFUSED (-EAGAIN)
+
 enum raft_role {
 	RAFT_FOLLOWER     = 1,
 	RAFT_PRECANDIDATE = 2,
@@ -183,7 +186,11 @@ struct raft_io {
 	/* Replaces the state machine with a snapshot received from the leader and
 	 * durably discards every stored log entry (the log restarts after
 	 * `index`). SYNCHRONOUS: 0 once durable. Appends issued before the call
-	 * still complete with raft_append_done(), but their entries are void. */
+	 * still complete with raft_append_done(), but their entries are void.
+	 * RAFT_EREFUSED: the snapshot was refused before anything changed (its
+	 * data does not decode, memory ran out); the core carries on as before
+	 * and the leader sends the snapshot again after its stall timeout. Any
+	 * other error means the state may be half replaced: the core fails. */
 	int  (*snapshot_install)(void *arg, uint64_t index, uint64_t term,
 				 const void *data, size_t len);
 	/* A read from raft_read_index() is ready: the state machine has applied

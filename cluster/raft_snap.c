@@ -171,8 +171,16 @@ static void install(raft *r, uint32_t from, uint64_t index, uint64_t term,
 	 * cluster configuration)." Whatever we acknowledged is at most our
 	 * durable index, below `index`: covered by the snapshot. */
 	rc = r->io.snapshot_install(r->io.arg, index, term, data, len);
+	if (rc == RAFT_EREFUSED) {
+		/* Nothing changed: we stay the replica we were. Unanswered, so
+		 * the leader sends the snapshot again after its stall timeout
+		 * (paced: a snapshot we keep refusing costs one transfer per
+		 * election timeout, not a loop). */
+		raft__warn(r, "refused the snapshot at %" PRIu64 " from node %" PRIu32, index, from);
+		return;
+	}
 	if (rc) {
-		raft__fail(r, rc);
+		raft__fail(r, rc); /* the state machine may be half replaced */
 		return;
 	}
 	raft__log_truncate(r, r->base_index + 1);

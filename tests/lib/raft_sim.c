@@ -356,6 +356,10 @@ static int io_snapshot_install(void *arg, uint64_t index, uint64_t term,
 	struct gslot *g;
 	size_t k;
 
+	if (nd->refuse_installs) {
+		nd->refuse_installs--;
+		return RAFT_EREFUSED;
+	}
 	if (len != 24) {
 		rsim__violation(s, "node %u: snapshot of %zu bytes", nd->id, len);
 		return -EINVAL;
@@ -845,6 +849,16 @@ void rsim_favor(rsim *s, uint32_t id)
 void rsim_fail_apply_at(rsim *s, uint32_t id, uint64_t index)
 {
 	s->nodes[id].fail_apply_at = index;
+}
+
+void rsim_refuse_installs(rsim *s, uint32_t id, unsigned n)
+{
+	s->nodes[id].refuse_installs = n;
+}
+
+unsigned rsim_installs_to_refuse(const rsim *s, uint32_t id)
+{
+	return s->nodes[id].refuse_installs;
 }
 
 void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms)

@@ -97,6 +97,11 @@ void rsim_set_disk(rsim *s, uint32_t id, unsigned min_ms, unsigned max_ms);
 /* Makes io->apply of entry `index` fail on `id` (0 = never): that replica
  * can no longer apply (raft.h, io->apply). */
 void rsim_fail_apply_at(rsim *s, uint32_t id, uint64_t index);
+/* Makes the next n io->snapshot_install calls on `id` refuse the snapshot
+ * (RAFT_EREFUSED) without changing anything, as a malformed snapshot or a
+ * failed allocation would; rsim_installs_to_refuse() tells how many are left. */
+void rsim_refuse_installs(rsim *s, uint32_t id, unsigned n);
+unsigned rsim_installs_to_refuse(const rsim *s, uint32_t id);
 /* Makes `id` time out first: its election timeout becomes exactly T and
  * every other node's 2T-1 (0 = random again). */
 void rsim_favor(rsim *s, uint32_t id);

@@ -66,6 +66,7 @@ struct snode {
 	/* The state machine (volatile). */
 	uint64_t sm_index, sm_hash;
 	uint64_t fail_apply_at;    /* io->apply fails for this index (0 = never) */
+	unsigned refuse_installs;  /* io->snapshot_install refuses this many more */
 	uint64_t snap_pending;
 	/* Checker state. */
 	uint64_t seen_term, seen_commit;

@@ -604,6 +604,37 @@ static void chunked_snapshot_survives_lost_chunks_and_a_restart(void **state)
 	rsim_free(s);
 }
 
+/* A follower that refuses a snapshot (bad data, no memory) has changed
+ * nothing: it stays a working replica, and the leader's next transfers
+ * bring it up. */
+static void a_refused_snapshot_is_sent_again_and_the_follower_stays_up(void **state)
+{
+	rsim *s = sim_new(3, snapshots);
+	uint32_t l, f, i;
+	uint64_t pid, last;
+
+	(void)state;
+	l = elect(s);
+	f = other(s, l, 0);
+	rsim_crash(s, f);
+	for (i = 0; i < 40; i++) {
+		SIM(s, rsim_propose(s, l, &pid));
+		SIM(s, rsim_run_for(s, 2));
+	}
+	last = raft_last_index(rsim_raft(s, l));
+	SIM(s, rsim_run_until_applied(s, last, 10 * T));
+	rsim_refuse_installs(s, f, 2);
+	SIM(s, rsim_restart(s, f));
+	SIM(s, rsim_run_until_applied(s, last, 20 * T));
+	assert_int_equal(rsim_installs_to_refuse(s, f), 0);
+	assert_false(raft_failed(rsim_raft(s, f)));
+	assert_true(raft_applied(rsim_raft(s, f)) >= last);
+	/* Three transfers of four chunks. */
+	assert_true(rsim_delivered(s, RAFT_MSG_SNAPSHOT) >= 12);
+	propose_acked_on(s, l, f);
+	rsim_free(s);
+}
+
 /* Bytes the process has allocated (ASan keeps its own heap). */
 static size_t heap_in_use(void)
 {
@@ -935,6 +966,7 @@ int main(void)
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),
 		cmocka_unit_test(chunked_snapshot_survives_lost_chunks_and_a_restart),
 		cmocka_unit_test(a_snapshot_size_claim_reserves_only_what_arrives),
+		cmocka_unit_test(a_refused_snapshot_is_sent_again_and_the_follower_stays_up),
 		cmocka_unit_test(acknowledged_write_survives_leader_crash),
 		cmocka_unit_test(followers_acknowledge_only_durable_entries),
 		cmocka_unit_test(crash_loses_unsynced_entries_but_not_acknowledged_ones),
