@@ -145,6 +145,20 @@ int rn_snap_encode(const struct kv_op *ops, size_t n, uint32_t chunk, void **out
 	return 0;
 }
 
+/* A decoded batch holds only what snap_collect makes: puts the store
+ * accepts. Checked here, before anything changes, so that installing the
+ * snapshot cannot fail half way on a bad key. */
+static int snap_part_check(const struct kv_op *ops, uint32_t n)
+{
+	struct kv_batch b = { .ops = ops, .n = n };
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		if (ops[i].kind != KV_PUT)
+			return -EBADMSG;
+	return batch_check(&b) ? -EBADMSG : 0;
+}
+
 int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 {
 	const unsigned char *p = data;
@@ -177,6 +191,8 @@ int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 				      &part, &np);
 		if (rc)
 			break;
+		if (part == all + nall)
+			rc = snap_part_check(part, np);
 		if (part != all + nall) {
 			free(part); /* an empty batch, or more keys than the count */
 			if (np)
@@ -287,54 +303,58 @@ static int ops_has(const struct kv_op *ops, size_t n, const char *key, size_t kl
 	return 0;
 }
 
-/* InstallSnapshot (thesis §5): the map becomes the leader's state in one
- * atomic batch (deletes of keys it lacks + puts of all its keys), then a
- * RESET record and a store snapshot make it durable (raft_node.h, 3.). */
-int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
-			       size_t len)
+/* What an install changes, worked out before anything is changed. */
+struct snap_plan {
+	struct snap_collect cur;  /* the map now */
+	struct kv_op       *sops; /* the leader's keys (point into the data) */
+	struct kv_op       *all;  /* deletes of keys it lacks, then its puts */
+	size_t              ns, nall;
+};
+
+static void plan_free(struct snap_plan *p)
 {
-	struct rn *rn = arg;
-	struct snap_collect cur = { 0 };
-	struct kv_op *sops = NULL, *all = NULL;
-	size_t ns = 0, nall = 0;
-	struct store_stats before, after;
-	struct sync_wait w = { .done = 0 };
-	unsigned char rec[16];
-	struct rn_wait *q, *next;
+	snap_collect_free(&p->cur);
+	free(p->sops);
+	free(p->all);
+}
+
+static int plan_build(struct rn *rn, const void *data, size_t len, struct snap_plan *p)
+{
 	size_t i;
 	int rc;
 
-	rc = rn_snap_decode(data, len, &sops, &ns);
+	rc = rn_snap_decode(data, len, &p->sops, &p->ns);
 	if (rc)
-		goto out;
-	rc = snap_collect(rn->st, &cur);
+		return rc;
+	rc = snap_collect(rn->st, &p->cur);
 	if (rc)
-		goto out;
-	all = ns + cur.n < UINT32_MAX ? malloc((ns + cur.n + 1) * sizeof *all) : NULL;
-	if (!all) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < cur.n; i++)
-		if (!ops_has(sops, ns, cur.keys[i], cur.ops[i].klen)) {
-			memset(&all[nall], 0, sizeof all[nall]);
-			all[nall].kind = KV_DEL;
-			all[nall].key = cur.keys[i];
-			all[nall].klen = cur.ops[i].klen;
-			nall++;
-		}
-	if (ns)
-		memcpy(all + nall, sops, ns * sizeof *all);
-	nall += ns;
-	{
-		struct kv_batch b = { .ops = all, .n = (uint32_t)nall };
+		return rc;
+	if (p->ns + p->cur.n >= UINT32_MAX)
+		return -E2BIG;
+	p->all = malloc((p->ns + p->cur.n + 1) * sizeof *p->all);
+	if (!p->all)
+		return -ENOMEM;
+	for (i = 0; i < p->cur.n; i++)
+		if (!ops_has(p->sops, p->ns, p->cur.keys[i], p->cur.ops[i].klen)) {
+			struct kv_op *d = &p->all[p->nall++];
 
-		rc = store_apply_large(rn->st, &b, index);
-		if (rc)
-			goto out;
-		rn__notify_batch(rn, all, (uint32_t)nall);
-	}
-	rn__publish_applied(rn, index, term);
+			memset(d, 0, sizeof *d);
+			d->kind = KV_DEL;
+			d->key = p->cur.keys[i];
+			d->klen = p->cur.ops[i].klen;
+		}
+	if (p->ns)
+		memcpy(p->all + p->nall, p->sops, p->ns * sizeof *p->all);
+	p->nall += p->ns;
+	return 0;
+}
+
+/* Appends the RESET record (raft_node.h, 3.) and waits until it is durable. */
+static int write_reset(struct rn *rn, uint64_t index, uint64_t term)
+{
+	struct sync_wait w = { .done = 0 };
+	unsigned char rec[16];
+	int rc;
 
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
@@ -349,15 +369,63 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	}
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.mu);
+	return rc;
+}
+
+/* The map becomes the leader's state in one atomic batch, made durable by
+ * the RESET record and a store snapshot. */
+static int replace_state(struct rn *rn, uint64_t index, uint64_t term,
+			 const struct snap_plan *p)
+{
+	struct kv_batch b = { .ops = p->all, .n = (uint32_t)p->nall };
+	struct store_stats before, after;
+	int rc;
+
+	rc = store_apply_large(rn->st, &b, index);
 	if (rc)
-		goto out;
+		return rc;
+	rn__notify_batch(rn, p->all, (uint32_t)p->nall);
+	rn__publish_applied(rn, index, term);
+	rc = write_reset(rn, index, term);
+	if (rc)
+		return rc;
 	store_get_stats(rn->st, &before);
 	rc = store_snapshot(rn->st);
 	store_get_stats(rn->st, &after);
 	if (!rc && after.snapshots == before.snapshots)
 		rc = -EIO; /* cannot happen: the reset record is newer than any snapshot */
-	if (rc)
-		goto out;
+	return rc;
+}
+
+/* InstallSnapshot (thesis §5): the map becomes the leader's state, then a
+ * RESET record and a store snapshot make it durable (raft_node.h, 3.).
+ * Whatever fails before the map changes (the data does not decode, memory
+ * runs out) refuses the snapshot and leaves the node as it was; a failure
+ * after that is fatal, as the map no longer matches any index. */
+int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
+			       size_t len)
+{
+	struct rn *rn = arg;
+	struct snap_plan p = { 0 };
+	struct rn_wait *q, *next;
+	size_t keys;
+	int rc;
+
+	rc = plan_build(rn, data, len, &p);
+	if (rc) {
+		LOG(LOG_WARN, "raft: refusing the snapshot at %" PRIu64 ": %s; the leader will "
+		    "send it again", index, strerror(-rc));
+		plan_free(&p);
+		return RAFT_EREFUSED;
+	}
+	rc = replace_state(rn, index, term, &p);
+	keys = p.ns;
+	plan_free(&p);
+	if (rc) {
+		LOG(LOG_ERROR, "raft: cannot install the snapshot at %" PRIu64 ": %s", index,
+		    strerror(-rc));
+		return rc == RAFT_EREFUSED ? -EIO : rc;
+	}
 	rn->elsn_base = index + 1;
 	rn->elsn_len = 0;
 	rn->snap_applied = index;
@@ -369,13 +437,6 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 			rn__wait_finish(rn, &rn->commitq, q, -EIO);
 	}
 	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%zu"
-	    " keys)", index, term, ns);
-out:
-	if (rc)
-		LOG(LOG_ERROR, "raft: cannot install the snapshot at %" PRIu64 ": %s", index,
-		    strerror(-rc));
-	snap_collect_free(&cur);
-	free(sops);
-	free(all);
-	return rc;
+	    " keys)", index, term, keys);
+	return 0;
 }

@@ -2,7 +2,9 @@
  * test_raft_node.c — the durable formats of the Raft layer (cluster/raft_node.h):
  * the term/vote file, and the replay that rebuilds the log from WAL records
  * (conflict truncation, InstallSnapshot resets, records older than the
- * snapshot), and the snapshot a leader sends a lagging follower.
+ * snapshot), the snapshot a leader sends a lagging follower, and its
+ * installation (rn__snapshot_install) on a store in memory that can lose
+ * power (tests/lib/memdisk.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "cluster/raft_node.h"
+#include "tests/lib/memdisk.h"
 
 static char *tmpdir(void)
 {
@@ -347,6 +350,192 @@ static void snapshot_batches_round_trip_and_refuse_a_cut(void **state)
 	}
 }
 
+/* ---- rn__snapshot_install --------------------------------------------------- */
+
+#define SDIR "db"
+
+/* A Raft layer reduced to what rn__snapshot_install uses, on a store in
+ * memory whose snapshots record its applied position as raft_node.c's
+ * do (snap_state). */
+struct fx {
+	memdisk   *md;
+	struct rn  rn;
+};
+
+/* node_notify_* are wrapped (tests/meson.build): there is no node. The
+ * hook runs where an install tells the node about the changed keys. */
+static void (*notify_hook)(struct fx *f);
+static struct fx *notify_fx;
+
+void __wrap_node_notify_key(node *n, const char *key, size_t klen);
+void __wrap_node_notify_flush(node *n);
+
+void __wrap_node_notify_key(node *n, const char *key, size_t klen)
+{
+	(void)n;
+	(void)key;
+	(void)klen;
+}
+
+void __wrap_node_notify_flush(node *n)
+{
+	(void)n;
+	if (notify_hook)
+		notify_hook(notify_fx);
+}
+
+static size_t fx_snap_state(void *arg, void *buf, size_t cap)
+{
+	struct rn *rn = arg;
+	unsigned char b[RN_STATE_SIZE];
+
+	pthread_mutex_lock(&rn->smu);
+	rn_state_encode(rn->applied_index, rn->applied_term, b);
+	pthread_mutex_unlock(&rn->smu);
+	if (cap >= sizeof b)
+		memcpy(buf, b, sizeof b);
+	return sizeof b;
+}
+
+static int fx_replay(void *arg, uint8_t type, uint64_t lsn, const void *p, size_t len)
+{
+	return rn_replay_add(arg, type, lsn, p, len);
+}
+
+/* Opens the store (again, after a crash): the Raft position comes from
+ * the loaded snapshot, the log records go to rn.replay. */
+static void fx_open(struct fx *f)
+{
+	struct store_options o = { .io = memdisk_io(f->md), .snapshot_log_bytes = SIZE_MAX,
+				   .replay = fx_replay, .replay_arg = &f->rn.replay,
+				   .snap_state = fx_snap_state, .snap_state_arg = &f->rn };
+	const void *state;
+	size_t slen;
+	uint64_t slsn;
+
+	rn_replay_free(&f->rn.replay);
+	assert_int_equal(store_open(SDIR, &o, &f->rn.st), 0);
+	store_snapshot_state(f->rn.st, &state, &slen, &slsn);
+	assert_int_equal(rn_state_decode(state, slen, &f->rn.applied_index,
+					 &f->rn.applied_term), 0);
+}
+
+static void fx_done(void *arg, int status, uint64_t lsn)
+{
+	(void)lsn;
+	__atomic_store_n((int *)arg, status + 1, __ATOMIC_RELEASE);
+}
+
+/* Entries first..first+n-1 of term `term`, durable in the WAL. */
+static void fx_log(struct fx *f, uint64_t first, size_t n, uint64_t term)
+{
+	struct raft_entry e[8];
+	void *buf;
+	size_t len, i;
+	int done = 0;
+
+	for (i = 0; i < n; i++)
+		e[i] = (struct raft_entry){ .term = term, .type = RAFT_ENTRY_NOOP };
+	assert_int_equal(rn_entries_encode(first, e, n, &buf, &len), 0);
+	assert_int_equal(store_submit_raw(f->rn.st, RN_REC_ENTRIES, buf, len, fx_done, &done), 0);
+	free(buf);
+	while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	assert_int_equal(done, 1);
+}
+
+/* A follower at applied index 2 of term 1 (a=1, b=1), its log at 3, the
+ * map durable in a store snapshot. */
+static void fx_new(struct fx *f)
+{
+	struct kv_op ops[2] = {
+		{ .kind = KV_PUT, .key = "a", .klen = 1, .val = "1", .vlen = 1 },
+		{ .kind = KV_PUT, .key = "b", .klen = 1, .val = "1", .vlen = 1 },
+	};
+	struct kv_batch b = { .ops = ops, .n = 2 };
+
+	memset(f, 0, sizeof *f);
+	f->md = memdisk_new();
+	pthread_mutex_init(&f->rn.smu, NULL);
+	TAILQ_INIT(&f->rn.commitq);
+	fx_open(f);
+	fx_log(f, 1, 3, 1);
+	assert_int_equal(store_apply(f->rn.st, &b, 2), 0);
+	rn__publish_applied(&f->rn, 2, 1);
+	assert_int_equal(store_snapshot(f->rn.st), 0);
+}
+
+static void fx_free(struct fx *f)
+{
+	store_close(f->rn.st);
+	rn_replay_free(&f->rn.replay);
+	pthread_mutex_destroy(&f->rn.smu);
+	memdisk_free(f->md);
+}
+
+/* The leader's state at index 10, term 2: b=2, c=2. */
+static void leader_snapshot(void **data, size_t *len)
+{
+	struct kv_op ops[2] = {
+		{ .kind = KV_PUT, .key = "b", .klen = 1, .val = "2", .vlen = 1 },
+		{ .kind = KV_PUT, .key = "c", .klen = 1, .val = "2", .vlen = 1 },
+	};
+
+	assert_int_equal(rn_snap_encode(ops, 2, KV_BATCH_MAX, data, len), 0);
+}
+
+/* The value of key (NULL: missing). */
+static char *value_of(store *st, const char *key)
+{
+	static char v[16];
+	kv_rec *r;
+
+	if (store_get(st, key, strlen(key), 0, &r))
+		return NULL;
+	assert_true(kv_rec_size(r) < sizeof v);
+	memcpy(v, kv_rec_value(r), kv_rec_size(r));
+	v[kv_rec_size(r)] = 0;
+	kv_rec_unref(r);
+	return v;
+}
+
+static void assert_old_state(struct fx *f)
+{
+	assert_int_equal(f->rn.applied_index, 2);
+	assert_string_equal(value_of(f->rn.st, "a"), "1");
+	assert_string_equal(value_of(f->rn.st, "b"), "1");
+	assert_null(value_of(f->rn.st, "c"));
+}
+
+/* A snapshot that does not decode, or holds a key the store refuses, is
+ * refused before anything changes (the core then keeps the node up). */
+static void a_malformed_snapshot_is_refused_and_changes_nothing(void **state)
+{
+	static const char garbage[] = "not a snapshot at all, not at all";
+	struct kv_op bad = { .kind = KV_PUT, .key = "/x", .klen = 2, .val = "2", .vlen = 1 };
+	struct fx f;
+	void *data;
+	size_t len;
+
+	(void)state;
+	fx_new(&f);
+	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, garbage, sizeof garbage),
+			 RAFT_EREFUSED);
+	assert_old_state(&f);
+	assert_int_equal(rn_snap_encode(&bad, 1, KV_BATCH_MAX, &data, &len), 0);
+	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), RAFT_EREFUSED);
+	free(data);
+	assert_old_state(&f);
+	/* The leader's next, good, snapshot goes in. */
+	leader_snapshot(&data, &len);
+	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), 0);
+	free(data);
+	assert_int_equal(f.rn.applied_index, 10);
+	assert_null(value_of(f.rn.st, "a"));
+	assert_string_equal(value_of(f.rn.st, "c"), "2");
+	fx_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +552,7 @@ int main(void)
 		cmocka_unit_test(replay_rejects_a_malformed_record),
 		cmocka_unit_test(state_blob_round_trips),
 		cmocka_unit_test(snapshot_batches_round_trip_and_refuse_a_cut),
+		cmocka_unit_test(a_malformed_snapshot_is_refused_and_changes_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
