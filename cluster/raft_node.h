@@ -37,6 +37,10 @@
  *    loaded store snapshot is at least as new as `index` (a crash between the
  *    reset record and the store snapshot leaves the old state and old log,
  *    which is still a valid Raft state: the install simply did not happen).
+ *    Store snapshots are held off (store_hold_snapshots) from the change of
+ *    the map until this record is durable, and the applied index of 4. moves
+ *    to `index` only then: no store snapshot holds the installed map without
+ *    the record before it in the log.
  *
  * 4. The Raft position of the map, saved by the store atomically with every
  *    store snapshot (store_options.snap_state), RN_STATE_SIZE bytes:

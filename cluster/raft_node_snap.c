@@ -262,15 +262,16 @@ struct sync_wait {
 	pthread_mutex_t mu;
 	pthread_cond_t  cv;
 	int             done, status;
+	uint64_t        lsn;
 };
 
 static void sync_wait_cb(void *arg, int status, uint64_t lsn)
 {
 	struct sync_wait *w = arg;
 
-	(void)lsn;
 	pthread_mutex_lock(&w->mu);
 	w->status = status;
+	w->lsn = lsn;
 	w->done = 1;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
@@ -349,8 +350,9 @@ static int plan_build(struct rn *rn, const void *data, size_t len, struct snap_p
 	return 0;
 }
 
-/* Appends the RESET record (raft_node.h, 3.) and waits until it is durable. */
-static int write_reset(struct rn *rn, uint64_t index, uint64_t term)
+/* Appends the RESET record (raft_node.h, 3.) and waits until it is
+ * durable; *lsn is its log position. */
+static int write_reset(struct rn *rn, uint64_t index, uint64_t term, uint64_t *lsn)
 {
 	struct sync_wait w = { .done = 0 };
 	unsigned char rec[16];
@@ -365,6 +367,7 @@ static int write_reset(struct rn *rn, uint64_t index, uint64_t term)
 		while (!w.done)
 			pthread_cond_wait(&w.cv, &w.mu);
 		rc = w.status;
+		*lsn = w.lsn;
 		pthread_mutex_unlock(&w.mu);
 	}
 	pthread_cond_destroy(&w.cv);
@@ -372,29 +375,46 @@ static int write_reset(struct rn *rn, uint64_t index, uint64_t term)
 	return rc;
 }
 
-/* The map becomes the leader's state in one atomic batch, made durable by
- * the RESET record and a store snapshot. */
+/* The map becomes the leader's state in one atomic batch, and the RESET
+ * record is made durable; *reset_lsn is its position.
+ *
+ * Store snapshots are held off meanwhile. Any other thread may take one
+ * (the store's own when its log grows, raft_node.c's periodic one on the
+ * thread pool), and one taken here, before the RESET record is durable,
+ * would hold the leader's map; after a crash, recovery would load it under
+ * the old applied index (or the new one, over the old log), replay the old
+ * log's entries over the leader's state, and report an applied index the
+ * durable log does not back. Published only after the RESET record is
+ * durable, too, for the same reason. */
 static int replace_state(struct rn *rn, uint64_t index, uint64_t term,
-			 const struct snap_plan *p)
+			 const struct snap_plan *p, uint64_t *reset_lsn)
 {
 	struct kv_batch b = { .ops = p->all, .n = (uint32_t)p->nall };
-	struct store_stats before, after;
 	int rc;
 
+	store_hold_snapshots(rn->st);
 	rc = store_apply_large(rn->st, &b, index);
-	if (rc)
-		return rc;
-	rn__notify_batch(rn, p->all, (uint32_t)p->nall);
-	rn__publish_applied(rn, index, term);
-	rc = write_reset(rn, index, term);
-	if (rc)
-		return rc;
-	store_get_stats(rn->st, &before);
-	rc = store_snapshot(rn->st);
-	store_get_stats(rn->st, &after);
-	if (!rc && after.snapshots == before.snapshots)
-		rc = -EIO; /* cannot happen: the reset record is newer than any snapshot */
+	if (!rc) {
+		rn__notify_batch(rn, p->all, (uint32_t)p->nall);
+		rc = write_reset(rn, index, term, reset_lsn);
+	}
+	if (!rc)
+		rn__publish_applied(rn, index, term);
+	store_release_snapshots(rn->st);
 	return rc;
+}
+
+/* A store snapshot that holds the RESET record: from then on the install
+ * survives a crash. Taken by us, or by another thread since the release. */
+static int snapshot_past(struct rn *rn, uint64_t reset_lsn)
+{
+	struct store_stats ss;
+	int rc = store_snapshot(rn->st);
+
+	if (rc && rc != -EBUSY)
+		return rc;
+	store_get_stats(rn->st, &ss);
+	return ss.snapshot_lsn >= reset_lsn ? 0 : -EIO;
 }
 
 /* InstallSnapshot (thesis §5): the map becomes the leader's state, then a
@@ -408,6 +428,7 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	struct rn *rn = arg;
 	struct snap_plan p = { 0 };
 	struct rn_wait *q, *next;
+	uint64_t reset_lsn = 0;
 	size_t keys;
 	int rc;
 
@@ -418,7 +439,9 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 		plan_free(&p);
 		return RAFT_EREFUSED;
 	}
-	rc = replace_state(rn, index, term, &p);
+	rc = replace_state(rn, index, term, &p, &reset_lsn);
+	if (!rc)
+		rc = snapshot_past(rn, reset_lsn);
 	keys = p.ns;
 	plan_free(&p);
 	if (rc) {

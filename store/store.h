@@ -239,8 +239,16 @@ int  store_scan(store *st, const char *prefix, size_t plen, const char *after, s
 void store_set_apply_hook(store *st, store_apply_hook fn, void *arg);
 
 /* Takes a snapshot now (normally automatic). Writes continue meanwhile except
- * for a short copy step. */
+ * for a short copy step. -EBUSY while snapshots are held. */
 int  store_snapshot(store *st);
+
+/* Holds off every snapshot, automatic or asked for, until the matching
+ * store_release_snapshots(): for an upper layer whose snap_state and map
+ * are about to disagree for a while (Raft installing a leader's state
+ * before its RESET record is durable). Waits for a snapshot being written;
+ * store_snapshot() fails with -EBUSY meanwhile. Holds nest. */
+void store_hold_snapshots(store *st);
+void store_release_snapshots(store *st);
 
 /* Upper layers that keep opaque records (Raft's log) pin the log: no segment
  * holding a record with lsn >= pin is deleted by a snapshot. 0 = no pin. */

@@ -85,6 +85,7 @@ struct store {
 	pthread_mutex_t    snap_mu;
 	uint64_t           snaps[2];    /* newest kept snapshots, [0] newest, 0 = none */
 	uint64_t           snap_gen;    /* map_gen captured by the newest (snap_mu) */
+	unsigned           snap_holds;  /* store_hold_snapshots() in force (snap_mu) */
 	atomic_uint_fast64_t snapshots;
 	void              *open_state;
 	size_t             open_state_len;

@@ -88,6 +88,12 @@ static int do_snapshot(store *st)
 	int rc;
 
 	pthread_mutex_lock(&st->snap_mu);
+	if (st->snap_holds) {
+		/* Left as due: the automatic trigger fires again with the next
+		 * record, as the log since the last snapshot is still long. */
+		pthread_mutex_unlock(&st->snap_mu);
+		return -EBUSY;
+	}
 	pthread_mutex_lock(&st->mu);
 	rc = st->failed;
 	st->log_since_snap = 0;
@@ -175,6 +181,22 @@ static void *bg_main(void *arg)
 int store_snapshot(store *st)
 {
 	return do_snapshot(st);
+}
+
+void store_hold_snapshots(store *st)
+{
+	/* snap_mu is held for a whole snapshot: taking it waits for the one
+	 * being written, if any. */
+	pthread_mutex_lock(&st->snap_mu);
+	st->snap_holds++;
+	pthread_mutex_unlock(&st->snap_mu);
+}
+
+void store_release_snapshots(store *st)
+{
+	pthread_mutex_lock(&st->snap_mu);
+	st->snap_holds--;
+	pthread_mutex_unlock(&st->snap_mu);
 }
 
 /* ---- open / close -------------------------------------------------------- */

@@ -499,12 +499,25 @@ static char *value_of(store *st, const char *key)
 	return v;
 }
 
+/* want NULL: the key is missing. */
+static void assert_value(store *st, const char *key, const char *want)
+{
+	const char *v = value_of(st, key);
+
+	if (!want && v)
+		fail_msg("key %s is %s, want it missing", key, v);
+	if (want && !v)
+		fail_msg("key %s is missing, want %s", key, want);
+	if (want)
+		assert_string_equal(v, want);
+}
+
 static void assert_old_state(struct fx *f)
 {
 	assert_int_equal(f->rn.applied_index, 2);
-	assert_string_equal(value_of(f->rn.st, "a"), "1");
-	assert_string_equal(value_of(f->rn.st, "b"), "1");
-	assert_null(value_of(f->rn.st, "c"));
+	assert_value(f->rn.st, "a", "1");
+	assert_value(f->rn.st, "b", "1");
+	assert_value(f->rn.st, "c", NULL);
 }
 
 /* A snapshot that does not decode, or holds a key the store refuses, is
@@ -531,8 +544,83 @@ static void a_malformed_snapshot_is_refused_and_changes_nothing(void **state)
 	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), 0);
 	free(data);
 	assert_int_equal(f.rn.applied_index, 10);
-	assert_null(value_of(f.rn.st, "a"));
-	assert_string_equal(value_of(f.rn.st, "c"), "2");
+	assert_value(f.rn.st, "a", NULL);
+	assert_value(f.rn.st, "c", "2");
+	fx_free(&f);
+}
+
+/* Another thread's store snapshot (the store's own, or the Raft layer's
+ * periodic one) taken while the leader's state is in the map, then a power
+ * cut before the RESET record is durable. */
+static void snapshot_then_cut(struct fx *f)
+{
+	store_snapshot(f->rn.st); /* refused (-EBUSY) while an install holds them */
+	memdisk_cut_at_sync(f->md, 1);
+}
+
+/* raft_node.h, 3.: until the RESET record is durable the install has not
+ * happened. A store snapshot taken in between must not make it half
+ * happen: the leader's map under the old applied index, with the old log
+ * to replay over it. */
+static void a_store_snapshot_during_an_install_does_not_outrun_the_reset(void **state)
+{
+	struct fx f;
+	struct raft_entry *ents;
+	uint64_t *lsns;
+	size_t n;
+	void *data;
+	size_t len;
+	int rc;
+
+	(void)state;
+	fx_new(&f);
+	leader_snapshot(&data, &len);
+	notify_fx = &f;
+	notify_hook = snapshot_then_cut;
+	rc = rn__snapshot_install(&f.rn, 10, 2, data, len);
+	notify_hook = NULL;
+	free(data);
+	assert_int_not_equal(rc, 0);
+	assert_int_not_equal(rc, RAFT_EREFUSED); /* the map had changed: fatal */
+	store_close(f.rn.st);
+	memdisk_crash(f.md);
+	fx_open(&f);
+	assert_old_state(&f);
+	assert_int_equal(rn_replay_build(&f.rn.replay, f.rn.applied_index, &ents, &lsns, &n), 0);
+	assert_int_equal(n, 1); /* entry 3 of the old log */
+	free(ents);
+	free(lsns);
+	fx_free(&f);
+}
+
+/* And a completed install survives a power cut: the leader's state, at its
+ * index, with the old log gone. */
+static void an_installed_snapshot_survives_a_power_cut(void **state)
+{
+	struct fx f;
+	struct raft_entry *ents;
+	uint64_t *lsns;
+	size_t n;
+	void *data;
+	size_t len;
+
+	(void)state;
+	fx_new(&f);
+	leader_snapshot(&data, &len);
+	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), 0);
+	free(data);
+	store_close(f.rn.st);
+	memdisk_crash(f.md);
+	fx_open(&f);
+	assert_int_equal(f.rn.applied_index, 10);
+	assert_int_equal(f.rn.applied_term, 2);
+	assert_value(f.rn.st, "a", NULL);
+	assert_value(f.rn.st, "b", "2");
+	assert_value(f.rn.st, "c", "2");
+	assert_int_equal(rn_replay_build(&f.rn.replay, 10, &ents, &lsns, &n), 0);
+	assert_int_equal(n, 0);
+	free(ents);
+	free(lsns);
 	fx_free(&f);
 }
 
@@ -553,6 +641,8 @@ int main(void)
 		cmocka_unit_test(state_blob_round_trips),
 		cmocka_unit_test(snapshot_batches_round_trip_and_refuse_a_cut),
 		cmocka_unit_test(a_malformed_snapshot_is_refused_and_changes_nothing),
+		cmocka_unit_test(a_store_snapshot_during_an_install_does_not_outrun_the_reset),
+		cmocka_unit_test(an_installed_snapshot_survives_a_power_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
