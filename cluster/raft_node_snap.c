@@ -191,12 +191,12 @@ int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 				      &part, &np);
 		if (rc)
 			break;
-		if (part == all + nall)
-			rc = snap_part_check(part, np);
 		if (part != all + nall) {
 			free(part); /* an empty batch, or more keys than the count */
 			if (np)
 				rc = -EBADMSG;
+		} else {
+			rc = snap_part_check(part, np);
 		}
 		nall += np;
 		off += 8 + (size_t)plen;

@@ -172,11 +172,10 @@ static void install(raft *r, uint32_t from, uint64_t index, uint64_t term,
 	 * durable index, below `index`: covered by the snapshot. */
 	rc = r->io.snapshot_install(r->io.arg, index, term, data, len);
 	if (rc == RAFT_EREFUSED) {
-		/* Nothing changed: we stay the replica we were. Unanswered, so
-		 * the leader sends the snapshot again after its stall timeout
-		 * (paced: a snapshot we keep refusing costs one transfer per
-		 * election timeout, not a loop). */
-		raft__warn(r, "refused the snapshot at %" PRIu64 " from node %" PRIu32, index, from);
+		/* Nothing changed: we stay the replica we were (the io logged
+		 * why). Unanswered, so the leader sends the snapshot again after
+		 * its stall timeout: a snapshot we keep refusing costs one
+		 * transfer per election timeout, not a loop. */
 		return;
 	}
 	if (rc) {
