@@ -253,6 +253,8 @@ static void preallocate(wal *w)
 }
 
 #define NEWEST_FILE "wal.newest"
+#define NEWEST_VERSION 1
+#define NEWEST_SIZE 20
 
 static char *dir_file(const wal *w, const char *name)
 {
@@ -268,7 +270,7 @@ static char *dir_file(const wal *w, const char *name)
  * file, synced, renamed over wal.newest, directory synced. */
 static int newest_save(wal *w, uint64_t first_lsn)
 {
-	unsigned char b[16];
+	unsigned char b[NEWEST_SIZE];
 	char *tmp = dir_file(w, NEWEST_FILE ".tmp"), *fin = dir_file(w, NEWEST_FILE);
 	kvio_file *f = NULL;
 	int rc = -ENOMEM;
@@ -277,7 +279,8 @@ static int newest_save(wal *w, uint64_t first_lsn)
 		goto out;
 	le_put64(b, first_lsn);
 	le_put32(b + 8, WAL_NEWEST_MAGIC);
-	le_put32(b + 12, crc32c(0, b, 12));
+	le_put32(b + 12, NEWEST_VERSION);
+	le_put32(b + 16, crc32c(0, b, 16));
 	rc = w->io->open(w->io, tmp, KVIO_RDWR | KVIO_CREAT | KVIO_TRUNC, &f);
 	if (rc)
 		goto out;
@@ -309,7 +312,7 @@ out:
  * there is no such file, -EUCLEAN (logged) when it is not one we wrote. */
 static int newest_load(wal *w, uint64_t *first_lsn)
 {
-	unsigned char b[16];
+	unsigned char b[NEWEST_SIZE];
 	char *path = dir_file(w, NEWEST_FILE);
 	kvio_file *f = NULL;
 	uint64_t size = 0;
@@ -327,9 +330,15 @@ static int newest_load(wal *w, uint64_t *first_lsn)
 	if (rc)
 		goto out;
 	if (size != sizeof b || le_get32(b + 8) != WAL_NEWEST_MAGIC ||
-	    le_get32(b + 12) != crc32c(0, b, 12) || le_get64(b) == 0) {
+	    le_get32(b + 16) != crc32c(0, b, 16) || le_get64(b) == 0) {
 		LOG(LOG_ERROR, "wal: %s is corrupt (it records the newest log segment; "
 		    "remove it only if no segment was lost)", path);
+		rc = -EUCLEAN;
+		goto out;
+	}
+	if (le_get32(b + 12) != NEWEST_VERSION) {
+		LOG(LOG_ERROR, "wal: %s has version %u, this release reads version %u "
+		    "(written by a newer release?)", path, le_get32(b + 12), NEWEST_VERSION);
 		rc = -EUCLEAN;
 		goto out;
 	}

@@ -28,8 +28,9 @@
  * synced at the same time. So after a crash only the tail of the last segment
  * can be torn.
  *
- * The newest segment's first lsn is also recorded in "wal.newest" (16 bytes:
- * u64 first lsn, u32 magic WAL_NEWEST_MAGIC, u32 CRC-32C of bytes 0..11),
+ * The newest segment's first lsn is also recorded in "wal.newest" (20 bytes:
+ * u64 first lsn, u32 magic WAL_NEWEST_MAGIC, u32 version 1, u32 CRC-32C of
+ * bytes 0..15; a version this release does not know is refused by name),
  * replaced durably (temporary file, sync, rename, directory sync) after each
  * segment is created. Nothing else would show that the newest segment, or
  * every segment, was deleted: the log would just seem to end earlier and

@@ -617,9 +617,23 @@ static void a_log_without_its_newest_record_file_gets_one(void **state)
 	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
 	assert_non_null(strstr(msg, "missing"));
 	/* A damaged record file is refused with its name, not ignored. */
-	assert_int_equal(memdisk_write(md, DIR "/wal.newest", "0123456789abcdef", 16), 0);
+	assert_int_equal(memdisk_write(md, DIR "/wal.newest", "0123456789abcdefghij", 20), 0);
 	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
 	assert_non_null(strstr(msg, "wal.newest is corrupt"));
+	/* A version from a later release is refused as such. */
+	{
+		unsigned char b[20] = { 1 };
+
+		b[8] = 0x4B, b[9] = 0x56, b[10] = 0x57, b[11] = 0x4E; /* WAL_NEWEST_MAGIC */
+		b[12] = 2;
+		uint32_t crc = crc32c(0, b, 16);
+
+		for (int i = 0; i < 4; i++)
+			b[16 + i] = (unsigned char)(crc >> (8 * i));
+		assert_int_equal(memdisk_write(md, DIR "/wal.newest", b, 20), 0);
+	}
+	capture_stderr(msg, sizeof msg, open_seen_fn, &a);
+	assert_non_null(strstr(msg, "has version 2"));
 	free(newest);
 	memdisk_free(md);
 }
