@@ -58,7 +58,6 @@
 #include <string.h>
 
 #include "cluster/ml_int.h"
-#include "store/log.h"
 
 /* ---- index ---------------------------------------------------------------- */
 
@@ -399,62 +398,6 @@ struct ent *ml__ent_get(ml *m, const char *key, size_t klen, int create)
 	return e;
 }
 
-/* Conflicts logged per second at most; the rest of that second is counted
- * in one line when the next second's first conflict is logged. */
-#define CONFLICT_LOG_MAX 10
-
-/* key as printable ASCII for a log line: other bytes as \xNN, cut at about
- * 96 bytes. */
-static void key_for_log(const char *key, size_t klen, char *buf, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (size_t i = 0; i < klen && o + 8 < cap; i++) {
-		unsigned char c = (unsigned char)key[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\') {
-			buf[o++] = (char)c;
-		} else {
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[c >> 4];
-			buf[o++] = hex[c & 15];
-		}
-		if (i + 1 < klen && o + 8 >= cap) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-		}
-	}
-	buf[o] = 0;
-}
-
-/* A dropped concurrent write is visible in status (conflicts) and here, with
- * the key and both writes, so that an operator can tell which write was
- * lost. Every node that resolves the pair counts and logs it. */
-static void log_conflict(ml *m, const char *key, size_t klen, const struct ml_ext *kept,
-			 const struct ml_ext *lost)
-{
-	uint64_t now = m->io.now_ms(m->io.ctx);
-	char kb[112];
-
-	if (now - m->clog_start >= 1000) {
-		if (m->clog_n > CONFLICT_LOG_MAX)
-			LOG(LOG_WARN, "masterless: %u more conflicts not logged in the last second",
-			    m->clog_n - CONFLICT_LOG_MAX);
-		m->clog_start = now;
-		m->clog_n = 0;
-	}
-	if (m->clog_n++ >= CONFLICT_LOG_MAX)
-		return;
-	key_for_log(key, klen, kb, sizeof kb);
-	LOG(LOG_WARN, "masterless: concurrent writes of key '%s': kept the %s of node %u at "
-	    "ts %llu, dropped the %s of node %u at ts %llu (last writer wins)", kb,
-	    kept->flags & ML_V_TOMBSTONE ? "delete" : "write", kept->origin,
-	    (unsigned long long)kept->ts, lost->flags & ML_V_TOMBSTONE ? "delete" : "write",
-	    lost->origin, (unsigned long long)lost->ts);
-}
-
 /* Applies a received version. *reply is set when the sender should get our
  * version back (it lost, or it won only after a clock merge). */
 static int apply_version(ml *m, const char *key, size_t klen, const struct ml_version *rv,
@@ -496,7 +439,8 @@ static int apply_version(ml *m, const char *key, size_t klen, const struct ml_ve
 	win = ml_resolve(&lx, &rx, &mx, &conc);
 	if (conc) {
 		m->st.conflicts++;
-		log_conflict(m, key, klen, win ? &rx : &lx, win ? &lx : &rx);
+		if (m->io.conflict)
+			m->io.conflict(m->io.ctx, key, klen, win ? &rx : &lx, win ? &lx : &rx);
 	}
 	if (ext_same(&mx, &lx)) {
 		/* Ours dominates or equals: nothing to store. */

@@ -157,6 +157,11 @@ struct ml_io {
 	 * trusts the stored versions and the wall clock only. kvfs: an opaque
 	 * store record (store_submit_raw) read back by the replay callback. */
 	int      (*save_floor)(void *ctx, uint64_t floor, uint64_t *seq);
+	/* Optional: two concurrent writes of key met here and last-writer-wins
+	 * kept one (counted in stats.conflicts as well), for the operator's
+	 * log. kvfs: a rate-limited log line. */
+	void     (*conflict)(void *ctx, const char *key, size_t klen, const struct ml_ext *kept,
+			     const struct ml_ext *lost);
 };
 
 struct ml_config {

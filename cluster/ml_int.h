@@ -81,8 +81,6 @@ struct ml {
 	uint32_t         stamp;
 	struct peer      peers[ML_MAX_NODES];
 	struct ml_stats  st;
-	uint64_t         clog_start;   /* conflict log: start of the current second (ms) */
-	uint32_t         clog_n;       /* conflicts in that second (logged up to CONFLICT_LOG_MAX) */
 	struct mlw_out   frame;     /* assembled frame */
 	struct fb        fb1, fb2;  /* bodies */
 };

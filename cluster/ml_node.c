@@ -155,6 +155,8 @@ struct mn {
 	uint64_t            rnd;
 	struct ov         **ht;
 	size_t              ht_cap, ht_n;
+	uint64_t            clog_start;  /* conflict log: start of its one-second window (ms) */
+	uint32_t            clog_n;      /* conflicts in that window */
 	int                 handles;     /* 1 async, 2 timer, 4 lazy_timer, 8 push_timer */
 	int                 stopping;
 	int                 failed;      /* sticky store error seen */
@@ -811,6 +813,69 @@ static void on_async(uv_async_t *h)
 	maybe_close_async(mn);
 }
 
+/* Conflicts logged per second at most; the rest of that second are counted
+ * in one line once it is over (status counts every one). */
+#define CONFLICT_LOG_MAX 10
+
+/* key as printable ASCII for a log line: other bytes as \xNN, cut at about
+ * 96 bytes. */
+static void key_for_log(const char *key, size_t klen, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < klen && o + 8 < cap; i++) {
+		unsigned char c = (unsigned char)key[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			buf[o++] = (char)c;
+		} else {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 15];
+		}
+		if (i + 1 < klen && o + 8 >= cap) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+		}
+	}
+	buf[o] = 0;
+}
+
+/* Ends the conflict log's window once its second is over, with one line for
+ * what it did not log. */
+static void clog_roll(struct mn *mn, uint64_t now)
+{
+	if (now - mn->clog_start < 1000)
+		return;
+	if (mn->clog_n > CONFLICT_LOG_MAX)
+		LOG(LOG_WARN, "masterless: %u more conflicts in the second before not logged",
+		    mn->clog_n - CONFLICT_LOG_MAX);
+	mn->clog_start = now;
+	mn->clog_n = 0;
+}
+
+/* A write dropped by last-writer-wins, named with its key and both writes,
+ * so that an operator can tell which write was lost. Every node that
+ * resolves the pair logs it. */
+static void io_conflict(void *ctx, const char *key, size_t klen, const struct ml_ext *kept,
+			const struct ml_ext *lost)
+{
+	struct mn *mn = ctx;
+	char kb[112];
+
+	clog_roll(mn, uv_now(node_loop(mn->n)));
+	if (mn->clog_n++ >= CONFLICT_LOG_MAX)
+		return;
+	key_for_log(key, klen, kb, sizeof kb);
+	LOG(LOG_WARN, "masterless: concurrent writes of key '%s': kept the %s of node %u at "
+	    "ts %llu, dropped the %s of node %u at ts %llu (last writer wins)", kb,
+	    kept->flags & ML_V_TOMBSTONE ? "delete" : "write", kept->origin,
+	    (unsigned long long)kept->ts, lost->flags & ML_V_TOMBSTONE ? "delete" : "write",
+	    lost->origin, (unsigned long long)lost->ts);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct mn *mn = t->data;
@@ -828,6 +893,8 @@ static void on_tick(uv_timer_t *t)
 	lazy_begin(mn);
 	ml_tick(mn->m);
 	lazy_end(mn);
+	if (mn->clog_n)
+		clog_roll(mn, uv_now(node_loop(mn->n)));
 }
 
 static void on_message(void *arg, unsigned from, uint16_t type, const void *buf, size_t len)
@@ -1078,6 +1145,7 @@ static int mn_start(void *self)
 	io.purge = io_purge;
 	io.durable = io_durable;
 	io.scan = io_scan;
+	io.conflict = io_conflict;
 	io.save_floor = io_save_floor;
 	rc = ml_new(&mc, &io, &mn->m);
 	if (rc) {
