@@ -1001,6 +1001,7 @@ static void rn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "forwarded_in", json_integer((json_int_t)rn->nfwd_in));
 	json_object_set_new(obj, "forwarded_out", json_integer((json_int_t)rn->nfwd_out));
 	json_object_set_new(obj, "lost_proposals", json_integer((json_int_t)rn->nlost));
+	json_object_set_new(obj, "snapshot_refusals", json_integer((json_int_t)rn->snap_refusals));
 	json_object_set_new(obj, "failed", json_boolean(rn->failed || raft_failed(rn->r)));
 	for (i = 0; i < rn->mem.n; i++) {
 		struct peer_stats ps = { 0 };

@@ -212,6 +212,7 @@ struct rn {
 	uint64_t next_id;
 	struct rn_list waitq, fwdq, commitq, readq;
 	uint64_t nfwd_in, nfwd_out, nlost;
+	uint64_t snap_refusals; /* snapshots refused for lack of memory */
 };
 
 void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status);

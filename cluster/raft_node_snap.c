@@ -398,10 +398,12 @@ static int replace_state(struct rn *rn, uint64_t index, uint64_t term,
 		rn__notify_batch(rn, p->all, (uint32_t)p->nall);
 		rc = write_reset(rn, index, term, reset_lsn);
 	}
-	if (!rc)
-		rn__publish_applied(rn, index, term);
+	if (rc)
+		return rc; /* the hold stays: the map matches no index, the replica
+			    * fails, and no snapshot may save what it holds now */
+	rn__publish_applied(rn, index, term);
 	store_release_snapshots(rn->st);
-	return rc;
+	return 0;
 }
 
 /* A store snapshot that holds the RESET record: from then on the install
@@ -419,9 +421,13 @@ static int snapshot_past(struct rn *rn, uint64_t reset_lsn)
 
 /* InstallSnapshot (thesis §5): the map becomes the leader's state, then a
  * RESET record and a store snapshot make it durable (raft_node.h, 3.).
- * Whatever fails before the map changes (the data does not decode, memory
- * runs out) refuses the snapshot and leaves the node as it was; a failure
- * after that is fatal, as the map no longer matches any index. */
+ * Running out of memory before the map changes refuses the snapshot and
+ * leaves the node as it was (the leader sends it again later; counted in
+ * status as snapshot_refusals). Data that does not decode would not decode
+ * the next time either: that fails the replica, visibly, with its state
+ * unchanged, rather than taking the whole transfer again every election
+ * timeout while looking healthy. A failure after the map changed is fatal,
+ * as the map then matches no index. */
 int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *data,
 			       size_t len)
 {
@@ -433,11 +439,18 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	int rc;
 
 	rc = plan_build(rn, data, len, &p);
-	if (rc) {
+	if (rc == -ENOMEM) {
+		rn->snap_refusals++;
 		LOG(LOG_WARN, "raft: refusing the snapshot at %" PRIu64 ": %s; the leader will "
 		    "send it again", index, strerror(-rc));
 		plan_free(&p);
 		return RAFT_EREFUSED;
+	}
+	if (rc) {
+		LOG(LOG_ERROR, "raft: the leader's snapshot at %" PRIu64 " is unusable (%s); this "
+		    "replica stops with its state unchanged", index, strerror(-rc));
+		plan_free(&p);
+		return rc;
 	}
 	rc = replace_state(rn, index, term, &p, &reset_lsn);
 	if (!rc)

@@ -647,6 +647,19 @@ static size_t heap_in_use(void)
 #endif
 }
 
+/* Whether heap_in_use() sees a malloc at all (it does not under TSan or a
+ * sanitizer without ASan's counter): a 2 MiB block, kept from the
+ * optimizer, must show. */
+static int heap_measurable(void)
+{
+	size_t before = heap_in_use();
+	void *volatile p = malloc(2u << 20);
+	int seen = p && heap_in_use() >= before + (2u << 20);
+
+	free(p);
+	return seen;
+}
+
 /* The total size in a snapshot's first chunk is only a claim: a member
  * that says 256 MiB and sends 8 bytes must not make the follower reserve
  * 256 MiB. It buffers what arrives, and still takes the transfer. */
@@ -672,7 +685,10 @@ static void a_snapshot_size_claim_reserves_only_what_arrives(void **state)
 	before = heap_in_use();
 	assert_int_equal(raft_recv(rsim_raft(s, f), &m), 0);
 	after = heap_in_use();
-	assert_true(after < before + (1u << 20));
+	if (heap_measurable())
+		assert_true(after < before + (1u << 20));
+	else
+		print_message("heap use not measurable in this build: size check skipped\n");
 	/* The chunk was taken: the follower says it holds 8 bytes. */
 	SIM(s, rsim_run_for(s, 20));
 	assert_true(rsim_delivered(s, RAFT_MSG_SNAPSHOT_RESP) > resp);
