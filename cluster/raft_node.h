@@ -202,7 +202,8 @@ struct rn {
 
 	uint32_t snap_chunk;     /* operations per batch of a snapshot sent (KV_BATCH_MAX) */
 	uint64_t fail_apply_at;  /* test knob: this entry fails to apply (0: none) */
-	/* snapshot_get cache */
+	/* snapshot_get cache, and the encoding under way (raft_node_snap.c) */
+	struct snap_build *sbuild;
 	void     *sbuf;
 	size_t    slen;
 	uint64_t  sindex, sterm;

@@ -15,91 +15,70 @@
 #include "store/le.h"
 #include "store/log.h"
 
+/* The map at one instant: a reference on every live record (records never
+ * change, so a worker thread can encode them while the map moves on), and
+ * the operations that recreate it, pointing into the records. */
 struct snap_collect {
 	struct kv_op *ops;
 	kv_rec      **recs;
-	char        **keys;
 	size_t        n, cap;
 };
 
 static void snap_collect_free(struct snap_collect *c)
 {
-	size_t i;
-
-	for (i = 0; i < c->n; i++) {
+	for (size_t i = 0; i < c->n; i++)
 		kv_rec_unref(c->recs[i]);
-		free(c->keys[i]);
-	}
 	free(c->ops);
 	free(c->recs);
-	free(c->keys);
+	memset(c, 0, sizeof *c);
 }
 
-/* Collects every live key of the map. The map only changes on this thread
- * (store_apply in rn_apply), so the walk sees one consistent state. */
+static int collect_one(void *arg, const char *key, size_t klen, const kv_rec *cr)
+{
+	struct snap_collect *c = arg;
+	kv_rec *r = (kv_rec *)cr; /* a reference is taken, the record is not changed */
+	struct kv_op *op;
+	size_t el;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		void *a = realloc(c->ops, cap * sizeof *c->ops);
+
+		if (!a)
+			return -ENOMEM;
+		c->ops = a;
+		a = realloc(c->recs, cap * sizeof *c->recs);
+		if (!a)
+			return -ENOMEM;
+		c->recs = a;
+		c->cap = cap;
+	}
+	kv_rec_ref(r);
+	c->recs[c->n] = r;
+	op = &c->ops[c->n++];
+	memset(op, 0, sizeof *op);
+	op->kind = KV_PUT;
+	op->flags = kv_rec_flags(r);
+	op->key = key;
+	op->klen = (uint32_t)klen;
+	op->val = kv_rec_value(r);
+	op->vlen = (uint32_t)kv_rec_size(r);
+	op->meta = *kv_rec_meta(r);
+	op->ext = kv_rec_ext(r, &el);
+	op->ext_len = (uint32_t)el;
+	return 0;
+}
+
+/* Collects every live key of the map, in key order, under one read lock of
+ * the store (one walk, not a seek per key). The map only changes on the
+ * loop thread (store_apply in rn_apply, installs), which is where this
+ * runs: the image is the state at the applied index. */
 static int snap_collect(store *st, struct snap_collect *c)
 {
-	char *kb = malloc(KV_KEY_MAX + 2);
-	size_t klen = 0;
-	int first = 1, rc;
+	int rc = store_scan(st, "", 0, NULL, 0, 0, collect_one, c);
 
-	if (!kb)
-		return -ENOMEM;
-	for (;;) {
-		kv_rec *r;
-
-		rc = store_next(st, "", 0, first ? NULL : kb, first ? 0 : klen, 0, kb, &klen, &r);
-		if (rc == -ENOENT) {
-			rc = 0;
-			break;
-		}
-		if (rc)
-			break;
-		first = 0;
-		if (c->n == c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 1024;
-			void *a = realloc(c->ops, cap * sizeof *c->ops);
-
-			if (a)
-				c->ops = a;
-			a = a ? realloc(c->recs, cap * sizeof *c->recs) : NULL;
-			if (a)
-				c->recs = a;
-			a = a ? realloc(c->keys, cap * sizeof *c->keys) : NULL;
-			if (!a) {
-				kv_rec_unref(r);
-				rc = -ENOMEM;
-				break;
-			}
-			c->keys = a;
-			c->cap = cap;
-		}
-		c->keys[c->n] = malloc(klen + 1);
-		if (!c->keys[c->n]) {
-			kv_rec_unref(r);
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(c->keys[c->n], kb, klen + 1);
-		c->recs[c->n] = r;
-		memset(&c->ops[c->n], 0, sizeof c->ops[c->n]);
-		c->ops[c->n].kind = KV_PUT;
-		c->ops[c->n].flags = kv_rec_flags(r);
-		c->ops[c->n].key = c->keys[c->n];
-		c->ops[c->n].klen = (uint32_t)klen;
-		c->ops[c->n].val = kv_rec_value(r);
-		c->ops[c->n].vlen = (uint32_t)kv_rec_size(r);
-		c->ops[c->n].meta = *kv_rec_meta(r);
-		{
-			size_t el;
-			const void *ext = kv_rec_ext(r, &el);
-
-			c->ops[c->n].ext = ext;
-			c->ops[c->n].ext_len = (uint32_t)el;
-		}
-		c->n++;
-	}
-	free(kb);
+	if (rc)
+		snap_collect_free(c);
 	return rc;
 }
 
@@ -214,16 +193,93 @@ int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 	return 0;
 }
 
-/* The state at the applied index, encoded as batches of puts (raft_node.h,
- * 5.). Any applied (hence committed) state is a valid snapshot for a
- * follower. */
+/* A snapshot for lagging followers, encoded on the thread pool: encoding
+ * copies every value, which for a large store would stall the loop thread
+ * (heartbeats, client requests) for as long as it takes. */
+struct snap_build {
+	uv_work_t           work;
+	struct rn          *rn;
+	struct snap_collect img;
+	uint64_t            index, term;
+	uint32_t            chunk;
+	void               *buf;
+	size_t              len;
+	int                 rc;
+};
+
+static void build_work(uv_work_t *w)
+{
+	struct snap_build *b = w->data;
+
+	b->rc = rn_snap_encode(b->img.ops, b->img.n, b->chunk, &b->buf, &b->len);
+}
+
+static void build_after(uv_work_t *w, int status)
+{
+	struct snap_build *b = w->data;
+	struct rn *rn = b->rn;
+
+	rn->sbuild = NULL;
+	if (!status && !b->rc && !rn->closed) {
+		free(rn->sbuf);
+		rn->sbuf = b->buf;
+		rn->slen = b->len;
+		rn->sindex = b->index;
+		rn->sterm = b->term;
+		b->buf = NULL;
+		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
+		    "%zu bytes", b->index, b->img.n, rn->slen);
+	} else if (!status && b->rc) {
+		LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-b->rc));
+	}
+	free(b->buf);
+	snap_collect_free(&b->img);
+	free(b);
+}
+
+/* Starts encoding the state at the applied index (at, term at) unless an
+ * encoding is under way. */
+static void build_start(struct rn *rn, uint64_t ai, uint64_t at)
+{
+	struct snap_build *b;
+	int rc;
+
+	if (rn->sbuild)
+		return;
+	b = calloc(1, sizeof *b);
+	if (!b)
+		return; /* asked again at the next heartbeat */
+	rc = snap_collect(rn->st, &b->img);
+	if (rc) {
+		LOG(LOG_WARN, "raft: cannot collect a snapshot to send: %s", strerror(-rc));
+		free(b);
+		return;
+	}
+	b->rn = rn;
+	b->index = ai;
+	b->term = at;
+	b->chunk = rn->snap_chunk;
+	b->work.data = b;
+	if (uv_queue_work(node_loop(rn->n), &b->work, build_work, build_after)) {
+		snap_collect_free(&b->img);
+		free(b);
+		return;
+	}
+	rn->sbuild = b;
+}
+
+/* A state for a lagging follower, encoded as batches of puts (raft_node.h,
+ * 5.). Any applied (hence committed) state is a valid snapshot, as long as
+ * the log still holds the entries after it: then the follower goes on from
+ * there with AppendEntries. So a snapshot encoded earlier is sent while the
+ * log covers it, and a new one is encoded in the background only when it
+ * does not (or there is none): -EAGAIN meanwhile, and the core asks again
+ * at its next heartbeat. */
 int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
 			   size_t *len)
 {
 	struct rn *rn = arg;
-	struct snap_collect c = { 0 };
 	uint64_t ai, at;
-	int rc;
 
 	pthread_mutex_lock(&rn->smu);
 	ai = rn->applied_index;
@@ -231,25 +287,9 @@ int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **da
 	pthread_mutex_unlock(&rn->smu);
 	if (ai == 0)
 		return -ENOENT;
-	if (!rn->sbuf || rn->sindex != ai) {
-		void *buf;
-		size_t blen;
-
-		rc = snap_collect(rn->st, &c);
-		if (!rc)
-			rc = rn_snap_encode(c.ops, c.n, rn->snap_chunk, &buf, &blen);
-		snap_collect_free(&c);
-		if (rc) {
-			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-rc));
-			return rc;
-		}
-		free(rn->sbuf);
-		rn->sbuf = buf;
-		rn->slen = blen;
-		rn->sindex = ai;
-		rn->sterm = at;
-		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
-		    "%zu bytes", ai, c.n, blen);
+	if (!rn->sbuf || rn->sindex > ai || rn->sindex + 1 < raft_first_index(rn->r)) {
+		build_start(rn, ai, at);
+		return -EAGAIN;
 	}
 	*index = rn->sindex;
 	*term = rn->sterm;
@@ -336,12 +376,12 @@ static int plan_build(struct rn *rn, const void *data, size_t len, struct snap_p
 	if (!p->all)
 		return -ENOMEM;
 	for (i = 0; i < p->cur.n; i++)
-		if (!ops_has(p->sops, p->ns, p->cur.keys[i], p->cur.ops[i].klen)) {
+		if (!ops_has(p->sops, p->ns, p->cur.ops[i].key, p->cur.ops[i].klen)) {
 			struct kv_op *d = &p->all[p->nall++];
 
 			memset(d, 0, sizeof *d);
 			d->kind = KV_DEL;
-			d->key = p->cur.keys[i];
+			d->key = p->cur.ops[i].key;
 			d->klen = p->cur.ops[i].klen;
 		}
 	if (p->ns)
