@@ -707,7 +707,7 @@ static void snap_after(uv_work_t *w, int status)
 	if (ss.snapshots == rn->snap_count0)
 		return;
 	rn->snap_applied = rn->snap_target;
-	raft_snapshot_taken(rn->r, rn->snap_target);
+	raft_snapshot_taken(rn->r, rn__compact_limit(rn, rn->snap_target));
 	elsn_compact(rn, raft_first_index(rn->r));
 	rn_update_pin(rn);
 	LOG(LOG_DEBUG, "raft: log compacted up to %" PRIu64, rn->snap_target);

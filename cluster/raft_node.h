@@ -204,6 +204,10 @@ struct rn {
 	uint64_t fail_apply_at;  /* test knob: this entry fails to apply (0: none) */
 	/* snapshot_get cache, and the encoding under way (raft_node_snap.c) */
 	struct snap_build *sbuild;
+	/* The log is not compacted past sbuild's or sbuf's index while it is
+	 * being encoded or sent, and for RN_SEND_PIN_MS after it was last
+	 * handed to the core (raft_node_snap.c). */
+	uint64_t  send_pin, send_pin_until;
 	void     *sbuf;
 	size_t    slen;
 	uint64_t  sindex, sterm;
@@ -220,6 +224,10 @@ void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int st
 void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n);
 /* Publishes the applied position for snap_state (after store_apply). */
 void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term);
+/* The index up to which the log may be compacted now, at most `index`:
+ * lower while a snapshot for a follower is encoded or sent
+ * (raft_node_snap.c). */
+uint64_t rn__compact_limit(struct rn *rn, uint64_t index);
 /* raft_io callbacks (raft_node_snap.c). */
 int  rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
 		      size_t *len);
