@@ -843,7 +843,7 @@ static int rn_replay(void *self, uint8_t type, uint64_t lsn, const void *p, size
 	return rn_replay_add(&rn->replay, type, lsn, p, len);
 }
 
-static size_t rn_snap_state(void *arg, void *buf, size_t cap)
+size_t rn__snap_state(void *arg, void *buf, size_t cap)
 {
 	struct rn *rn = arg;
 	unsigned char b[RN_STATE_SIZE];
@@ -1138,7 +1138,7 @@ static const struct repl_ops raft_ops = {
 	.status = rn_status,
 	.stop = rn_stop,
 	.destroy = rn_destroy,
-	.snap_state = rn_snap_state,
+	.snap_state = rn__snap_state,
 };
 
 int repl_raft_new(node *n, const struct node_config *cfg, void **self, const struct repl_ops **ops)

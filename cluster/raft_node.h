@@ -224,6 +224,8 @@ void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int st
 void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n);
 /* Publishes the applied position for snap_state (after store_apply). */
 void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term);
+/* store_options.snap_state: the applied position (4.), arg the struct rn. */
+size_t rn__snap_state(void *arg, void *buf, size_t cap);
 /* The index up to which the log may be compacted now, at most `index`:
  * lower while a snapshot for a follower is encoded or sent
  * (raft_node_snap.c). */

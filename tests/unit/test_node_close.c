@@ -1,7 +1,7 @@
 /*
  * test_node_close.c — node_close() against the store's background snapshot
  * (7945c91, "the store closes first"): the snapshot thread captures the
- * replication layer's state (store_options.snap_state, rn_snap_state in
+ * replication layer's state (store_options.snap_state, rn__snap_state in
  * Raft mode), so the store must be closed, and that thread joined, before
  * the replication layer is destroyed.
  *
@@ -10,7 +10,7 @@
  * pthread_mutex_lock, so that the snapshot thread waits at its first lock
  * until the test lets it go (its snapshot then starts after the write that
  * requested it has been answered, and no pending write keeps the node's
- * loop from closing); rn_state_encode, called by rn_snap_state with the
+ * loop from closing); rn_state_encode, called by rn__snap_state with the
  * replication layer's lock held, which reports that the capture is under
  * way and waits there (bounded) to see whether raft_free, the replication
  * layer's destruction, comes while it is inside.

@@ -527,23 +527,34 @@ static void snapshots(struct rsim_opts *o)
 	o->max_snapshot_chunk = 7; /* the sim's 24-byte snapshots go in 4 chunks */
 }
 
-static void far_behind_follower_is_caught_up_by_snapshot(void **state)
+/* Crashes follower f and commits n entries on leader l without it, so that
+ * the leader's log (with the `snapshots` config) no longer holds what f
+ * needs. Returns the last index. */
+static uint64_t leave_behind(rsim *s, uint32_t l, uint32_t f, unsigned n)
 {
-	rsim *s = sim_new(3, snapshots);
-	uint32_t l, f, i;
 	uint64_t pid, last;
-	raft *rl, *rf;
 
-	(void)state;
-	l = elect(s);
-	f = other(s, l, 0);
 	rsim_crash(s, f);
-	for (i = 0; i < 60; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		SIM(s, rsim_propose(s, l, &pid));
 		SIM(s, rsim_run_for(s, 2));
 	}
 	last = raft_last_index(rsim_raft(s, l));
 	SIM(s, rsim_run_until_applied(s, last, 10 * T));
+	return last;
+}
+
+static void far_behind_follower_is_caught_up_by_snapshot(void **state)
+{
+	rsim *s = sim_new(3, snapshots);
+	uint32_t l, f, i;
+	uint64_t last;
+	raft *rl, *rf;
+
+	(void)state;
+	l = elect(s);
+	f = other(s, l, 0);
+	last = leave_behind(s, l, f, 60);
 	rl = rsim_raft(s, l);
 	/* The leader compacted its log: the follower's next entry is gone. */
 	assert_true(raft_first_index(rl) > 2);
@@ -571,20 +582,14 @@ static void far_behind_follower_is_caught_up_by_snapshot(void **state)
 static void chunked_snapshot_survives_lost_chunks_and_a_restart(void **state)
 {
 	rsim *s = sim_new(3, snapshots);
-	uint32_t l, f, i;
-	uint64_t pid, last;
+	uint32_t l, f;
+	uint64_t last;
 	int restarted = 0;
 
 	(void)state;
 	l = elect(s);
 	f = other(s, l, 0);
-	rsim_crash(s, f);
-	for (i = 0; i < 40; i++) {
-		SIM(s, rsim_propose(s, l, &pid));
-		SIM(s, rsim_run_for(s, 2));
-	}
-	last = raft_last_index(rsim_raft(s, l));
-	SIM(s, rsim_run_until_applied(s, last, 10 * T));
+	last = leave_behind(s, l, f, 40);
 	/* A lossy, duplicating network; the follower restarts in the middle
 	 * of the transfer, losing the chunks it buffered. */
 	rsim_set_net(s, 30, 20);
@@ -610,19 +615,13 @@ static void chunked_snapshot_survives_lost_chunks_and_a_restart(void **state)
 static void a_refused_snapshot_is_sent_again_and_the_follower_stays_up(void **state)
 {
 	rsim *s = sim_new(3, snapshots);
-	uint32_t l, f, i;
-	uint64_t pid, last;
+	uint32_t l, f;
+	uint64_t last;
 
 	(void)state;
 	l = elect(s);
 	f = other(s, l, 0);
-	rsim_crash(s, f);
-	for (i = 0; i < 40; i++) {
-		SIM(s, rsim_propose(s, l, &pid));
-		SIM(s, rsim_run_for(s, 2));
-	}
-	last = raft_last_index(rsim_raft(s, l));
-	SIM(s, rsim_run_until_applied(s, last, 10 * T));
+	last = leave_behind(s, l, f, 40);
 	rsim_refuse_installs(s, f, 2);
 	SIM(s, rsim_restart(s, f));
 	SIM(s, rsim_run_until_applied(s, last, 20 * T));

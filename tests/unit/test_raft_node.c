@@ -384,19 +384,6 @@ void __wrap_node_notify_flush(node *n)
 		notify_hook(notify_fx);
 }
 
-static size_t fx_snap_state(void *arg, void *buf, size_t cap)
-{
-	struct rn *rn = arg;
-	unsigned char b[RN_STATE_SIZE];
-
-	pthread_mutex_lock(&rn->smu);
-	rn_state_encode(rn->applied_index, rn->applied_term, b);
-	pthread_mutex_unlock(&rn->smu);
-	if (cap >= sizeof b)
-		memcpy(buf, b, sizeof b);
-	return sizeof b;
-}
-
 static int fx_replay(void *arg, uint8_t type, uint64_t lsn, const void *p, size_t len)
 {
 	return rn_replay_add(arg, type, lsn, p, len);
@@ -408,7 +395,7 @@ static void fx_open(struct fx *f)
 {
 	struct store_options o = { .io = memdisk_io(f->md), .snapshot_log_bytes = SIZE_MAX,
 				   .replay = fx_replay, .replay_arg = &f->rn.replay,
-				   .snap_state = fx_snap_state, .snap_state_arg = &f->rn };
+				   .snap_state = rn__snap_state, .snap_state_arg = &f->rn };
 	const void *state;
 	size_t slen;
 	uint64_t slsn;
