@@ -16,14 +16,8 @@ import subprocess
 import sys
 import time
 
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port, free_ports  # noqa: E402,F401
 
 
 def skip_without_fuse():

@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port, free_ports  # noqa: E402,F401
+
 
 def exit_on_sigterm():
     """meson's timeout (and kill) sends SIGTERM: turn it into SystemExit so
@@ -59,18 +62,6 @@ def is_mounted(path):
             if len(parts) > 2 and parts[1] == path:
                 return True
     return False
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class CtlError(Exception):

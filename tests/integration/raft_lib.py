@@ -21,6 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port, free_ports  # noqa: E402,F401
 
 
 def skip_without_fuse():
@@ -33,18 +34,6 @@ def is_mounted(path):
     path = os.path.realpath(path)
     with open("/proc/mounts") as f:
         return any(line.split()[1] == path for line in f if len(line.split()) > 2)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class CtlError(Exception):

@@ -25,6 +25,7 @@
 
 #include "cluster/node.h"
 #include "store/store.h"
+#include "tests/lib/ports.h"
 #include "tests/lib/slow_wake.h"
 
 #define NN 3
@@ -36,21 +37,6 @@ struct cl {
 	node *n[NN];
 };
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { 0 };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
 
 static void open_one(struct cl *c, int i)
 {
@@ -74,7 +60,7 @@ static struct cl *cl_new(void)
 	assert_non_null(c);
 	for (i = 0; i < NN; i++) {
 		snprintf(c->dir[i], sizeof(c->dir[i]), "/tmp/kvfs-test-ml-node-%d-%d", (int)getpid(), i);
-		snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", free_port());
+		snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", test_free_port());
 	}
 	for (i = 0; i < NN; i++)
 		for (j = 0, k = 0; j < NN; j++)

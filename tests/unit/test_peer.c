@@ -25,6 +25,7 @@
 #include "cluster/peer.h"
 #include "cluster/peer_int.h"
 #include "store/log.h"
+#include "tests/lib/ports.h"
 
 #define MAXN 3
 
@@ -103,22 +104,6 @@ static void on_closed(void *arg)
 	n->closed = 1;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
 
 static void noop_timer(uv_timer_t *t)
 {
@@ -200,7 +185,7 @@ static struct fixture *fixture_new(unsigned n)
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	for (;;) {
 		for (i = 0; i < (int)n; i++)
-			ports[i] = free_port();
+			ports[i] = test_free_port();
 		/* sort ascending */
 		for (i = 0; i < (int)n; i++)
 			for (j = i + 1; j < (int)n; j++)
