@@ -290,6 +290,12 @@ uint64_t raft_last_index(const raft *r);
 uint64_t raft_durable_index(const raft *r);
 uint64_t raft_first_index(const raft *r);   /* first entry held in memory */
 uint64_t raft_snapshot_index(const raft *r);
+/* Leader: the index after which follower `id` still needs the log, for a
+ * compaction policy that spares it: the snapshot index being sent to it, or
+ * its match index if it answered in the current check-quorum round.
+ * UINT64_MAX when this node is not the leader, for itself, or for a follower
+ * that has not answered lately. */
+uint64_t raft_follower_need(const raft *r, uint32_t id);
 uint64_t raft_term_at(const raft *r, uint64_t index); /* 0 when not held */
 const struct raft_entry *raft_entry_at(const raft *r, uint64_t index); /* NULL when not held */
 uint64_t raft_match_index(const raft *r, uint32_t id); /* leader: peer's match index */

@@ -85,6 +85,7 @@ static unsigned env_uint(const char *name, unsigned def)
 
 static void rn_after(struct rn *rn);
 static void rn_close(struct rn *rn);
+static void rn_compact(struct rn *rn);
 static void rn_route(struct rn *rn, struct rn_wait *w);
 
 /* ---- request bookkeeping -------------------------------------------------- */
@@ -707,11 +708,28 @@ static void snap_after(uv_work_t *w, int status)
 	if (ss.snapshots == rn->snap_count0)
 		return;
 	rn->snap_applied = rn->snap_target;
-	raft_snapshot_taken(rn->r, rn__compact_limit(rn, rn->snap_target));
+	rn->compact_to = rn->snap_target;
+	rn_compact(rn);
+	rn_after(rn);
+}
+
+/* Cuts the log as far as the store snapshots cover it and the followers
+ * allow (rn__compact_limit); what a follower holds up now is cut at a later
+ * housekeeping round. */
+static void rn_compact(struct rn *rn)
+{
+	uint64_t upto;
+
+	if (rn->compact_to <= raft_snapshot_index(rn->r))
+		return;
+	upto = rn__compact_limit(rn, rn->compact_to);
+	if (upto <= raft_snapshot_index(rn->r))
+		return;
+	raft_snapshot_taken(rn->r, upto);
 	elsn_compact(rn, raft_first_index(rn->r));
 	rn_update_pin(rn);
-	LOG(LOG_DEBUG, "raft: log compacted up to %" PRIu64, rn->snap_target);
-	rn_after(rn);
+	LOG(LOG_DEBUG, "raft: log compacted up to %" PRIu64 " (snapshot at %" PRIu64 ")", upto,
+	    rn->compact_to);
 }
 
 static void expire(struct rn *rn, struct rn_list *q, uint64_t now, int status)
@@ -738,6 +756,8 @@ static void on_house(uv_timer_t *t)
 	expire(rn, &rn->commitq, now, -EIO);
 	if (!TAILQ_EMPTY(&rn->waitq))
 		rn->kick = 1;
+	if (!rn->failed)
+		rn_compact(rn);
 	/* The core holds every entry since the last compaction in memory, so
 	 * snapshots are taken by entry count and by bytes. Never after an
 	 * entry failed to apply: the map lacks it and every later one, and
@@ -1002,6 +1022,7 @@ static void rn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "forwarded_out", json_integer((json_int_t)rn->nfwd_out));
 	json_object_set_new(obj, "lost_proposals", json_integer((json_int_t)rn->nlost));
 	json_object_set_new(obj, "snapshot_refusals", json_integer((json_int_t)rn->snap_refusals));
+	json_object_set_new(obj, "snapshots_installed", json_integer((json_int_t)rn->snap_installs));
 	json_object_set_new(obj, "failed", json_boolean(rn->failed || raft_failed(rn->r)));
 	for (i = 0; i < rn->mem.n; i++) {
 		struct peer_stats ps = { 0 };

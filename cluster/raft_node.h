@@ -197,6 +197,8 @@ struct rn {
 	int      snap_running;
 	uv_work_t snap_work;
 	uint64_t  snap_target;
+	uint64_t  compact_to;    /* covered by a store snapshot; the log is cut
+	                          * there once rn__compact_limit allows */
 	uint64_t  snap_count0;
 	int       snap_rc;
 
@@ -204,10 +206,6 @@ struct rn {
 	uint64_t fail_apply_at;  /* test knob: this entry fails to apply (0: none) */
 	/* snapshot_get cache, and the encoding under way (raft_node_snap.c) */
 	struct snap_build *sbuild;
-	/* The log is not compacted past sbuild's or sbuf's index while it is
-	 * being encoded or sent, and for RN_SEND_PIN_MS after it was last
-	 * handed to the core (raft_node_snap.c). */
-	uint64_t  send_pin, send_pin_until;
 	void     *sbuf;
 	size_t    slen;
 	uint64_t  sindex, sterm;
@@ -218,6 +216,7 @@ struct rn {
 	struct rn_list waitq, fwdq, commitq, readq;
 	uint64_t nfwd_in, nfwd_out, nlost;
 	uint64_t snap_refusals; /* snapshots refused for lack of memory */
+	uint64_t snap_installs; /* snapshots installed from a leader */
 };
 
 void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status);
@@ -227,7 +226,9 @@ void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term);
 /* store_options.snap_state: the applied position (4.), arg the struct rn. */
 size_t rn__snap_state(void *arg, void *buf, size_t cap);
 /* The index up to which the log may be compacted now, at most `index`:
- * lower while a snapshot for a follower is encoded or sent
+ * lower while a snapshot for followers is encoded, and for a reachable
+ * follower that still needs entries (one receiving a snapshot, or one a
+ * little behind), within RN_SPARE_PERIODS snapshot periods
  * (raft_node_snap.c). */
 uint64_t rn__compact_limit(struct rn *rn, uint64_t index);
 /* raft_io callbacks (raft_node_snap.c). */

@@ -196,26 +196,6 @@ int rn_snap_decode(const void *data, size_t len, struct kv_op **ops, size_t *n)
 /* A snapshot for lagging followers, encoded on the thread pool: encoding
  * copies every value, which for a large store would stall the loop thread
  * (heartbeats, client requests) for as long as it takes. */
-/* How long after a snapshot was last handed to the core the log keeps the
- * entries after it: a transfer of a large store takes a while, and the
- * follower then needs those entries. Bounded, so that a follower that went
- * away does not keep the log from being compacted. */
-#define RN_SEND_PIN_MS 10000
-
-static void pin_for_sending(struct rn *rn, uint64_t index, uint64_t until)
-{
-	rn->send_pin = index;
-	rn->send_pin_until = until;
-}
-
-uint64_t rn__compact_limit(struct rn *rn, uint64_t index)
-{
-	if (rn->send_pin && rn->send_pin < index &&
-	    uv_now(node_loop(rn->n)) < rn->send_pin_until)
-		return rn->send_pin;
-	return index;
-}
-
 struct snap_build {
 	uv_work_t           work;
 	struct rn          *rn;
@@ -226,6 +206,32 @@ struct snap_build {
 	size_t              len;
 	int                 rc;
 };
+
+/* A follower the log spares, at most this many snapshot periods behind:
+ * beyond that it gets a snapshot, and the leader's memory stays bounded. */
+#define RN_SPARE_PERIODS 4
+
+uint64_t rn__compact_limit(struct rn *rn, uint64_t index)
+{
+	uint64_t limit = index, floor = 0;
+
+	if (rn->sbuild && rn->sbuild->index < limit)
+		limit = rn->sbuild->index; /* its followers will need what follows */
+	if (rn->snap_every && index > RN_SPARE_PERIODS * rn->snap_every)
+		floor = index - RN_SPARE_PERIODS * rn->snap_every;
+	for (uint32_t i = 0; rn->net && i < rn->mem.n; i++) {
+		uint64_t need;
+
+		if (i == rn->self || !peer_is_up(rn->net, i))
+			continue; /* a follower that is away costs nothing to wait for */
+		need = raft_follower_need(rn->r, i + 1);
+		if (need < floor)
+			need = floor;
+		if (need < limit)
+			limit = need;
+	}
+	return limit;
+}
 
 static void build_work(uv_work_t *w)
 {
@@ -247,14 +253,10 @@ static void build_after(uv_work_t *w, int status)
 		rn->sindex = b->index;
 		rn->sterm = b->term;
 		b->buf = NULL;
-		pin_for_sending(rn, b->index, uv_now(node_loop(rn->n)) + RN_SEND_PIN_MS);
 		LOG(LOG_INFO, "raft: snapshot at %" PRIu64 " for a lagging follower: %zu keys, "
 		    "%zu bytes", b->index, b->img.n, rn->slen);
-	} else {
-		if (!status && b->rc)
-			LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s",
-			    strerror(-b->rc));
-		pin_for_sending(rn, 0, 0);
+	} else if (!status && b->rc) {
+		LOG(LOG_WARN, "raft: cannot build a snapshot to send: %s", strerror(-b->rc));
 	}
 	free(b->buf);
 	snap_collect_free(&b->img);
@@ -290,7 +292,6 @@ static void build_start(struct rn *rn, uint64_t ai, uint64_t at)
 		return;
 	}
 	rn->sbuild = b;
-	pin_for_sending(rn, ai, UINT64_MAX);
 }
 
 /* A state for a lagging follower, encoded as batches of puts (raft_node.h,
@@ -300,7 +301,7 @@ static void build_start(struct rn *rn, uint64_t ai, uint64_t at)
  * log covers it, and a new one is encoded in the background only when it
  * does not (or there is none): -EAGAIN meanwhile, and the core asks again
  * at its next heartbeat. Compaction leaves the log covering it while it is
- * encoded and sent (rn__compact_limit). */
+ * encoded and while a follower receives it (rn__compact_limit). */
 int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **data,
 			   size_t *len)
 {
@@ -317,8 +318,6 @@ int rn__snapshot_get(void *arg, uint64_t *index, uint64_t *term, const void **da
 		build_start(rn, ai, at);
 		return -EAGAIN;
 	}
-	if (!rn->sbuild)
-		pin_for_sending(rn, rn->sindex, uv_now(node_loop(rn->n)) + RN_SEND_PIN_MS);
 	*index = rn->sindex;
 	*term = rn->sterm;
 	*data = rn->sbuf;
@@ -540,6 +539,7 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 		if (q->index <= index)
 			rn__wait_finish(rn, &rn->commitq, q, -EIO);
 	}
+	rn->snap_installs++;
 	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%zu"
 	    " keys)", index, term, keys);
 	return 0;

@@ -272,6 +272,18 @@ void raft__handle_snapshot(raft *r, const struct raft_msg *m)
 	in_snap_drop(r);
 }
 
+uint64_t raft_follower_need(const raft *r, uint32_t id)
+{
+	const struct progress *p;
+
+	if (r->role != RAFT_LEADER || id == 0 || id > r->cfg.n || id == r->cfg.id)
+		return UINT64_MAX;
+	p = &r->prog[id];
+	if (p->state == PROG_SNAPSHOT)
+		return p->snap_index;
+	return p->active ? p->match : UINT64_MAX;
+}
+
 int raft_snapshot_taken(raft *r, uint64_t index)
 {
 	uint64_t trail = r->cfg.snapshot_trailing;

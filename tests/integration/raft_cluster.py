@@ -267,7 +267,11 @@ def test_leader_kill_under_load(c):
 def test_snapshot_catch_up(c):
     li = c.leader()
     lag = (li + 1) % 3
-    c.nodes[lag].kill()
+    # Cut off, not killed: frames queued for a killed node's connection can
+    # reach it when it comes back and carry exactly the entries it missed,
+    # so the snapshot path would not be taken at all.
+    c.isolate(lag)
+    time.sleep(1.0)  # a follower that does not answer is no longer spared
     # More entries than KVFS_RAFT_SNAPSHOT_ENTRIES + KVFS_RAFT_TRAILING, so
     # that the leader compacts away what the lagging node needs.
     keys = put_numbered(c, li, "snap", 700, distinct=150)
@@ -281,10 +285,11 @@ def test_snapshot_catch_up(c):
     st = c.nodes[li].status()
     check(st["first_index"] > 300, f"leader compacted its log (first_index "
           f"{st['first_index']}, snapshot_index {st['snapshot_index']})")
-    c.nodes[lag].start()
+    c.heal()
     check(wait_caught_up(c, lag), "lagging node catches up")
     s2 = c.nodes[lag].status()
-    check(s2["snapshot_index"] > 0, f"lagging node installed a snapshot: {s2['snapshot_index']}")
+    check(s2["snapshots_installed"] >= 1,
+          f"lagging node installed a snapshot: {s2['snapshots_installed']}")
     ctl = c.ctl(lag)
     bad = [k for k, v in keys.items() if ctl.get(k) != v]
     check(ctl.get("snap/0") is None, "a key deleted while the node was down is gone")

@@ -696,6 +696,30 @@ static void a_snapshot_size_claim_reserves_only_what_arrives(void **state)
 	rsim_free(s);
 }
 
+/* What a leader's compaction should spare (raft_follower_need): a follower
+ * that answers, up to its match index; one that stopped answering, nothing;
+ * nothing is asked of a follower or of the leader itself. */
+static void a_leader_says_what_its_followers_still_need(void **state)
+{
+	rsim *s = sim_new(3, snapshots);
+	uint32_t l, f, g;
+	raft *rl;
+
+	(void)state;
+	l = elect(s);
+	f = other(s, l, 0);
+	g = other(s, l, f);
+	leave_behind(s, l, f, 10);
+	SIM(s, rsim_run_for(s, 3 * T)); /* check-quorum rounds without f */
+	rl = rsim_raft(s, l);
+	assert_int_equal(raft_follower_need(rl, g), raft_match_index(rl, g));
+	assert_true(raft_follower_need(rl, g) > 10);
+	assert_true(raft_follower_need(rl, f) == UINT64_MAX);
+	assert_true(raft_follower_need(rl, l) == UINT64_MAX);
+	assert_true(raft_follower_need(rsim_raft(s, g), l) == UINT64_MAX);
+	rsim_free(s);
+}
+
 static void acknowledged_write_survives_leader_crash(void **state)
 {
 	rsim *s = sim_new(5, NULL);
@@ -981,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(far_behind_follower_is_caught_up_by_snapshot),
 		cmocka_unit_test(chunked_snapshot_survives_lost_chunks_and_a_restart),
 		cmocka_unit_test(a_snapshot_size_claim_reserves_only_what_arrives),
+		cmocka_unit_test(a_leader_says_what_its_followers_still_need),
 		cmocka_unit_test(a_refused_snapshot_is_sent_again_and_the_follower_stays_up),
 		cmocka_unit_test(acknowledged_write_survives_leader_crash),
 		cmocka_unit_test(followers_acknowledge_only_durable_entries),
