@@ -21,7 +21,6 @@
  * no request is pending closes its own handles so that uv_run() returns.
  */
 #include "cluster/node.h"
-#include "cluster/dfile.h"
 #include "cluster/raft_node.h"
 
 #include <dirent.h>
@@ -38,6 +37,7 @@
 #include "cluster/repl.h"
 #include "search/search.h"
 #include "store/batch.h"
+#include "store/kvio.h"
 #include "store/log.h"
 
 enum req_kind { REQ_WRITE, REQ_READ, REQ_CALL };
@@ -762,7 +762,7 @@ static int check_mode(const char *dir, enum node_mode mode)
 {
 	const char *want = node_mode_name(mode);
 	char buf[32], line[40];
-	long got = dfile_read(dir, MODE_FILE, buf, sizeof buf - 1);
+	long got = kvio_read_small(kvio_posix(), dir, MODE_FILE, buf, sizeof buf - 1);
 	int kind, rc;
 
 	if (got >= 0) {
@@ -802,7 +802,7 @@ static int check_mode(const char *dir, enum node_mode mode)
 		return -EINVAL;
 	}
 	snprintf(line, sizeof line, "%s\n", want);
-	rc = dfile_replace(dir, MODE_FILE, line, strlen(line));
+	rc = kvio_replace(kvio_posix(), dir, MODE_FILE, line, strlen(line), KVIO_PRIVATE);
 	if (rc)
 		LOG(LOG_ERROR, "data directory %s: cannot write %s: %s", dir, MODE_FILE,
 		    strerror(-rc));

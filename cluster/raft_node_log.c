@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cluster/dfile.h"
 #include "cluster/raft_node.h"
 #include "store/crc32c.h"
+#include "store/kvio.h"
 #include "store/le.h"
 #include "store/log.h"
 
@@ -26,7 +26,7 @@ int rn_meta_load(const char *dir, uint64_t *term, uint32_t *vote)
 
 	*term = 0;
 	*vote = 0;
-	got = dfile_read(dir, RN_META_FILE, b, sizeof b);
+	got = kvio_read_small(kvio_posix(), dir, RN_META_FILE, b, sizeof b);
 	if (got == -ENOENT)
 		return 0;
 	if (got < 0) {
@@ -54,7 +54,7 @@ int rn_meta_save(const char *dir, uint64_t term, uint32_t vote)
 	le_put64(b + 8, term);
 	le_put32(b + 16, vote);
 	le_put32(b + 20, crc32c(0, b, 20));
-	rc = dfile_replace(dir, RN_META_FILE, b, sizeof b);
+	rc = kvio_replace(kvio_posix(), dir, RN_META_FILE, b, sizeof b, KVIO_PRIVATE);
 	if (rc)
 		LOG(LOG_ERROR, "raft: cannot persist term %" PRIu64 " and vote %" PRIu32 " in %s/%s: %s",
 		    term, vote, dir, RN_META_FILE, strerror(-rc));

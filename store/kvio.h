@@ -40,6 +40,7 @@ typedef struct kvio_file {
 #define KVIO_CREAT  0x2u /* create when missing */
 #define KVIO_EXCL   0x4u /* with KVIO_CREAT: fail with -EEXIST when present */
 #define KVIO_TRUNC  0x8u
+#define KVIO_PRIVATE 0x10u /* with KVIO_CREAT: readable by the owner only */
 
 /* Called once per directory entry (not "." or ".."); non-zero stops the
  * listing and is returned by list(). */
@@ -88,5 +89,18 @@ static inline int kvio_close(kvio_file *f) { return f->io->close(f); }
 int kvio_write_all(kvio_file *f, const void *buf, size_t len, uint64_t off);
 /* Reads exactly len bytes at off: 0, -errno, or -ENODATA when the file is shorter. */
 int kvio_read_all(kvio_file *f, void *buf, size_t len, uint64_t off);
+
+/* Small files that must survive a crash whole (the WAL's newest-segment
+ * record, the Raft term and vote, the data directory's mode marker):
+ * DIR/NAME is replaced with buf[0..len) by writing NAME.tmp, syncing it,
+ * renaming it over NAME and syncing the directory, so that after a crash
+ * NAME holds the old or the new contents, never a mix. open_flags may add
+ * KVIO_PRIVATE. 0 or a negative errno (-ENOSPC for a short write). */
+int  kvio_replace(const struct kvio *io, const char *dir, const char *name, const void *buf,
+		  size_t len, unsigned open_flags);
+/* Reads up to cap bytes of DIR/NAME into buf: the count read, or a negative
+ * errno (-ENOENT when there is no such file). */
+long kvio_read_small(const struct kvio *io, const char *dir, const char *name, void *buf,
+		     size_t cap);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * kvio_posix.c — the kvio interface on the real file system, plus the two
- * generic helpers kvio_write_all() and kvio_read_all().
+ * kvio_posix.c — the kvio interface on the real file system, plus the
+ * generic helpers kvio_write_all(), kvio_read_all(), kvio_replace() and
+ * kvio_read_small(), which work on any kvio.
  */
 #include "store/kvio.h"
 
@@ -39,7 +40,7 @@ static int px_open(const struct kvio *io, const char *path, unsigned flags, kvio
 	f = malloc(sizeof *f);
 	if (!f)
 		return -ENOMEM;
-	f->fd = open(path, oflags, 0644);
+	f->fd = open(path, oflags, (flags & KVIO_PRIVATE) ? 0600 : 0644);
 	if (f->fd < 0) {
 		int e = errno;
 		free(f);
@@ -253,4 +254,60 @@ int kvio_read_all(kvio_file *f, void *buf, size_t len, uint64_t off)
 	if (n < 0)
 		return (int)n;
 	return (size_t)n == len ? 0 : -ENODATA;
+}
+
+static int path_of(char *out, size_t cap, const char *dir, const char *name, const char *suffix)
+{
+	int n = snprintf(out, cap, "%s/%s%s", dir, name, suffix);
+
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int kvio_replace(const struct kvio *io, const char *dir, const char *name, const void *buf,
+		 size_t len, unsigned open_flags)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	kvio_file *f;
+	ssize_t n;
+	int rc, crc;
+
+	if ((rc = path_of(path, sizeof path, dir, name, "")) ||
+	    (rc = path_of(tmp, sizeof tmp, dir, name, ".tmp")))
+		return rc;
+	rc = io->open(io, tmp, KVIO_RDWR | KVIO_CREAT | KVIO_TRUNC | open_flags, &f);
+	if (rc)
+		return rc;
+	n = kvio_pwrite(f, buf, len, 0);
+	rc = n < 0 ? (int)n : (size_t)n != len ? -ENOSPC : 0;
+	if (!rc)
+		rc = kvio_datasync(f);
+	crc = kvio_close(f);
+	if (!rc)
+		rc = crc;
+	if (!rc)
+		rc = io->rename(io, tmp, path);
+	/* The rename is durable only once the directory is synced. */
+	if (!rc)
+		rc = io->sync_dir(io, dir);
+	if (rc)
+		io->unlink(io, tmp);
+	return rc;
+}
+
+long kvio_read_small(const struct kvio *io, const char *dir, const char *name, void *buf,
+		     size_t cap)
+{
+	char path[PATH_MAX];
+	kvio_file *f;
+	ssize_t n;
+	int rc;
+
+	if ((rc = path_of(path, sizeof path, dir, name, "")))
+		return rc;
+	rc = io->open(io, path, KVIO_RDONLY, &f);
+	if (rc)
+		return rc;
+	n = kvio_pread(f, buf, cap, 0);
+	kvio_close(f);
+	return (long)n;
 }

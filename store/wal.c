@@ -256,55 +256,20 @@ static void preallocate(wal *w)
 #define NEWEST_VERSION 1
 #define NEWEST_SIZE 20
 
-static char *dir_file(const wal *w, const char *name)
-{
-	size_t n = strlen(w->dir) + 1 + strlen(name) + 1;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/%s", w->dir, name);
-	return p;
-}
-
-/* Records first_lsn as the newest segment's (wal.h): written to a temporary
- * file, synced, renamed over wal.newest, directory synced. */
+/* Records first_lsn as the newest segment's (wal.h), durably. */
 static int newest_save(wal *w, uint64_t first_lsn)
 {
 	unsigned char b[NEWEST_SIZE];
-	char *tmp = dir_file(w, NEWEST_FILE ".tmp"), *fin = dir_file(w, NEWEST_FILE);
-	kvio_file *f = NULL;
-	int rc = -ENOMEM;
+	int rc;
 
-	if (!tmp || !fin)
-		goto out;
 	le_put64(b, first_lsn);
 	le_put32(b + 8, WAL_NEWEST_MAGIC);
 	le_put32(b + 12, NEWEST_VERSION);
 	le_put32(b + 16, crc32c(0, b, 16));
-	rc = w->io->open(w->io, tmp, KVIO_RDWR | KVIO_CREAT | KVIO_TRUNC, &f);
-	if (rc)
-		goto out;
-	rc = kvio_write_all(f, b, sizeof b, 0);
-	if (!rc)
-		rc = kvio_datasync(f);
-	{
-		int crc = kvio_close(f);
-
-		if (!rc)
-			rc = crc;
-	}
-	if (!rc)
-		rc = w->io->rename(w->io, tmp, fin);
-	if (!rc)
-		rc = w->io->sync_dir(w->io, w->dir);
-	if (rc)
-		w->io->unlink(w->io, tmp);
-out:
+	rc = kvio_replace(w->io, w->dir, NEWEST_FILE, b, sizeof b, 0);
 	if (rc)
 		LOG(LOG_ERROR, "wal: cannot record the newest segment in %s/%s: %s", w->dir,
 		    NEWEST_FILE, strerror(-rc));
-	free(tmp);
-	free(fin);
 	return rc;
 }
 
@@ -312,42 +277,30 @@ out:
  * there is no such file, -EUCLEAN (logged) when it is not one we wrote. */
 static int newest_load(wal *w, uint64_t *first_lsn)
 {
-	unsigned char b[NEWEST_SIZE];
-	char *path = dir_file(w, NEWEST_FILE);
-	kvio_file *f = NULL;
-	uint64_t size = 0;
-	int rc;
+	unsigned char b[NEWEST_SIZE + 1]; /* one more: a longer file is not ours */
+	long got = kvio_read_small(w->io, w->dir, NEWEST_FILE, b, sizeof b);
 
-	if (!path)
-		return -ENOMEM;
-	rc = w->io->open(w->io, path, KVIO_RDONLY, &f);
-	if (rc)
-		goto out;
-	rc = kvio_size(f, &size);
-	if (!rc && size == sizeof b)
-		rc = kvio_read_all(f, b, sizeof b, 0);
-	kvio_close(f);
-	if (rc)
-		goto out;
-	if (size != sizeof b || le_get32(b + 8) != WAL_NEWEST_MAGIC ||
+	if (got == -ENOENT)
+		return -ENOENT;
+	if (got < 0) {
+		LOG(LOG_ERROR, "wal: cannot read %s/%s: %s", w->dir, NEWEST_FILE,
+		    strerror((int)-got));
+		return (int)got;
+	}
+	if (got != NEWEST_SIZE || le_get32(b + 8) != WAL_NEWEST_MAGIC ||
 	    le_get32(b + 16) != crc32c(0, b, 16) || le_get64(b) == 0) {
-		LOG(LOG_ERROR, "wal: %s is corrupt (it records the newest log segment; "
-		    "remove it only if no segment was lost)", path);
-		rc = -EUCLEAN;
-		goto out;
+		LOG(LOG_ERROR, "wal: %s/%s is corrupt (it records the newest log segment; "
+		    "remove it only if no segment was lost)", w->dir, NEWEST_FILE);
+		return -EUCLEAN;
 	}
 	if (le_get32(b + 12) != NEWEST_VERSION) {
-		LOG(LOG_ERROR, "wal: %s has version %u, this release reads version %u "
-		    "(written by a newer release?)", path, le_get32(b + 12), NEWEST_VERSION);
-		rc = -EUCLEAN;
-		goto out;
+		LOG(LOG_ERROR, "wal: %s/%s has version %u, this release reads version %u "
+		    "(written by a newer release?)", w->dir, NEWEST_FILE, le_get32(b + 12),
+		    NEWEST_VERSION);
+		return -EUCLEAN;
 	}
 	*first_lsn = le_get64(b);
-out:
-	if (rc && rc != -ENOENT && rc != -EUCLEAN)
-		LOG(LOG_ERROR, "wal: cannot read %s: %s", path, strerror(-rc));
-	free(path);
-	return rc;
+	return 0;
 }
 
 /* Creates segment first_lsn: header written and synced, directory synced,
