@@ -551,6 +551,27 @@ static void snapshot_then_cut(struct fx *f)
 	memdisk_cut_at_sync(f->md, 1);
 }
 
+/* Cuts the power under the node's store and opens it again. */
+static void power_cut(struct fx *f)
+{
+	store_close(f->rn.st);
+	memdisk_crash(f->md);
+	fx_open(f);
+}
+
+/* How many entries of the durable log a restart replays after `index`. */
+static size_t replayed_after(struct fx *f, uint64_t index)
+{
+	struct raft_entry *ents;
+	uint64_t *lsns;
+	size_t n;
+
+	assert_int_equal(rn_replay_build(&f->rn.replay, index, &ents, &lsns, &n), 0);
+	free(ents);
+	free(lsns);
+	return n;
+}
+
 /* raft_node.h, 3.: until the RESET record is durable the install has not
  * happened. A store snapshot taken in between must not make it half
  * happen: the leader's map under the old applied index, with the old log
@@ -558,9 +579,6 @@ static void snapshot_then_cut(struct fx *f)
 static void a_store_snapshot_during_an_install_does_not_outrun_the_reset(void **state)
 {
 	struct fx f;
-	struct raft_entry *ents;
-	uint64_t *lsns;
-	size_t n;
 	void *data;
 	size_t len;
 	int rc;
@@ -575,14 +593,9 @@ static void a_store_snapshot_during_an_install_does_not_outrun_the_reset(void **
 	free(data);
 	assert_int_not_equal(rc, 0);
 	assert_int_not_equal(rc, RAFT_EREFUSED); /* the map had changed: fatal */
-	store_close(f.rn.st);
-	memdisk_crash(f.md);
-	fx_open(&f);
+	power_cut(&f);
 	assert_old_state(&f);
-	assert_int_equal(rn_replay_build(&f.rn.replay, f.rn.applied_index, &ents, &lsns, &n), 0);
-	assert_int_equal(n, 1); /* entry 3 of the old log */
-	free(ents);
-	free(lsns);
+	assert_int_equal(replayed_after(&f, f.rn.applied_index), 1); /* entry 3 of the old log */
 	fx_free(&f);
 }
 
@@ -591,9 +604,6 @@ static void a_store_snapshot_during_an_install_does_not_outrun_the_reset(void **
 static void an_installed_snapshot_survives_a_power_cut(void **state)
 {
 	struct fx f;
-	struct raft_entry *ents;
-	uint64_t *lsns;
-	size_t n;
 	void *data;
 	size_t len;
 
@@ -602,18 +612,13 @@ static void an_installed_snapshot_survives_a_power_cut(void **state)
 	leader_snapshot(&data, &len);
 	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), 0);
 	free(data);
-	store_close(f.rn.st);
-	memdisk_crash(f.md);
-	fx_open(&f);
+	power_cut(&f);
 	assert_int_equal(f.rn.applied_index, 10);
 	assert_int_equal(f.rn.applied_term, 2);
 	assert_value(f.rn.st, "a", NULL);
 	assert_value(f.rn.st, "b", "2");
 	assert_value(f.rn.st, "c", "2");
-	assert_int_equal(rn_replay_build(&f.rn.replay, 10, &ents, &lsns, &n), 0);
-	assert_int_equal(n, 0);
-	free(ents);
-	free(lsns);
+	assert_int_equal(replayed_after(&f, 10), 0);
 	fx_free(&f);
 }
 
