@@ -55,3 +55,8 @@ int test_free_port(void)
 	fprintf(stderr, "test_free_port: no free port in [%d, %d)\n", lo, hi);
 	abort();
 }
+
+void test_free_addr(char *buf, size_t len)
+{
+	snprintf(buf, len, "127.0.0.1:%d", test_free_port());
+}

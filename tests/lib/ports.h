@@ -12,7 +12,11 @@
 #ifndef KVFS_TESTS_PORTS_H
 #define KVFS_TESTS_PORTS_H
 
+#include <stddef.h>
+
 /* A port that was free a moment ago; aborts the test after 1,000 tries. */
 int test_free_port(void);
+/* "127.0.0.1:PORT" with such a port, into buf. */
+void test_free_addr(char *buf, size_t len);
 
 #endif

@@ -60,7 +60,7 @@ static struct cl *cl_new(void)
 	assert_non_null(c);
 	for (i = 0; i < NN; i++) {
 		snprintf(c->dir[i], sizeof(c->dir[i]), "/tmp/kvfs-test-ml-node-%d-%d", (int)getpid(), i);
-		snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%d", test_free_port());
+		test_free_addr(c->addr[i], sizeof(c->addr[i]));
 	}
 	for (i = 0; i < NN; i++)
 		for (j = 0, k = 0; j < NN; j++)

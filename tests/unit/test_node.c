@@ -25,6 +25,7 @@
 #include "search/search.h"
 #include "cluster/repl.h"
 #include "tests/lib/slow_wake.h"
+#include "tests/lib/ports.h"
 
 static char *make_tmpdir(void)
 {
@@ -57,20 +58,6 @@ static node *open_node_at(const char *dir, const char *listen)
 	assert_int_equal(node_open(&cfg, &n), 0);
 	assert_non_null(n);
 	return n;
-}
-
-static void free_addr(char *buf, size_t len)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-	snprintf(buf, len, "127.0.0.1:%d", ntohs(a.sin_port));
-	close(fd);
 }
 
 static node *open_node(const char *dir)
@@ -340,7 +327,7 @@ static void close_right_after_the_last_acknowledgement(void **state)
 		node *n;
 
 		if (round >= 3) {
-			free_addr(addr, sizeof addr);
+			test_free_addr(addr, sizeof addr);
 			listen = addr;
 		}
 		n = open_node_at(dir, listen);
@@ -598,7 +585,7 @@ static void a_data_dir_of_another_mode_is_refused(void **state)
 	node *n;
 
 	(void)state;
-	free_addr(addr, sizeof addr);
+	test_free_addr(addr, sizeof addr);
 	n = open_node(sdir);
 	assert_int_equal(put(n, "standalone-only", "local"), 0);
 	node_close(n);
@@ -634,7 +621,7 @@ static void raft_log_without_its_term_is_refused(void **state)
 	node *n;
 
 	(void)state;
-	free_addr(addr, sizeof addr);
+	test_free_addr(addr, sizeof addr);
 	n = open_node_at(dir, addr);
 	assert_int_equal(put(n, "k", "v"), 0);
 	node_close(n);

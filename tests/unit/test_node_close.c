@@ -37,6 +37,7 @@
 #include "cluster/raft.h"
 #include "cluster/raft_node.h"
 #include "store/store.h"
+#include "tests/lib/ports.h"
 
 static struct {
 	int armed;      /* atomic: the waits below are on */
@@ -124,20 +125,6 @@ void __wrap_raft_free(raft *r)
 
 /* ---- helpers (as in test_node.c) ------------------------------------------- */
 
-static void free_addr(char *buf, size_t len)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-	snprintf(buf, len, "127.0.0.1:%d", ntohs(a.sin_port));
-	close(fd);
-}
-
 static struct kv_op put_op(const char *key)
 {
 	struct kv_op op = { 0 };
@@ -192,7 +179,7 @@ static void close_during_a_background_snapshot_keeps_the_raft_state(void **state
 
 	(void)state;
 	assert_non_null(dir);
-	free_addr(addr, sizeof addr);
+	test_free_addr(addr, sizeof addr);
 	cfg.data_dir = dir;
 	cfg.mode = NODE_RAFT;
 	cfg.listen = addr;
