@@ -708,28 +708,27 @@ static void snap_after(uv_work_t *w, int status)
 	if (ss.snapshots == rn->snap_count0)
 		return;
 	rn->snap_applied = rn->snap_target;
-	rn->compact_to = rn->snap_target;
 	rn_compact(rn);
 	rn_after(rn);
 }
 
-/* Cuts the log as far as the store snapshots cover it and the followers
- * allow (rn__compact_limit); what a follower holds up now is cut at a later
- * housekeeping round. */
+/* Cuts the log as far as the store snapshots cover it (snap_applied) and the
+ * followers allow (rn__compact_limit); what a follower holds up now is cut
+ * at a later housekeeping round. */
 static void rn_compact(struct rn *rn)
 {
 	uint64_t upto;
 
-	if (rn->compact_to <= raft_snapshot_index(rn->r))
+	if (rn->snap_applied <= raft_snapshot_index(rn->r))
 		return;
-	upto = rn__compact_limit(rn, rn->compact_to);
+	upto = rn__compact_limit(rn, rn->snap_applied);
 	if (upto <= raft_snapshot_index(rn->r))
 		return;
 	raft_snapshot_taken(rn->r, upto);
 	elsn_compact(rn, raft_first_index(rn->r));
 	rn_update_pin(rn);
 	LOG(LOG_DEBUG, "raft: log compacted up to %" PRIu64 " (snapshot at %" PRIu64 ")", upto,
-	    rn->compact_to);
+	    rn->snap_applied);
 }
 
 static void expire(struct rn *rn, struct rn_list *q, uint64_t now, int status)

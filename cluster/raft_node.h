@@ -191,14 +191,13 @@ struct rn {
 	pthread_mutex_t smu;
 	uint64_t        applied_index, applied_term;
 
-	uint64_t snap_applied;   /* applied index at the last log compaction */
+	uint64_t snap_applied;   /* applied index the newest store snapshot covers:
+	                          * the log may be cut up to it (rn_compact) */
 	uint64_t snap_bytes;     /* KVFS_RAFT_SNAPSHOT_BYTES */
 	uint64_t applied_bytes;  /* entry bytes applied since the last snapshot started */
 	int      snap_running;
 	uv_work_t snap_work;
 	uint64_t  snap_target;
-	uint64_t  compact_to;    /* covered by a store snapshot; the log is cut
-	                          * there once rn__compact_limit allows */
 	uint64_t  snap_count0;
 	int       snap_rc;
 
