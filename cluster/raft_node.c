@@ -125,6 +125,31 @@ static void park(struct rn *rn, struct rn_wait *w)
 	TAILQ_INSERT_TAIL(&rn->waitq, w, link);
 }
 
+/* An entry is identified by its index and term: a leader makes one entry per
+ * index in its term and never overwrites its own. So when the committed log
+ * at `at` >= index has the proposal's term, the leader of that term wrote the
+ * committed log up to `at` (Log Matching), its own entry at index included:
+ * committed. Anything else at `at` > index (a later term) leaves the outcome
+ * unknown, as for any write whose answer was lost. This is what tells a
+ * proposal applied inside a snapshot, or compacted before the leader's answer
+ * came back, from a lost one. */
+int rn__outcome(uint64_t index, uint64_t term, uint64_t at, uint64_t at_term)
+{
+	return at >= index && at_term == term ? 0 : -EIO;
+}
+
+/* The outcome of (index, term) on a replica that has applied index: from the
+ * entry itself, or, when it is compacted, from the entry the log now starts
+ * after (covered by the snapshot, so committed). */
+static int applied_outcome(struct rn *rn, uint64_t index, uint64_t term)
+{
+	uint64_t base = raft_first_index(rn->r) - 1;
+
+	if (index >= base)
+		return rn__outcome(index, term, index, raft_term_at(rn->r, index));
+	return rn__outcome(index, term, base, raft_term_at(rn->r, base));
+}
+
 /* An entry proposed (here or by the leader for us) is committed when it is
  * applied with the term it was proposed in. */
 static void await_commit(struct rn *rn, struct rn_wait *w, uint64_t index, uint64_t term, int local)
@@ -135,9 +160,11 @@ static void await_commit(struct rn *rn, struct rn_wait *w, uint64_t index, uint6
 	w->deadline = rn_now(rn) + rn->timeout_ms;
 	if (raft_applied(rn->r) >= index) {
 		/* Applied before the leader's answer arrived. */
-		uint64_t t = raft_term_at(rn->r, index);
+		int rc = applied_outcome(rn, index, term);
 
-		node_req_done(rn->n, w->req, t == term ? 0 : -EIO);
+		if (rc)
+			rn->nlost++;
+		node_req_done(rn->n, w->req, rc);
 		free(w);
 		return;
 	}

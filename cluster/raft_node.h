@@ -219,6 +219,11 @@ struct rn {
 };
 
 void rn__wait_finish(struct rn *rn, struct rn_list *q, struct rn_wait *w, int status);
+/* The outcome of an entry proposed as (index, term), once this replica has
+ * applied past it, from the term `at_term` of the committed log at `at`
+ * (>= index): 0 when the committed log holds that entry, -EIO when it does
+ * not or that cannot be told (raft_node.c). */
+int rn__outcome(uint64_t index, uint64_t term, uint64_t at, uint64_t at_term);
 void rn__notify_batch(struct rn *rn, const struct kv_op *ops, uint32_t n);
 /* Publishes the applied position for snap_state (after store_apply). */
 void rn__publish_applied(struct rn *rn, uint64_t index, uint64_t term);

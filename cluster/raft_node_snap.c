@@ -533,11 +533,16 @@ int rn__snapshot_install(void *arg, uint64_t index, uint64_t term, const void *d
 	rn->elsn_len = 0;
 	rn->snap_applied = index;
 	/* Requests waiting for entries inside the snapshot will never see them
-	 * applied one by one: their outcome is unknown here. */
+	 * applied one by one: the snapshot's term tells (rn__outcome). */
 	for (q = TAILQ_FIRST(&rn->commitq); q; q = next) {
 		next = TAILQ_NEXT(q, link);
-		if (q->index <= index)
-			rn__wait_finish(rn, &rn->commitq, q, -EIO);
+		if (q->index <= index) {
+			int status = rn__outcome(q->index, q->term, index, term);
+
+			if (status)
+				rn->nlost++;
+			rn__wait_finish(rn, &rn->commitq, q, status);
+		}
 	}
 	rn->snap_installs++;
 	LOG(LOG_INFO, "raft: installed snapshot at index %" PRIu64 " term %" PRIu64 " (%zu"

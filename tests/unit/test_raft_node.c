@@ -369,6 +369,22 @@ static struct fx *notify_fx;
 
 void __wrap_node_notify_key(node *n, const char *key, size_t klen);
 void __wrap_node_notify_flush(node *n);
+void __wrap_node_req_done(node *n, struct node_req *req, int status);
+
+/* Requests are fakes: req_status[i] is set (status + 1) when the request
+ * &req_slot[i] is answered. */
+static char req_slot[4];
+static int  req_status[4];
+
+void __wrap_node_req_done(node *n, struct node_req *req, int status)
+{
+	ptrdiff_t i = (char *)req - req_slot;
+
+	(void)n;
+	assert_true(i >= 0 && i < (ptrdiff_t)sizeof req_slot);
+	assert_int_equal(req_status[i], 0); /* exactly once */
+	req_status[i] = status + 1;
+}
 
 void __wrap_node_notify_key(node *n, const char *key, size_t klen)
 {
@@ -622,6 +638,63 @@ static void an_installed_snapshot_survives_a_power_cut(void **state)
 	fx_free(&f);
 }
 
+/* A write proposed at (index, term) waits in commitq for its entry to be
+ * applied. When a snapshot covers the entry instead, the snapshot's term
+ * tells: the same term means the proposal is in it, a later one leaves the
+ * outcome unknown. */
+static void await_at(struct fx *f, int slot, uint64_t index, uint64_t term)
+{
+	struct rn_wait *w = calloc(1, sizeof *w);
+
+	assert_non_null(w);
+	w->req = (struct node_req *)&req_slot[slot];
+	w->index = index;
+	w->term = term;
+	TAILQ_INSERT_TAIL(&f->rn.commitq, w, link);
+}
+
+static void proposals_inside_an_installed_snapshot_are_told_by_its_term(void **state)
+{
+	struct rn_wait *w;
+	struct fx f;
+	void *data;
+	size_t len;
+
+	(void)state;
+	memset(req_status, 0, sizeof req_status);
+	fx_new(&f);
+	await_at(&f, 0, 5, 2);  /* the snapshot's leader wrote it: committed */
+	await_at(&f, 1, 10, 2); /* the snapshot's own last entry */
+	await_at(&f, 2, 7, 1);  /* a deposed leader's: may have been replaced */
+	await_at(&f, 3, 11, 2); /* after the snapshot: still waits */
+	leader_snapshot(&data, &len);
+	assert_int_equal(rn__snapshot_install(&f.rn, 10, 2, data, len), 0);
+	free(data);
+	assert_int_equal(req_status[0], 0 + 1);
+	assert_int_equal(req_status[1], 0 + 1);
+	assert_int_equal(req_status[2], -EIO + 1);
+	assert_int_equal(req_status[3], 0);
+	assert_int_equal(f.rn.nlost, 1);
+	w = TAILQ_FIRST(&f.rn.commitq);
+	assert_non_null(w);
+	assert_int_equal(w->index, 11);
+	rn__wait_finish(&f.rn, &f.rn.commitq, w, -ESHUTDOWN);
+	fx_free(&f);
+}
+
+/* The same rule where the follower's own log was compacted past an entry
+ * before the leader's answer for it came back. */
+static void the_outcome_of_a_compacted_proposal_follows_the_log_s_base_term(void **state)
+{
+	(void)state;
+	assert_int_equal(rn__outcome(7, 3, 7, 3), 0);    /* the entry itself */
+	assert_int_equal(rn__outcome(7, 3, 7, 4), -EIO); /* replaced */
+	assert_int_equal(rn__outcome(7, 3, 9, 3), 0);    /* base of the same term */
+	assert_int_equal(rn__outcome(7, 3, 9, 4), -EIO); /* a later term: unknown */
+	assert_int_equal(rn__outcome(7, 3, 9, 2), -EIO); /* older: not ours */
+	assert_int_equal(rn__outcome(7, 3, 6, 3), -EIO); /* not past it yet */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -641,6 +714,8 @@ int main(void)
 		cmocka_unit_test(a_malformed_snapshot_fails_the_replica_and_changes_nothing),
 		cmocka_unit_test(a_store_snapshot_during_an_install_does_not_outrun_the_reset),
 		cmocka_unit_test(an_installed_snapshot_survives_a_power_cut),
+		cmocka_unit_test(proposals_inside_an_installed_snapshot_are_told_by_its_term),
+		cmocka_unit_test(the_outcome_of_a_compacted_proposal_follows_the_log_s_base_term),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
