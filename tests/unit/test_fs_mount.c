@@ -227,13 +227,27 @@ void __wrap_fsops_open_stat(void *of, struct stat *st)
 
 /* ---- the mount without a kernel -------------------------------------------- */
 
+#define MAX_THREADS 4
+
 static struct {
 	char            dir[64];
 	node           *n;
 	struct kvfs_ctx ctx;
 	const struct fuse_lowlevel_ops *ops;
 	int             listening;
+	/* Threads a test started and has not joined yet (thread_start). */
+	pthread_t       threads[MAX_THREADS];
+	int             nthreads;
 } M;
+
+static void rm_data_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", M.dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", M.dir);
+}
 
 /* Up as in main(): node, fsops, llops (the inode table). */
 static int mount_up(void **state)
@@ -250,8 +264,10 @@ static int mount_up(void **state)
 	cfg.mode = NODE_STANDALONE;
 	cfg.control = "";                          /* no control socket */
 	cfg.vectors = "/nonexistent/kvfs-vectors"; /* n-gram vectors: fast start */
-	if (node_open(&cfg, &M.n) != 0)
+	if (node_open(&cfg, &M.n) != 0) {
+		rm_data_dir();
 		return -1;
+	}
 	M.ctx.n = M.n;
 	M.ctx.st = node_store(M.n);
 	M.ctx.data_dir = M.dir;
@@ -261,20 +277,67 @@ static int mount_up(void **state)
 	M.ctx.start_ns = fsops_now_ns();
 	M.ctx.entry_timeout = M.ctx.attr_timeout = 1.0;
 	M.ctx.keep_cache = 1;
-	if (fsops_init(&M.ctx) != 0 || llops_init() != 0)
+	if (fsops_init(&M.ctx) != 0) {
+		node_close(M.n);
+		rm_data_dir();
 		return -1;
+	}
+	if (llops_init() != 0) {
+		fsops_fini();
+		node_close(M.n);
+		rm_data_dir();
+		return -1;
+	}
 	M.ops = llops_get();
 	return 0;
+}
+
+/* Starts fn(arg) on a thread of its own, joined by thread_join() or, after
+ * a failed assertion, by mount_down(). */
+static void thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	assert_true(M.nthreads < MAX_THREADS);
+	assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
+	M.threads[M.nthreads++] = *t;
+}
+
+static void thread_join(pthread_t t)
+{
+	for (int i = 0; i < M.nthreads; i++)
+		if (pthread_equal(M.threads[i], t)) {
+			M.threads[i] = M.threads[--M.nthreads];
+			assert_int_equal(pthread_join(t, NULL), 0);
+			return;
+		}
+	fail_msg("thread_join of a thread thread_start did not start");
+}
+
+/* Joins what a failed test left running, for up to 10 s each (its doors
+ * are open). Returns 0 when one still runs: the node must then stay up. */
+static int join_leftovers(void)
+{
+	while (M.nthreads) {
+		struct timespec end;
+
+		clock_gettime(CLOCK_REALTIME, &end);
+		end.tv_sec += 10;
+		if (pthread_timedjoin_np(M.threads[M.nthreads - 1], NULL, &end) != 0) {
+			fprintf(stderr, "a call thread is still running; the node is left open\n");
+			return 0;
+		}
+		M.nthreads--;
+	}
+	return 1;
 }
 
 /* Down in main()'s order: listener and invalidation thread, llops, fsops,
  * node. */
 static int mount_down(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	door_open(); /* nothing may stay at a door after a failed assertion */
+	if (!join_leftovers())
+		return -1;
 	if (M.listening) {
 		node_set_change_listener(M.n, NULL);
 		inval_stop();
@@ -282,8 +345,8 @@ static int mount_down(void **state)
 	llops_fini();
 	fsops_fini();
 	node_close(M.n);
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", M.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	rm_data_dir();
+	return 0;
 }
 
 /* main()'s change listener and invalidation thread (no session: the
@@ -354,7 +417,7 @@ static void call_start(struct call *c, void (*fn)(struct call *c))
 {
 	memset(&c->r, 0, sizeof c->r);
 	c->fn = fn;
-	assert_int_equal(pthread_create(&c->t, NULL, call_main, c), 0);
+	thread_start(&c->t, call_main, c);
 }
 
 static void do_getattr(struct call *c)
@@ -467,12 +530,12 @@ static void a_committer_does_not_wait_for_a_busy_inode_table(void **state)
 
 	counted = ino_changes("/sock/k");
 	assert_int_equal(node_call(M.n, start_socket_write, &sw), 0);
-	assert_int_equal(pthread_create(&mw.t, NULL, mount_write_main, &mw), 0);
+	thread_start(&mw.t, mount_write_main, &mw);
 	committed = await(&mw.done, 10000);
 
 	door_open();
-	pthread_join(stat_call.t, NULL);
-	pthread_join(mw.t, NULL);
+	thread_join(stat_call.t);
+	thread_join(mw.t);
 	assert_true(await(&sw.done, 10000));
 	assert_true(committed); /* false: the committer waited for the table */
 	assert_int_equal(mw.rc, 0);
@@ -532,8 +595,8 @@ static void a_rename_of_what_the_store_says_is_a_directory_waits_for_creates_in_
 	early = await(&mv.r.replied, 1000);
 
 	door_open();
-	pthread_join(mk.t, NULL);
-	pthread_join(mv.t, NULL);
+	thread_join(mk.t);
+	thread_join(mv.t);
 	assert_true(mk.r.replied);
 	assert_int_equal(mk.r.err, 0);
 	assert_true(mv.r.replied);

@@ -167,18 +167,36 @@ static void start_async_write(void *arg)
  * is closed right then. The capture must not see the Raft layer destroyed
  * (before the fix it was: node_free destroyed it first, and the capture
  * went on with a freed rn; AddressSanitizer also reports the use). */
+/* The data directory: made by setup, removed by teardown (which cmocka
+ * also runs after a failed assertion). */
+static char data_dir[] = "/tmp/kvfs-close-XXXXXX";
+
+static int make_data_dir(void **state)
+{
+	(void)state;
+	return mkdtemp(data_dir) ? 0 : -1;
+}
+
+static int remove_data_dir(void **state)
+{
+	char cmd[64];
+
+	(void)state;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 static void close_during_a_background_snapshot_keeps_the_raft_state(void **state)
 {
-	char tmpl[] = "/tmp/kvfs-close-XXXXXX", addr[32], cmd[64];
+	char addr[32];
 	struct node_config cfg = { 0 };
 	struct kv_op op = put_op("first");
 	struct kv_batch b = { &op, 1 };
-	char *dir = mkdtemp(tmpl);
+	const char *dir = data_dir;
 	node *n = NULL;
 	int captured = 0;
 
 	(void)state;
-	assert_non_null(dir);
 	test_free_addr(addr, sizeof addr);
 	cfg.data_dir = dir;
 	cfg.mode = NODE_RAFT;
@@ -204,8 +222,6 @@ static void close_during_a_background_snapshot_keeps_the_raft_state(void **state
 	}
 	assert_true(captured);
 	node_close(n);
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
 	assert_true(get(&S.freed));
 	assert_false(get(&S.freed_in_capture)); /* true: Raft freed under the capture */
 }
@@ -213,7 +229,8 @@ static void close_during_a_background_snapshot_keeps_the_raft_state(void **state
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(close_during_a_background_snapshot_keeps_the_raft_state),
+		cmocka_unit_test_setup_teardown(close_during_a_background_snapshot_keeps_the_raft_state,
+						make_data_dir, remove_data_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
