@@ -598,7 +598,8 @@ int ml__push_pending(const ml *m, const struct ent *e)
  * version is a later local write pulls that write's whole position into
  * the unit, since it is the version pushed: sending it alone would show
  * part of the later write. Returns 1 with *end set, or 0 when such a later
- * write is not durable yet: the unit then waits for the next flush rather
+ * version of this node's (a local write, or a merge it stored) is not
+ * durable yet: the unit then waits for the flush after its sync rather
  * than push this key's older neighbours without it.
  */
 static int push_unit_end(ml *m, uint64_t durable, uint64_t *end)
@@ -620,23 +621,24 @@ static int push_unit_end(ml *m, uint64_t durable, uint64_t *end)
 
 /* Moves the unit's versions into f (a key once, however often it was
  * written). Versions not durable are left out: they were written by
- * another node, concurrently, and its own push carries them. A unit larger
- * than max_frame_bytes cannot travel in one frame: it is broadcast in
- * pieces as they fill (counted in batches_split), after the frame of the
- * units before it (`before`), which is sent and emptied first. */
-static int push_unit_add(ml *m, struct fb *f, struct fb *before, uint64_t end)
+ * another node, concurrently, and its own push carries them; so is a key
+ * the store fails to read (counted), which anti-entropy carries later. A
+ * unit larger than max_frame_bytes cannot travel in one frame: it is
+ * broadcast in pieces as they fill (counted in batches_split), after the
+ * frame of the units before it (`before`), which is sent and emptied
+ * first. */
+static void push_unit_add(ml *m, struct fb *f, struct fb *before, uint64_t end)
 {
 	uint32_t stamp = ++m->stamp;
-	int split = 0, r = 0;
+	int split = 0;
 
 	while (m->pq_head && m->pq_head->seq <= end) {
 		struct pq *q = m->pq_head;
 		struct ent *e = ml__ent_get(m, q->key, q->klen, 0);
 
 		if (e && e->mark != stamp && ml__durable_ent(m, e)) {
-			r = ml__fb_add_version_max(m, f, e, m->cfg.max_frame_bytes);
-			if (r < 0)
-				break;
+			int r = ml__fb_add_version_max(m, f, e, m->cfg.max_frame_bytes);
+
 			if (r == 0 && f->count) {
 				if (before->count) {
 					ml__fb_broadcast(m, ML_MSG_PUSH, before);
@@ -653,7 +655,6 @@ static int push_unit_add(ml *m, struct fb *f, struct fb *before, uint64_t end)
 	}
 	if (split)
 		m->st.batches_split++;
-	return r < 0 ? r : 0;
 }
 
 /* Appends one frame body to another. */
@@ -679,8 +680,7 @@ void ml_flush(ml *m)
 	ml__fb_reset(f);
 	while (m->pq_head && m->pq_head->seq <= durable && push_unit_end(m, durable, &end)) {
 		ml__fb_reset(unit);
-		if (push_unit_add(m, unit, f, end) < 0)
-			m->st.io_errors++; /* the rest of the unit waits for anti-entropy */
+		push_unit_add(m, unit, f, end);
 		/* Several units share a frame up to the soft caps; one unit
 		 * alone may pass them (as one large version does). */
 		if (f->count && (f->count + unit->count > m->cfg.max_keys_msg ||

@@ -30,7 +30,9 @@
  *    64 groups -> 64 leaves each), descend only into differing buckets and
  *    exchange only differing versions. Every message is capped in bytes and
  *    keys, so the bandwidth of a round is bounded whatever the divergence.
- *  - Local writes are also pushed eagerly to every peer once durable.
+ *  - Local writes are also pushed eagerly to every peer once durable, the
+ *    versions of one local write (one store position) in one frame, so a
+ *    receiver that applies a frame at once shows the write whole.
  *
  * Threads: none. Every function must be called from one thread (the node's
  * loop), and every io callback is invoked from inside an ml_ call.

@@ -578,6 +578,44 @@ static void anti_entropy_does_not_tear_a_multi_key_write_on_its_way(void **state
 		run_atomic_batches(base_seed() + 9 + k * 7919, 1, 15, 2);
 }
 
+/* A write larger than max_frame_bytes is pushed in pieces (counted), and
+ * still arrives everywhere. */
+static void multi_key_write_larger_than_a_frame_is_pushed_in_pieces(void **state)
+{
+	uint64_t seed = base_seed() + 10;
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	const char *keys[ATOM_KEYS], *vals[ATOM_KEYS];
+	char names[ATOM_KEYS][32], val[200];
+	struct ml_stats st;
+	ml_sim *s;
+
+	(void)state;
+	memset(val, 'v', sizeof val - 1);
+	val[sizeof val - 1] = 0;
+	o.cfg.max_msg_bytes = 700;
+	o.cfg.max_frame_bytes = 700; /* about three of these versions */
+	o.cfg.gossip_ms = 100000;    /* the push alone */
+	s = sim_new(&o);
+	ml_sim_run(s, 20);
+	assert_int_equal(ml_sim_write(s, 0, "before", "b", 0), 0);
+	for (unsigned k = 0; k < ATOM_KEYS; k++) {
+		atom_key(names[k], sizeof names[k], 0, k);
+		keys[k] = names[k];
+		vals[k] = val;
+	}
+	assert_int_equal(ml_sim_write_batch(s, 0, ATOM_KEYS, keys, vals), 0);
+	ml_sim_run(s, 50);
+	ml_get_stats(ml_sim_node(s, 0), &st);
+	SIM_ASSERT(seed, st.batches_split == 1, "batches_split %" PRIu64, st.batches_split);
+	for (unsigned i = 1; i < 3; i++)
+		for (unsigned k = 0; k < ATOM_KEYS; k++)
+			SIM_ASSERT(seed, has_key(s, i, keys[k], NULL, NULL), "node %u lacks %s", i,
+				   keys[k]);
+	SIM_ASSERT(seed, has_key(s, 1, "before", NULL, NULL), "node 1 lacks the first write");
+	settle_and_check(s, seed, 10000);
+	ml_sim_free(s);
+}
+
 /* The randomized scenario: random writes and deletes on random nodes under
  * drops, duplicates, delays, clock skew, partitions and crashes; then heal
  * and check convergence to the independently computed LWW winners. */
@@ -696,6 +734,7 @@ int main(void)
 		cmocka_unit_test(random_writes_and_deletes_under_faults_converge_to_lww),
 		cmocka_unit_test(multi_key_write_reaches_replicas_whole_by_eager_push),
 		cmocka_unit_test(anti_entropy_does_not_tear_a_multi_key_write_on_its_way),
+		cmocka_unit_test(multi_key_write_larger_than_a_frame_is_pushed_in_pieces),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
