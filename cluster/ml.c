@@ -293,14 +293,16 @@ int ml__durable_ent(const ml *m, const struct ent *e)
 	return e->seq <= m->io.durable(m->io.ctx);
 }
 
-/* Appends the current version of e to a PUSH body. Returns 1 if appended,
- * 0 if it does not fit (or is not durable yet), -errno on error. */
-int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
+/* Appends the current version of e to a PUSH body: with max_bytes 0 if it
+ * fits the soft caps (ml__fb_full), else if the body stays within
+ * max_bytes (a first version always fits). Returns 1 if appended, 0 if it
+ * does not fit (or is not durable yet), -errno on error. */
+int ml__fb_add_version_max(ml *m, struct fb *f, const struct ent *e, size_t max_bytes)
 {
 	struct ml_version v;
 	void *ref = NULL;
 	size_t need;
-	int r;
+	int r, full;
 
 	if (!ml__durable_ent(m, e))
 		return 0;
@@ -315,7 +317,11 @@ int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
 		return r;
 	}
 	need = e->klen + v.ext_len + v.mlen + v.vlen + 32;
-	if (ml__fb_full(m, f, need)) {
+	if (max_bytes)
+		full = f->count && f->body.len + need > max_bytes;
+	else
+		full = ml__fb_full(m, f, need);
+	if (full) {
 		m->io.release(m->io.ctx, ref);
 		return 0;
 	}
@@ -327,6 +333,16 @@ int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
 	f->count++;
 	m->io.release(m->io.ctx, ref);
 	return 1;
+}
+
+/* The same within the soft caps, for anti-entropy and answers to a PUSH,
+ * which leave out local writes the eager push has yet to carry
+ * (ml__push_pending). */
+int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e)
+{
+	if (ml__push_pending(m, e))
+		return 0;
+	return ml__fb_add_version_max(m, f, e, 0);
 }
 
 /* ---- versions -------------------------------------------------------------- */
@@ -549,36 +565,134 @@ err_stored:
 
 /* ---- eager push ------------------------------------------------------------ */
 
+/* Drops the head of the push queue. */
+static void pq_pop(ml *m)
+{
+	struct pq *q = m->pq_head;
+
+	m->pq_head = q->next;
+	if (!m->pq_head)
+		m->pq_tail = NULL;
+	m->pq_n--;
+	free(q);
+}
+
+/* Whether e's current version is a local write the eager push has not
+ * carried yet. Anti-entropy leaves such a version alone: it would hand a
+ * peer this key of a multi-key write ahead of the others, which the push
+ * carries together a moment later (ml_flush). A merged version this node
+ * re-stored after the queue's head is held back too, for as long as the
+ * queue takes to pass it. */
+int ml__push_pending(const ml *m, const struct ent *e)
+{
+	return e->origin == m->cfg.self && m->pq_head && e->seq >= m->pq_head->seq;
+}
+
+/*
+ * The unit of eager push: the queued writes at the head of the queue up to
+ * store position *end, which starts at the head's. A local write is one
+ * store batch, so its keys share one position; they are pushed in one frame
+ * so that a replica, which applies a frame in one store batch
+ * (cluster/ml_node.c), shows them together (SPEC §5: batch and MSET are
+ * atomic, §3: so is a directory rename). A key of the unit whose current
+ * version is a later local write pulls that write's whole position into
+ * the unit, since it is the version pushed: sending it alone would show
+ * part of the later write. Returns 1 with *end set, or 0 when such a later
+ * version of this node's (a local write, or a merge it stored) is not
+ * durable yet: the unit then waits for the flush after its sync rather
+ * than push this key's older neighbours without it.
+ */
+static int push_unit_end(ml *m, uint64_t durable, uint64_t *end)
+{
+	struct pq *q;
+
+	*end = m->pq_head->seq;
+	for (q = m->pq_head; q && q->seq <= *end; q = q->next) {
+		struct ent *e = ml__ent_get(m, q->key, q->klen, 0);
+
+		if (!e || e->origin != m->cfg.self || e->seq <= *end)
+			continue;
+		if (e->seq > durable)
+			return 0;
+		*end = e->seq;
+	}
+	return 1;
+}
+
+/* Moves the unit's versions into f (a key once, however often it was
+ * written). Versions not durable are left out: they were written by
+ * another node, concurrently, and its own push carries them; so is a key
+ * the store fails to read (counted), which anti-entropy carries later. A
+ * unit larger than max_frame_bytes cannot travel in one frame: it is
+ * broadcast in pieces as they fill (counted in batches_split), after the
+ * frame of the units before it (`before`), which is sent and emptied
+ * first. */
+static void push_unit_add(ml *m, struct fb *f, struct fb *before, uint64_t end)
+{
+	uint32_t stamp = ++m->stamp;
+	int split = 0;
+
+	while (m->pq_head && m->pq_head->seq <= end) {
+		struct pq *q = m->pq_head;
+		struct ent *e = ml__ent_get(m, q->key, q->klen, 0);
+
+		if (e && e->mark != stamp && ml__durable_ent(m, e)) {
+			int r = ml__fb_add_version_max(m, f, e, m->cfg.max_frame_bytes);
+
+			if (r == 0 && f->count) {
+				if (before->count) {
+					ml__fb_broadcast(m, ML_MSG_PUSH, before);
+					ml__fb_reset(before);
+				}
+				ml__fb_broadcast(m, ML_MSG_PUSH, f);
+				ml__fb_reset(f);
+				split = 1;
+				continue; /* this key again, in an empty frame */
+			}
+			e->mark = stamp;
+		}
+		pq_pop(m);
+	}
+	if (split)
+		m->st.batches_split++;
+}
+
+/* Appends one frame body to another. */
+static void fb_append(struct fb *to, const struct fb *from)
+{
+	mlw_put_bytes(&to->body, from->body.p, from->body.len);
+	to->count += from->count;
+}
+
 void ml_flush(ml *m)
 {
-	uint64_t durable = m->io.durable(m->io.ctx);
-	struct fb *f = &m->fb1;
-	struct pq *q;
+	uint64_t durable = m->io.durable(m->io.ctx), end;
+	struct fb *f = &m->fb1, *unit = &m->fb3;
 
 	if (ml__gated(m) || !m->pq_head)
 		return;
+	if (m->cfg.n < 2) {
+		/* A node alone just empties the queue. */
+		while (m->pq_head && m->pq_head->seq <= durable)
+			pq_pop(m);
+		return;
+	}
 	ml__fb_reset(f);
-	while ((q = m->pq_head) && q->seq <= durable) {
-		struct ent *e = m->cfg.n > 1 ? ml__ent_get(m, q->key, q->klen, 0) : NULL;
-		int r = 0;
-
-		/* Push the CURRENT version (it may have been superseded since);
-		 * ml__fb_add_version skips it while it is not durable, in which case
-		 * a later queued write or anti-entropy carries it. A node alone
-		 * just empties the queue. */
-		if (e) {
-			r = ml__fb_add_version(m, f, e);
-			if (r == 0 && f->count && ml__durable_ent(m, e)) {
-				ml__fb_broadcast(m, ML_MSG_PUSH, f);
-				ml__fb_reset(f);
-				continue; /* retry this key in an empty frame */
-			}
+	while (m->pq_head && m->pq_head->seq <= durable && push_unit_end(m, durable, &end)) {
+		ml__fb_reset(unit);
+		push_unit_add(m, unit, f, end);
+		/* Several units share a frame up to the soft caps; one unit
+		 * alone may pass them (as one large version does). */
+		if (f->count && (f->count + unit->count > m->cfg.max_keys_msg ||
+				 f->body.len + unit->body.len > m->cfg.max_msg_bytes)) {
+			ml__fb_broadcast(m, ML_MSG_PUSH, f);
+			ml__fb_reset(f);
 		}
-		m->pq_head = q->next;
-		if (!m->pq_head)
-			m->pq_tail = NULL;
-		m->pq_n--;
-		free(q);
+		fb_append(f, unit);
+		if (ml__fb_full(m, f, 0)) {
+			ml__fb_broadcast(m, ML_MSG_PUSH, f);
+			ml__fb_reset(f);
+		}
 	}
 	if (f->count)
 		ml__fb_broadcast(m, ML_MSG_PUSH, f);
@@ -685,6 +799,20 @@ int ml_receive(ml *m, unsigned from, uint16_t type, const void *buf, size_t len)
 		return 0;
 	}
 	return r;
+}
+
+uint64_t ml_push_count(uint16_t type, const void *buf, size_t len)
+{
+	struct mlw_in in;
+	uint64_t count;
+
+	if (type != ML_MSG_PUSH)
+		return 0;
+	mlw_in_init(&in, buf, len);
+	(void)mlw_get_var(&in); /* incarnation */
+	(void)mlw_get_var(&in); /* seq */
+	count = mlw_get_var(&in);
+	return in.err ? 0 : count;
 }
 
 void ml_tick(ml *m)
@@ -801,6 +929,8 @@ int ml_new(const struct ml_config *cfg, const struct ml_io *io, ml **out)
 		m->cfg.max_msg_bytes = ML_DEF_MSG_BYTES;
 	if (m->cfg.max_msg_bytes < ML_ROOT_BYTES + 64)
 		m->cfg.max_msg_bytes = ML_ROOT_BYTES + 64;
+	if (!m->cfg.max_frame_bytes)
+		m->cfg.max_frame_bytes = UINT32_MAX;
 	if (!m->cfg.max_keys_msg)
 		m->cfg.max_keys_msg = ML_DEF_KEYS_MSG;
 	if (!m->cfg.max_drift_ms)
@@ -811,6 +941,7 @@ int ml_new(const struct ml_config *cfg, const struct ml_io *io, ml **out)
 	mlw_out_init(&m->frame);
 	mlw_out_init(&m->fb1.body);
 	mlw_out_init(&m->fb2.body);
+	mlw_out_init(&m->fb3.body);
 	m->ht_cap = 1024;
 	m->ht = calloc(m->ht_cap, sizeof(*m->ht));
 	if (!m->ht) {
@@ -871,5 +1002,6 @@ void ml_free(ml *m)
 	mlw_out_free(&m->frame);
 	mlw_out_free(&m->fb1.body);
 	mlw_out_free(&m->fb2.body);
+	mlw_out_free(&m->fb3.body);
 	free(m);
 }

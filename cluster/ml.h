@@ -30,7 +30,9 @@
  *    64 groups -> 64 leaves each), descend only into differing buckets and
  *    exchange only differing versions. Every message is capped in bytes and
  *    keys, so the bandwidth of a round is bounded whatever the divergence.
- *  - Local writes are also pushed eagerly to every peer once durable.
+ *  - Local writes are also pushed eagerly to every peer once durable, the
+ *    versions of one local write (one store position) in one frame, so a
+ *    receiver that applies a frame at once shows the write whole.
  *
  * Threads: none. Every function must be called from one thread (the node's
  * loop), and every io callback is invoked from inside an ml_ call.
@@ -178,6 +180,12 @@ struct ml_config {
 	                              round lists (4096 leaves hold ~65 keys each
 	                              at 267k keys) */
 	uint32_t max_drift_ms;     /* count remote timestamps further ahead; 0 = 60000 */
+	uint32_t max_frame_bytes;  /* hard cap per PUSH frame (the transport's limit);
+	                              0 = none. The eager push carries the versions
+	                              of one local write in one frame, past
+	                              max_msg_bytes if need be, so that replicas
+	                              apply them together; only a write larger than
+	                              this is split over frames (batches_split) */
 	uint64_t hlc_floor;        /* the largest floor ever passed to io->save_floor, or 0 */
 };
 
@@ -205,6 +213,7 @@ struct ml_stats {
 	uint64_t clock_ahead;       /* remote timestamps (and frames of incarnations) beyond max_drift_ms */
 	uint64_t io_errors;         /* failed put/purge/get/save_floor */
 	uint64_t send_gated;        /* frames not sent while the incarnation was not durable */
+	uint64_t batches_split;     /* local writes too large for one frame, pushed in pieces */
 };
 
 /* Builds the core: scans the store view (indexing every version and starting
@@ -225,6 +234,11 @@ int  ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32
 /* A frame from node `from`. Malformed frames are counted and ignored (0 is
  * returned); errors are -EINVAL (bad sender or type) and -ENOMEM. */
 int  ml_receive(ml *m, unsigned from, uint16_t type, const void *buf, size_t len);
+
+/* The number of versions a PUSH frame says it carries (0 for another type
+ * or a frame that does not decode): lets a backend that applies one frame
+ * in one store batch make room for all of them before ml_receive(). */
+uint64_t ml_push_count(uint16_t type, const void *buf, size_t len);
 
 /* Runs due timers (anti-entropy round, tombstone acks) and pushes durable
  * local writes. Call it often (every 10-50 ms) and after durability advances. */

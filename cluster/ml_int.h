@@ -83,6 +83,7 @@ struct ml {
 	struct ml_stats  st;
 	struct mlw_out   frame;     /* assembled frame */
 	struct fb        fb1, fb2;  /* bodies */
+	struct fb        fb3;       /* ml_flush: the writes of one push unit */
 };
 
 void ml__tlist_add(ml *m, struct ent *e);
@@ -99,6 +100,8 @@ int ml__durable_ent(const ml *m, const struct ent *e);
 int ml__gated(const ml *m);
 int ml__save_floor(ml *m, uint64_t ts);
 int ml__fb_add_version(ml *m, struct fb *f, const struct ent *e);
+int ml__fb_add_version_max(ml *m, struct fb *f, const struct ent *e, size_t max_bytes);
+int ml__push_pending(const ml *m, const struct ent *e);
 struct ent *ml__ent_get(ml *m, const char *key, size_t klen, int create);
 void ml__tomb_progress(ml *m, struct ent *e);
 void ml__tomb_tick(ml *m);

@@ -70,6 +70,10 @@
 /* Largest value that replicates: a PUSH frame holds it with its key and
  * metadata (ml_wire.c) well inside PEER_MAX_FRAME. */
 #define MN_VALUE_MAX (PEER_MAX_FRAME - (64u << 10))
+/* Largest PUSH body: the versions of one local write up to this travel in
+ * one frame, so a receiver applies them together (atomic batches, SPEC §3
+ * and §5); a larger write is pushed in pieces (status: batches_split). */
+#define MN_FRAME_MAX MN_VALUE_MAX
 #include "store/key.h"
 #include "store/log.h"
 
@@ -903,6 +907,13 @@ static void on_message(void *arg, unsigned from, uint16_t type, const void *buf,
 
 	if (mn->stopping || !mn->m || type < ML_MSG_FIRST || type > ML_MSG_LAST)
 		return;
+	/* A PUSH frame carries whole local writes of its sender (ml.c, eager
+	 * push): its versions go into one store batch, which readers see
+	 * applied at once. The lazy batch is submitted first when it could
+	 * not also hold them all (collect() would cut the frame in two). */
+	if (mn->lazy && mn->lazy->nops &&
+	    ml_push_count(type, buf, len) > KV_BATCH_MAX - mn->lazy->nops)
+		lazy_flush(mn);
 	lazy_begin(mn);
 	if (ml_receive(mn->m, from, type, buf, len) < 0)
 		LOG(LOG_WARN, "masterless: frame %#x from %s failed", type, mn->mem.addrs[from]);
@@ -1047,6 +1058,7 @@ static void mn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "bad_versions", json_integer((json_int_t)st.bad_versions));
 	json_object_set_new(obj, "msgs_dropped", json_integer((json_int_t)st.msgs_dropped));
 	json_object_set_new(obj, "send_errors", json_integer((json_int_t)st.send_errors));
+	json_object_set_new(obj, "batches_split", json_integer((json_int_t)st.batches_split));
 	json_object_set_new(obj, "io_errors", json_integer((json_int_t)st.io_errors));
 	json_object_set_new(obj, "failed", json_boolean(mn->failed != 0));
 	json_object_set_new(obj, "msgs_sent", json_integer((json_int_t)st.msgs_sent));
@@ -1134,6 +1146,9 @@ static int mn_start(void *self)
 	mc.self = mn->mem.self;
 	mc.n = (unsigned)mn->mem.n;
 	mc.hlc_floor = mn->replayed_floor;
+	/* A local write's versions travel in one PUSH frame up to what the
+	 * transport carries, header included. */
+	mc.max_frame_bytes = MN_FRAME_MAX;
 	memset(&io, 0, sizeof(io));
 	io.ctx = mn;
 	io.send = io_send;

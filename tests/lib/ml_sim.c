@@ -48,6 +48,8 @@ struct snode {
 	uint64_t     last_seq, durable_seq, sync_at;
 	uint64_t     floor, dur_floor; /* clock floor saved by the core */
 	uint64_t     win_start, win_bytes;
+	int          in_batch;    /* ml_sim_write_batch: puts share one position */
+	int          batch_pos;   /* ... and that position has been taken */
 };
 
 struct msg {
@@ -80,6 +82,8 @@ struct ml_sim {
 	size_t             nh, hcap2;
 	struct smap        collected; /* keys whose tombstones were collected somewhere */
 	struct ml_sim_stats st;
+	ml_sim_observer    observer;
+	void              *observer_arg;
 };
 
 /* ML_SIM_TRACE=<key> prints what happens to that key (NULL key: events
@@ -283,7 +287,9 @@ static void journal(struct snode *nd, const char *key, size_t klen, struct sver 
 {
 	ml_sim *s = nd->s;
 
-	nd->last_seq++;
+	if (!nd->in_batch || !nd->batch_pos)
+		nd->last_seq++;
+	nd->batch_pos = nd->in_batch;
 	if (!s->o.sync_max_ms) {
 		if (!key)
 			nd->dur_floor = nd->floor;
@@ -343,7 +349,7 @@ static void node_sync(struct snode *nd)
 	journal_drop(nd);
 	nd->durable_seq = nd->last_seq;
 	nd->sync_at = 0;
-	if (nd->up)
+	if (nd->up && !nd->s->o.push_at_tick)
 		ml_flush(nd->m); /* what the real backend does on a store completion */
 }
 
@@ -571,6 +577,14 @@ static void deliver(ml_sim *s, struct msg *g)
 		fprintf(stderr, "ml_sim: ml_receive on node %u failed: %d\n", g->to, r);
 		abort();
 	}
+	if (s->observer)
+		s->observer(s->observer_arg, s, g->to);
+}
+
+void ml_sim_set_observer(ml_sim *s, ml_sim_observer fn, void *arg)
+{
+	s->observer = fn;
+	s->observer_arg = arg;
 }
 
 void ml_sim_run(ml_sim *s, uint64_t ms)
@@ -644,15 +658,14 @@ int64_t ml_sim_settle(ml_sim *s, uint64_t step_ms, uint64_t max_ms)
 	return -1;
 }
 
-int ml_sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int tombstone)
+/* One local write and its history entry. */
+static int sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int tombstone)
 {
 	struct snode *nd = &s->nodes[i];
 	struct hist *h;
 	struct sent *e;
 	int r;
 
-	if (!nd->up)
-		return -EHOSTDOWN;
 	r = ml_local_write(nd->m, key, strlen(key), val, tombstone ? 0 : (uint32_t)strlen(val),
 			   "meta", 4, tombstone, NULL);
 	if (r)
@@ -677,6 +690,29 @@ int ml_sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int to
 	s->nh++;
 	s->st.writes++;
 	return 0;
+}
+
+int ml_sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int tombstone)
+{
+	if (!s->nodes[i].up)
+		return -EHOSTDOWN;
+	return sim_write(s, i, key, val, tombstone);
+}
+
+int ml_sim_write_batch(ml_sim *s, unsigned i, size_t n, const char *const *keys,
+		       const char *const *vals)
+{
+	struct snode *nd = &s->nodes[i];
+	int r = 0;
+
+	if (!nd->up)
+		return -EHOSTDOWN;
+	nd->in_batch = 1;
+	nd->batch_pos = 0;
+	for (size_t k = 0; k < n && !r; k++)
+		r = sim_write(s, i, keys[k], vals[k], 0);
+	nd->in_batch = 0;
+	return r;
 }
 
 /* ---- faults -------------------------------------------------------------------- */

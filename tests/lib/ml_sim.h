@@ -37,6 +37,10 @@ struct ml_sim_opts {
 	uint32_t         corrupt_pm;   /* per mille of frames garbled (bytes flipped or
 	                                  cut); the real transport's CRC prevents this,
 	                                  so it only tests that decoders hold up */
+	int              push_at_tick; /* a sync does not push at once (as kvfs's push
+	                                  window, KVFS_ML_PUSH_MS): durable writes wait
+	                                  for the node's next tick, and anti-entropy
+	                                  may meet them first */
 };
 
 int  ml_sim_new(const struct ml_sim_opts *o, ml_sim **out);
@@ -55,6 +59,18 @@ int64_t ml_sim_settle(ml_sim *s, uint64_t step_ms, uint64_t max_ms);
 
 /* A local write on node i (must be up); recorded in the history. */
 int  ml_sim_write(ml_sim *s, unsigned i, const char *key, const char *val, int tombstone);
+
+/* A client's multi-key write on node i (must be up): the puts share one
+ * store position, so they become durable together, as the versions of one
+ * store batch do in kvfs (cluster/ml_node.c). Recorded in the history. */
+int  ml_sim_write_batch(ml_sim *s, unsigned i, size_t n, const char *const *keys,
+			const char *const *vals);
+
+/* Called after every frame a node has received and applied (node: the
+ * receiver), or NULL: lets a test look at a replica between frames, where
+ * kvfs makes a frame's versions visible together (one store batch). */
+typedef void (*ml_sim_observer)(void *arg, ml_sim *s, unsigned node);
+void ml_sim_set_observer(ml_sim *s, ml_sim_observer fn, void *arg);
 
 /* Faults. */
 void ml_sim_set_faults(ml_sim *s, uint32_t drop_pm, uint32_t dup_pm,
