@@ -597,12 +597,14 @@ int ml__push_pending(const ml *m, const struct ent *e)
  * atomic, §3: so is a directory rename). A key of the unit whose current
  * version is a later local write pulls that write's whole position into
  * the unit, since it is the version pushed: sending it alone would show
- * part of the later write. Returns 1 with *end set, or 0 when such a later
- * version of this node's (a local write, or a merge it stored) is not
- * durable yet: the unit then waits for the flush after its sync rather
- * than push this key's older neighbours without it.
+ * part of the later write. Returns 1 with *end set, or, with `wait`, 0
+ * when such a later version of this node's (a local write, or a merge it
+ * stored) is not durable yet: the unit then waits for the flush after its
+ * sync rather than push this key's older neighbours without it. Without
+ * `wait` such a key is left out (push_unit_add skips a version that is not
+ * durable; its own unit carries it next).
  */
-static int push_unit_end(ml *m, uint64_t durable, uint64_t *end)
+static int push_unit_end(ml *m, uint64_t durable, uint64_t *end, int wait)
 {
 	struct pq *q;
 
@@ -612,11 +614,36 @@ static int push_unit_end(ml *m, uint64_t durable, uint64_t *end)
 
 		if (!e || e->origin != m->cfg.self || e->seq <= *end)
 			continue;
-		if (e->seq > durable)
-			return 0;
+		if (e->seq > durable) {
+			if (wait)
+				return 0;
+			continue;
+		}
 		*end = e->seq;
 	}
 	return 1;
+}
+
+/* Whether the head unit may still wait for a later local write to one of
+ * its keys (push_unit_end). A key written again and again (a counter) has
+ * a newer write on its way to the disk almost every time the push runs:
+ * waiting for it without end would hold back every write queued behind
+ * it, for as long as the key keeps changing. After ML_PUSH_HOLD_MS the
+ * unit goes without that key's newer version (counted: push_unheld), and
+ * replicas may then see the unit's other keys beside that key's older
+ * value until its next push, a few milliseconds later. */
+static int push_may_wait(ml *m)
+{
+	uint64_t now = m->io.now_ms(m->io.ctx);
+
+	if (!m->push_held_since) {
+		m->push_held_since = now ? now : 1;
+		return 1;
+	}
+	if (now >= m->push_held_since && now - m->push_held_since < ML_PUSH_HOLD_MS)
+		return 1;
+	m->st.push_unheld++;
+	return 0;
 }
 
 /* Moves the unit's versions into f (a key once, however often it was
@@ -678,7 +705,16 @@ void ml_flush(ml *m)
 		return;
 	}
 	ml__fb_reset(f);
-	while (m->pq_head && m->pq_head->seq <= durable && push_unit_end(m, durable, &end)) {
+	while (m->pq_head && m->pq_head->seq <= durable) {
+		if (push_unit_end(m, durable, &end, 1)) {
+			m->push_held_since = 0;
+		} else {
+			/* Once the wait is over the queue drains without more:
+			 * the units behind are the same key's writes. */
+			if (push_may_wait(m))
+				break;
+			push_unit_end(m, durable, &end, 0);
+		}
 		ml__fb_reset(unit);
 		push_unit_add(m, unit, f, end);
 		/* Several units share a frame up to the soft caps; one unit

@@ -214,6 +214,8 @@ struct ml_stats {
 	uint64_t io_errors;         /* failed put/purge/get/save_floor */
 	uint64_t send_gated;        /* frames not sent while the incarnation was not durable */
 	uint64_t batches_split;     /* local writes too large for one frame, pushed in pieces */
+	uint64_t push_unheld;       /* pushes that stopped waiting for a newer local write
+	                               to one of their keys (ML_PUSH_HOLD_MS) */
 };
 
 /* Builds the core: scans the store view (indexing every version and starting

@@ -18,6 +18,9 @@
 #define ML_DEF_MSG_BYTES   (256u * 1024)
 #define ML_DEF_KEYS_MSG    8192
 #define ML_DEF_DRIFT_MS    60000
+/* How long a push waits for a newer local write to one of its keys (ml.c,
+ * push_may_wait): a few syncs and push windows. */
+#define ML_PUSH_HOLD_MS    10
 #define ML_ROOT_BYTES      (ML_GROUPS * 8)
 #define ML_LEAVES_ENTRY    (1 + ML_LEAVES_PER * 8)
 
@@ -84,6 +87,7 @@ struct ml {
 	struct mlw_out   frame;     /* assembled frame */
 	struct fb        fb1, fb2;  /* bodies */
 	struct fb        fb3;       /* ml_flush: the writes of one push unit */
+	uint64_t         push_held_since; /* ms: the head unit waits since (0: not) */
 };
 
 void ml__tlist_add(ml *m, struct ent *e);

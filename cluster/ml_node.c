@@ -1059,6 +1059,7 @@ static void mn_status(void *self, json_t *obj)
 	json_object_set_new(obj, "msgs_dropped", json_integer((json_int_t)st.msgs_dropped));
 	json_object_set_new(obj, "send_errors", json_integer((json_int_t)st.send_errors));
 	json_object_set_new(obj, "batches_split", json_integer((json_int_t)st.batches_split));
+	json_object_set_new(obj, "push_unheld", json_integer((json_int_t)st.push_unheld));
 	json_object_set_new(obj, "io_errors", json_integer((json_int_t)st.io_errors));
 	json_object_set_new(obj, "failed", json_boolean(mn->failed != 0));
 	json_object_set_new(obj, "msgs_sent", json_integer((json_int_t)st.msgs_sent));
