@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/ml_wire.h"
 #include "tests/lib/ml_sim.h"
 #include "tests/lib/ml_sim_map.h"
 
@@ -192,6 +193,33 @@ static struct msg *heap_pop(ml_sim *s)
 
 /* ---- io callbacks ------------------------------------------------------------- */
 
+/* The keys a KEYS frame lists (cluster/ml_ae.c: leaf sections of keys and
+ * hashes after the frame header), 0 if it does not decode. */
+static uint64_t keys_listed(const void *buf, size_t len)
+{
+	struct mlw_in in;
+	uint64_t sections, keys = 0;
+
+	mlw_in_init(&in, buf, len);
+	(void)mlw_get_var(&in); /* incarnation */
+	(void)mlw_get_var(&in); /* seq */
+	sections = mlw_get_var(&in);
+	for (uint64_t i = 0; i < sections && !in.err; i++) {
+		uint64_t fit;
+		size_t klen;
+
+		(void)mlw_get_u16(&in); /* leaf */
+		(void)mlw_get_u8(&in);  /* complete */
+		fit = mlw_get_var(&in);
+		for (uint64_t k = 0; k < fit && !in.err; k++) {
+			(void)mlw_get_lbytes(&in, SIZE_MAX, &klen);
+			(void)mlw_get_u64(&in);
+		}
+		keys += fit;
+	}
+	return in.err ? 0 : keys;
+}
+
 static int io_send(void *ctx, unsigned to, uint16_t type, const void *buf, size_t len)
 {
 	struct snode *nd = ctx;
@@ -205,8 +233,14 @@ static int io_send(void *ctx, unsigned to, uint16_t type, const void *buf, size_
 	s->st.bytes += len;
 	if (len > s->st.max_frame)
 		s->st.max_frame = len;
-	if (type == ML_MSG_KEYS && len > s->st.max_keys_frame)
-		s->st.max_keys_frame = len;
+	if (type == ML_MSG_KEYS) {
+		uint64_t keys = keys_listed(buf, len);
+
+		if (len > s->st.max_keys_frame)
+			s->st.max_keys_frame = len;
+		if (keys > s->st.max_keys_listed)
+			s->st.max_keys_listed = keys;
+	}
 	if (s->now >= nd->win_start + window) {
 		nd->win_start = s->now;
 		nd->win_bytes = 0;

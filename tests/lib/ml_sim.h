@@ -107,7 +107,8 @@ int  ml_sim_check(ml_sim *s, char *err, size_t errlen);
 struct ml_sim_stats {
 	uint64_t frames, bytes, dropped, duplicated;
 	uint64_t max_frame;            /* largest frame sent */
-	uint64_t max_keys_frame;       /* largest KEYS frame sent */
+	uint64_t max_keys_frame;       /* largest KEYS frame sent (bytes) */
+	uint64_t max_keys_listed;      /* most keys one KEYS frame listed */
 	uint64_t max_window_bytes;     /* most bytes one node sent in one gossip period */
 	uint64_t purges;
 	uint64_t purge_violations;     /* collection while some node lacked the tombstone */
