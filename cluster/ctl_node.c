@@ -30,6 +30,23 @@ static int nb_get(void *self, const char *key, size_t klen, struct ctl_rec *out)
 	return rc ? rc : nb_fill(r, out);
 }
 
+static int nb_get_many(void *self, size_t n, const char *const *keys, const size_t *klens,
+		       struct ctl_rec *out, unsigned char *found)
+{
+	kv_rec **r = malloc((n ? n : 1) * sizeof *r);
+
+	if (!r)
+		return -ENOMEM;
+	store_get_many(node_store(self), n, keys, klens, r);
+	for (size_t i = 0; i < n; i++) {
+		found[i] = r[i] != NULL;
+		if (r[i])
+			nb_fill(r[i], &out[i]);
+	}
+	free(r);
+	return 0;
+}
+
 static int nb_next(void *self, const char *prefix, size_t plen, const char *after, size_t alen,
 		   char *keybuf, size_t *klen, struct ctl_rec *out)
 {
@@ -130,6 +147,7 @@ void ctl_node_backend(struct node *n, struct ctl_backend *be)
 {
 	be->self = n;
 	be->get = nb_get;
+	be->get_many = nb_get_many;
 	be->next = nb_next;
 	be->release = nb_release;
 	be->maybe_dir = nb_maybe_dir;

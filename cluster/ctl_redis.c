@@ -328,27 +328,71 @@ static int c_exists(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 	return CTL_STEP_DONE;
 }
 
+/* One MGET reply element; releases rec. */
+static void mget_element(struct ctl_sess *s, struct ctl_rec *rec)
+{
+	if (rec->len > CTL_VALUE_MAX)
+		resp_nil(&s->out);
+	else
+		resp_bulk(&s->out, rec->val, rec->len);
+	s->be->release(s->be->self, rec);
+}
+
+/* MGET reads every key at one point between applied writes when the
+ * backend can (an MSET is then seen whole or not at all), else one after
+ * the other. */
 static int c_mget(struct ctl_sess *s, struct resp_arg *av, size_t ac)
 {
 	int gate;
 	const struct ctl_backend *be = s->be;
-	struct ctl_rec rec;
-	size_t i;
+	size_t i, n = ac - 1;
+	const char **keys = NULL;
+	size_t *klens = NULL;
+	struct ctl_rec *recs = NULL;
+	unsigned char *found = NULL;
 
 	if ((gate = ctl_redis_read_gate(s)) != CTL_READ_GO)
 		return gate;
-	resp_array(&s->out, (long long)ac - 1);
-	for (i = 1; i < ac; i++) {
-		if (be->get(be->self, av[i].p, av[i].len, &rec)) {
-			resp_nil(&s->out);
-			continue;
+	if (be->get_many) {
+		keys = malloc(n * sizeof *keys);
+		klens = malloc(n * sizeof *klens);
+		recs = malloc(n * sizeof *recs);
+		found = malloc(n);
+		if (!keys || !klens || !recs || !found) {
+			resp_error(&s->out, "ERR out of memory");
+			goto out;
 		}
-		if (rec.len > CTL_VALUE_MAX)
+		for (i = 0; i < n; i++) {
+			keys[i] = av[1 + i].p;
+			klens[i] = av[1 + i].len;
+		}
+		if (be->get_many(be->self, n, keys, klens, recs, found)) {
+			resp_error(&s->out, "ERR out of memory");
+			goto out;
+		}
+		resp_array(&s->out, (long long)n);
+		for (i = 0; i < n; i++) {
+			if (found[i])
+				mget_element(s, &recs[i]);
+			else
+				resp_nil(&s->out);
+		}
+		goto out;
+	}
+	resp_array(&s->out, (long long)n);
+	for (i = 0; i < n; i++) {
+		struct ctl_rec rec;
+
+		if (be->get(be->self, av[1 + i].p, av[1 + i].len, &rec))
 			resp_nil(&s->out);
 		else
-			resp_bulk(&s->out, rec.val, rec.len);
-		be->release(be->self, &rec);
+			mget_element(s, &rec);
 	}
+out:
+	free(keys);
+	free(klens);
+	free(recs);
+	free(found);
 	return CTL_STEP_DONE;
 }
 

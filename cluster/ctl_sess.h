@@ -61,6 +61,11 @@ typedef void (*ctl_done_fn)(void *arg, int status);
 struct ctl_backend {
 	void *self;
 	int      (*get)(void *self, const char *key, size_t klen, struct ctl_rec *out); /* -ENOENT */
+	/* Optional (may be NULL): n lookups at one point between applied
+	 * writes (MGET). found[i] says whether out[i] was filled (release
+	 * each); -ENOMEM leaves nothing to release. */
+	int      (*get_many)(void *self, size_t n, const char *const *keys, const size_t *klens,
+			     struct ctl_rec *out, unsigned char *found);
 	/* First key > after (or >= prefix when after is NULL) with the prefix. */
 	int      (*next)(void *self, const char *prefix, size_t plen, const char *after, size_t alen,
 			 char *keybuf /* > KV_KEY_MAX bytes */, size_t *klen, struct ctl_rec *out);

@@ -504,6 +504,20 @@ int store_get(store *st, const char *key, size_t klen, int with_tombstones, kv_r
 	return rc;
 }
 
+void store_get_many(store *st, size_t n, const char *const *keys, const size_t *klens,
+		    kv_rec **out)
+{
+	pthread_rwlock_rdlock(&st->map_lock);
+	for (size_t i = 0; i < n; i++) {
+		kv_rec *r = map_get(st->map, keys[i], klens[i]);
+
+		out[i] = r && !(r->flags & KV_F_TOMBSTONE) ? r : NULL;
+		if (out[i])
+			kv_rec_ref(r);
+	}
+	pthread_rwlock_unlock(&st->map_lock);
+}
+
 int store_maybe_dir(store *st, const char *key, size_t klen)
 {
 	int rc;

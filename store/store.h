@@ -214,6 +214,13 @@ int  store_apply_large(store *st, const struct kv_batch *b, uint64_t version);
  * (or a tombstone, unless `with_tombstones`). */
 int  store_get(store *st, const char *key, size_t klen, int with_tombstones, kv_rec **out);
 
+/* Looks up n keys at one point between applied batches (one hold of the
+ * map's lock), so that a batch is seen whole or not at all (MGET):
+ * out[i] is a new reference, or NULL when keys[i] (klens[i] bytes) is
+ * missing or a tombstone. */
+void store_get_many(store *st, size_t n, const char *const *keys, const size_t *klens,
+		    kv_rec **out);
+
 /* Finds the first key strictly greater than `after` (or the first key >= prefix
  * when after == NULL) that starts with `prefix` (plen may be 0). Copies the key
  * into keybuf (NUL-terminated, size must be > KV_KEY_MAX) and returns a

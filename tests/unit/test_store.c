@@ -188,6 +188,70 @@ static void meta_change_shares_the_value_and_tombstones_are_hidden(void **state)
 	memdisk_free(md);
 }
 
+/* store_get_many reads its keys between two applied batches: a writer puts
+ * a and b together, each time with a new value, and the reader never sees
+ * them differ (it does, now and then, with one store_get per key). Missing
+ * keys and tombstones come back NULL. */
+struct pair_writer {
+	store *st;
+	int    stop, rc;
+	unsigned rounds;
+};
+
+static void *pair_writer_main(void *arg)
+{
+	struct pair_writer *w = arg;
+	char v[16];
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) && !w->rc) {
+		struct kv_op ops[2] = {
+			{ .kind = KV_PUT, .key = "a", .klen = 1, .val = v, .meta = meta_of(0100644, 1) },
+			{ .kind = KV_PUT, .key = "b", .klen = 1, .val = v, .meta = meta_of(0100644, 1) },
+		};
+		struct kv_batch b = { .ops = ops, .n = 2 };
+
+		ops[0].vlen = ops[1].vlen = (uint32_t)snprintf(v, sizeof v, "%u", w->rounds++);
+		w->rc = store_write(w->st, &b);
+	}
+	return NULL;
+}
+
+static void get_many_reads_a_batch_whole(void **state)
+{
+	memdisk *md = memdisk_new();
+	store *st = open_store(md, NULL);
+	struct pair_writer w = { .st = st };
+	const char *keys[3] = { "a", "b", "none" };
+	size_t klens[3] = { 1, 1, 4 };
+	kv_rec *r[3];
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(put(st, NULL, "none", "x"), 0);
+	assert_int_equal(del(st, NULL, "none"), 0);
+	assert_int_equal(pthread_create(&t, NULL, pair_writer_main, &w), 0);
+	for (int i = 0; i < 20000 || __atomic_load_n(&w.rounds, __ATOMIC_RELAXED) < 200; i++) {
+		store_get_many(st, 3, keys, klens, r);
+		assert_null(r[2]);
+		if (!r[0] || !r[1]) { /* before the first write */
+			assert_true(!r[0] && !r[1]);
+			continue;
+		}
+		if (kv_rec_size(r[0]) != kv_rec_size(r[1]) ||
+		    memcmp(kv_rec_value(r[0]), kv_rec_value(r[1]), kv_rec_size(r[0])) != 0)
+			fail_msg("a = %.*s but b = %.*s", (int)kv_rec_size(r[0]),
+				 (const char *)kv_rec_value(r[0]), (int)kv_rec_size(r[1]),
+				 (const char *)kv_rec_value(r[1]));
+		kv_rec_unref(r[0]);
+		kv_rec_unref(r[1]);
+	}
+	__atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	assert_int_equal(w.rc, 0);
+	store_close(st);
+	memdisk_free(md);
+}
+
 struct hook_log {
 	char   text[4096];
 	size_t len;
@@ -1051,6 +1115,7 @@ int main(void)
 		cmocka_unit_test(replay_decoding_into_room_matches_the_allocating_decoder),
 		cmocka_unit_test(invalid_batches_are_refused_before_logging),
 		cmocka_unit_test(meta_change_shares_the_value_and_tombstones_are_hidden),
+		cmocka_unit_test(get_many_reads_a_batch_whole),
 		cmocka_unit_test(apply_hook_sees_every_change_in_order),
 		cmocka_unit_test(submitted_batches_complete_in_order_after_close_at_the_latest),
 		cmocka_unit_test(raw_records_are_replayed_and_state_comes_back_with_the_snapshot),
