@@ -28,18 +28,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ml_lib  # noqa: E402
-from raft_lib import Cluster, CtlError, retry_put, skip_without_fuse  # noqa: E402
+from raft_lib import (Cluster, CtlError, check, failures, retry_put,  # noqa: E402
+                      skip_without_fuse)
 
 TMPFS_MB = 48          # per node: a log segment grows as it is written
 VALUE_KB = 64          # writes to fill the last megabytes quickly
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL: " + msg, flush=True)
-    return cond
 
 
 def value_of(i):

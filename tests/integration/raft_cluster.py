@@ -18,16 +18,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from raft_lib import Cluster, CtlError, retry_put, skip_without_fuse  # noqa: E402
-
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL: " + msg, flush=True)
-    return cond
+from raft_lib import (Cluster, CtlError, check, failures, retry_put,  # noqa: E402
+                      skip_without_fuse)
 
 
 def mount_write(path, data):

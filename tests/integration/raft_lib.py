@@ -24,6 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ports import free_port, free_ports  # noqa: E402,F401
 
 
+# The failed checks of a test script, for its summary and exit status.
+failures = []
+
+
+def check(cond, msg):
+    """Records (and prints) a failed check; returns cond."""
+    if not cond:
+        failures.append(msg)
+        print("FAIL: " + msg, flush=True)
+    return cond
+
+
 def skip_without_fuse():
     if not os.path.exists("/dev/fuse") or not os.access("/dev/fuse", os.R_OK | os.W_OK):
         print("SKIP: /dev/fuse is missing")
