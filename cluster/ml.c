@@ -296,7 +296,8 @@ int ml__durable_ent(const ml *m, const struct ent *e)
 /* Appends the current version of e to a PUSH body: with max_bytes 0 if it
  * fits the soft caps (ml__fb_full), else if the body stays within
  * max_bytes (a first version always fits). Returns 1 if appended, 0 if it
- * does not fit (or is not durable yet), -errno on error. */
+ * does not fit (or is not durable yet), -errno on error; with max_bytes,
+ * -ENOENT when the store lacks the version (without, that is 0: skipped). */
 int ml__fb_add_version_max(ml *m, struct fb *f, const struct ent *e, size_t max_bytes)
 {
 	struct ml_version v;
@@ -310,7 +311,7 @@ int ml__fb_add_version_max(ml *m, struct fb *f, const struct ent *e, size_t max_
 	if (r == -ENOENT) {
 		/* The index and the store disagree (a failed put): skip. */
 		m->st.io_errors++;
-		return 0;
+		return max_bytes ? -ENOENT : 0;
 	}
 	if (r < 0) {
 		m->st.io_errors++;
@@ -544,6 +545,7 @@ int ml_local_write(ml *m, const char *key, size_t klen, const void *val, uint32_
 	m->st.local_writes++;
 	q->next = NULL;
 	q->seq = e->seq;
+	q->queued_ms = m->io.now_ms(m->io.ctx);
 	q->klen = (uint32_t)klen;
 	memcpy(q->key, key, klen);
 	if (m->pq_tail)
@@ -577,15 +579,29 @@ static void pq_pop(ml *m)
 	free(q);
 }
 
+/* Whether the oldest write in the push queue is `ms` old (or the clock went
+ * back). Measured from the write, not from the start of a wait: a key
+ * rewritten without pause between other writes would otherwise start a new
+ * wait with every unit it is in. */
+static int push_older_than(const ml *m, uint64_t ms)
+{
+	uint64_t now = m->io.now_ms(m->io.ctx), t = m->pq_head->queued_ms;
+
+	return now < t || now - t >= ms;
+}
+
 /* Whether e's current version is a local write the eager push has not
  * carried yet. Anti-entropy leaves such a version alone: it would hand a
  * peer this key of a multi-key write ahead of the others, which the push
  * carries together a moment later (ml_flush). A merged version this node
  * re-stored after the queue's head is held back too, for as long as the
- * queue takes to pass it. */
+ * queue takes to pass it. Not once the queue's head is ML_PUSH_AE_HOLD_MS
+ * old: a durable write is pushed within ML_PUSH_HOLD_MS, so a queue that
+ * old has stopped moving, and anti-entropy then carries what it can. */
 int ml__push_pending(const ml *m, const struct ent *e)
 {
-	return e->origin == m->cfg.self && m->pq_head && e->seq >= m->pq_head->seq;
+	return e->origin == m->cfg.self && m->pq_head && e->seq >= m->pq_head->seq &&
+	       !push_older_than(m, ML_PUSH_AE_HOLD_MS);
 }
 
 /*
@@ -628,19 +644,14 @@ static int push_unit_end(ml *m, uint64_t durable, uint64_t *end, int wait)
  * its keys (push_unit_end). A key written again and again (a counter) has
  * a newer write on its way to the disk almost every time the push runs:
  * waiting for it without end would hold back every write queued behind
- * it, for as long as the key keeps changing. After ML_PUSH_HOLD_MS the
- * unit goes without that key's newer version (counted: push_unheld), and
- * replicas may then see the unit's other keys beside that key's older
- * value until its next push, a few milliseconds later. */
+ * it, for as long as the key keeps changing. Once the unit's first write
+ * is ML_PUSH_HOLD_MS old, the unit goes without that key's newer version
+ * (counted: push_unheld), and replicas may then see the unit's other keys
+ * beside that key's older value until its next push, a few milliseconds
+ * later. */
 static int push_may_wait(ml *m)
 {
-	uint64_t now = m->io.now_ms(m->io.ctx);
-
-	if (!m->push_held_since) {
-		m->push_held_since = now ? now : 1;
-		return 1;
-	}
-	if (now >= m->push_held_since && now - m->push_held_since < ML_PUSH_HOLD_MS)
+	if (!push_older_than(m, ML_PUSH_HOLD_MS))
 		return 1;
 	m->st.push_unheld++;
 	return 0;
@@ -666,6 +677,8 @@ static void push_unit_add(ml *m, struct fb *f, struct fb *before, uint64_t end)
 		if (e && e->mark != stamp && ml__durable_ent(m, e)) {
 			int r = ml__fb_add_version_max(m, f, e, m->cfg.max_frame_bytes);
 
+			/* r < 0: the store cannot give the version (counted);
+			 * anti-entropy carries it once it can. */
 			if (r == 0 && f->count) {
 				if (before->count) {
 					ml__fb_broadcast(m, ML_MSG_PUSH, before);
@@ -691,6 +704,16 @@ static void fb_append(struct fb *to, const struct fb *from)
 	to->count += from->count;
 }
 
+/* Frees a buffer that one large frame grew past ML_KEEP_BODY_BYTES (it is
+ * empty between frames), rather than keep it for the node's lifetime. */
+static void shrink(struct mlw_out *o)
+{
+	if (o->cap > ML_KEEP_BODY_BYTES) {
+		mlw_out_free(o);
+		mlw_out_init(o);
+	}
+}
+
 void ml_flush(ml *m)
 {
 	uint64_t durable = m->io.durable(m->io.ctx), end;
@@ -706,11 +729,7 @@ void ml_flush(ml *m)
 	}
 	ml__fb_reset(f);
 	while (m->pq_head && m->pq_head->seq <= durable) {
-		if (push_unit_end(m, durable, &end, 1)) {
-			m->push_held_since = 0;
-		} else {
-			/* Once the wait is over the queue drains without more:
-			 * the units behind are the same key's writes. */
+		if (!push_unit_end(m, durable, &end, 1)) {
 			if (push_may_wait(m))
 				break;
 			push_unit_end(m, durable, &end, 0);
@@ -732,6 +751,10 @@ void ml_flush(ml *m)
 	}
 	if (f->count)
 		ml__fb_broadcast(m, ML_MSG_PUSH, f);
+	/* A push of a large write left buffers of up to 64 MiB behind. */
+	shrink(&f->body);
+	shrink(&unit->body);
+	shrink(&m->frame);
 }
 
 static int recv_push(ml *m, unsigned from, struct mlw_in *in)

@@ -18,9 +18,18 @@
 #define ML_DEF_MSG_BYTES   (256u * 1024)
 #define ML_DEF_KEYS_MSG    8192
 #define ML_DEF_DRIFT_MS    60000
-/* How long a push waits for a newer local write to one of its keys (ml.c,
- * push_may_wait): a few syncs and push windows. */
+/* How long a local write may wait in the push queue for a newer local
+ * write to one of its keys (ml.c, push_may_wait): a few syncs and push
+ * windows. */
 #define ML_PUSH_HOLD_MS    10
+/* How long anti-entropy leaves alone local writes the push has not carried
+ * yet (ml__push_pending): well past a push's usual delay (a sync and the
+ * push window, milliseconds), so that only a queue that stopped moving is
+ * bypassed. */
+#define ML_PUSH_AE_HOLD_MS 100
+/* Frame bodies that grew past this for one large push are freed after it
+ * rather than kept for the node's lifetime. */
+#define ML_KEEP_BODY_BYTES (4u * ML_DEF_MSG_BYTES)
 #define ML_ROOT_BYTES      (ML_GROUPS * 8)
 #define ML_LEAVES_ENTRY    (1 + ML_LEAVES_PER * 8)
 
@@ -52,6 +61,7 @@ struct peer {
 struct pq {        /* a local write waiting to be pushed */
 	struct pq *next;
 	uint64_t   seq;
+	uint64_t   queued_ms; /* io->now_ms when it was written */
 	uint32_t   klen;
 	char       key[];
 };
@@ -87,7 +97,6 @@ struct ml {
 	struct mlw_out   frame;     /* assembled frame */
 	struct fb        fb1, fb2;  /* bodies */
 	struct fb        fb3;       /* ml_flush: the writes of one push unit */
-	uint64_t         push_held_since; /* ms: the head unit waits since (0: not) */
 };
 
 void ml__tlist_add(ml *m, struct ent *e);

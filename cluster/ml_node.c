@@ -910,7 +910,10 @@ static void on_message(void *arg, unsigned from, uint16_t type, const void *buf,
 	/* A PUSH frame carries whole local writes of its sender (ml.c, eager
 	 * push): its versions go into one store batch, which readers see
 	 * applied at once. The lazy batch is submitted first when it could
-	 * not also hold them all (collect() would cut the frame in two). */
+	 * not also hold them all (collect() would cut the frame in two). A
+	 * frame of more than KV_BATCH_MAX versions is cut all the same (a
+	 * push unit of writes chained by rewritten keys, under 64 MiB: in
+	 * practice never). */
 	if (mn->lazy && mn->lazy->nops &&
 	    ml_push_count(type, buf, len) > KV_BATCH_MAX - mn->lazy->nops)
 		lazy_flush(mn);

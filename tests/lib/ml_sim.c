@@ -31,6 +31,7 @@ static uint64_t splitmix(uint64_t *x)
 struct jent {            /* a put, purge or floor not yet durable */
 	struct sver *v;  /* NULL: purge, or floor if key is NULL */
 	uint64_t     floor;
+	uint64_t     seq;    /* its store position */
 	size_t       klen;
 	char        *key;
 };
@@ -341,6 +342,7 @@ static void journal(struct snode *nd, const char *key, size_t klen, struct sver 
 			abort();
 	}
 	nd->jr[nd->jn].key = NULL;
+	nd->jr[nd->jn].seq = nd->last_seq;
 	nd->jr[nd->jn].floor = nd->floor;
 	if (key) {
 		nd->jr[nd->jn].key = malloc(klen + 1);
@@ -370,19 +372,33 @@ static void journal_drop(struct snode *nd)
 
 static void node_sync(struct snode *nd)
 {
-	size_t i;
+	size_t i, n = nd->jn;
 
-	for (i = 0; i < nd->jn; i++) {
+	/* keep_newest: the newest position stays in flight, for the next sync
+	 * (unless it is all there is). */
+	if (nd->s->o.keep_newest)
+		while (n && nd->jr[n - 1].seq == nd->last_seq && nd->jr[0].seq != nd->last_seq)
+			n--;
+	for (i = 0; i < n; i++) {
 		if (!nd->jr[i].key)
 			nd->dur_floor = nd->jr[i].floor;
 		else if (nd->jr[i].v)
 			smap_put(&nd->dur, nd->jr[i].key, nd->jr[i].klen, nd->jr[i].v);
 		else
 			smap_del(&nd->dur, nd->jr[i].key, nd->jr[i].klen);
+		sver_unref(nd->jr[i].v);
+		free(nd->jr[i].key);
 	}
-	journal_drop(nd);
-	nd->durable_seq = nd->last_seq;
-	nd->sync_at = 0;
+	if (n < nd->jn) {
+		memmove(nd->jr, nd->jr + n, (nd->jn - n) * sizeof(*nd->jr));
+		nd->jn -= n;
+		nd->durable_seq = nd->jr[0].seq - 1;
+		nd->sync_at = nd->s->now + rnd_range(nd->s, 1, nd->s->o.sync_max_ms);
+	} else {
+		nd->jn = 0;
+		nd->durable_seq = nd->last_seq;
+		nd->sync_at = 0;
+	}
 	if (nd->up && !nd->s->o.push_at_tick)
 		ml_flush(nd->m); /* what the real backend does on a store completion */
 }

@@ -41,6 +41,9 @@ struct ml_sim_opts {
 	                                  window, KVFS_ML_PUSH_MS): durable writes wait
 	                                  for the node's next tick, and anti-entropy
 	                                  may meet them first */
+	int              keep_newest;  /* a sync leaves the newest store position in
+	                                  flight (many clients writing at once: a
+	                                  write is always on its way to the disk) */
 };
 
 int  ml_sim_new(const struct ml_sim_opts *o, ml_sim **out);

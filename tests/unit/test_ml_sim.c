@@ -658,6 +658,66 @@ static void a_key_written_without_pause_does_not_hold_the_push(void **state)
 		run_counter(base_seed() + 11 + k * 7919);
 }
 
+/* The same key rewritten between other writes, with a write always on its
+ * way to the disk (many clients): every other write must still reach the
+ * peers within a bounded time, and the push queue must not grow. The wait
+ * of a unit for a newer write to one of its keys is bounded from the write
+ * on, not restarted by each unit the key is in. */
+static void run_counter_between(uint64_t seed, uint32_t sync_max_ms)
+{
+	enum { MS = 3000 };
+	struct ml_sim_opts o = quiet_opts(3, seed);
+	static uint64_t wrote[MS];
+	uint64_t worst = 0, max_queue = 0;
+	unsigned next = 0; /* the first other/N node 1 has not shown yet */
+	struct ml_stats st;
+	char val[32], key[32];
+	ml_sim *s;
+
+	o.cfg.gossip_ms = 100000; /* the push alone */
+	o.push_at_tick = 1;
+	o.keep_newest = 1;
+	o.sync_max_ms = sync_max_ms;
+	s = sim_new(&o);
+	ml_sim_run(s, 20);
+	for (unsigned t = 0; t < MS; t++) {
+		snprintf(key, sizeof key, "other/%u", t);
+		snprintf(val, sizeof val, "%u", t);
+		assert_int_equal(ml_sim_write(s, 0, key, "x", 0), 0);
+		wrote[t] = ml_sim_now(s);
+		assert_int_equal(ml_sim_write(s, 0, "counter", val, 0), 0);
+		ml_sim_run(s, 1);
+		ml_get_stats(ml_sim_node(s, 0), &st);
+		if (st.pending_push > max_queue)
+			max_queue = st.pending_push;
+		for (; next <= t; next++) {
+			snprintf(key, sizeof key, "other/%u", next);
+			if (!has_key(s, 1, key, NULL, NULL))
+				break;
+			if (ml_sim_now(s) - wrote[next] > worst)
+				worst = ml_sim_now(s) - wrote[next];
+		}
+	}
+	if (verbose())
+		print_message("sync within %u ms: worst %" PRIu64 " ms, queue at most %" PRIu64
+			      ", %u of %u seen\n", sync_max_ms, worst, max_queue, next, MS);
+	SIM_ASSERT(seed, next + 200 >= MS, "node 1 shows only %u of %u writes", next, MS);
+	SIM_ASSERT(seed, worst <= 150, "a write reached node 1 %" PRIu64 " ms after it was made",
+		   worst);
+	SIM_ASSERT(seed, max_queue <= 400, "%" PRIu64 " writes waited to be pushed", max_queue);
+	settle_and_check(s, seed, 60000);
+	ml_sim_free(s);
+}
+
+static void a_key_rewritten_between_other_writes_does_not_hold_them(void **state)
+{
+	static const uint32_t sync_max[] = { 40, 10, 5 };
+
+	(void)state;
+	for (unsigned j = 0; j < 3; j++)
+		run_counter_between(base_seed() + 12 + j * 7919, sync_max[j]);
+}
+
 /* The randomized scenario: random writes and deletes on random nodes under
  * drops, duplicates, delays, clock skew, partitions and crashes; then heal
  * and check convergence to the independently computed LWW winners. */
@@ -778,6 +838,7 @@ int main(void)
 		cmocka_unit_test(anti_entropy_does_not_tear_a_multi_key_write_on_its_way),
 		cmocka_unit_test(multi_key_write_larger_than_a_frame_is_pushed_in_pieces),
 		cmocka_unit_test(a_key_written_without_pause_does_not_hold_the_push),
+		cmocka_unit_test(a_key_rewritten_between_other_writes_does_not_hold_them),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
