@@ -117,6 +117,8 @@ def fill_and_write(full, acked):
         st = full.status(timeout=5)
         check(st.get("failed") is True and st.get("store_error"),
               f"the full node's status does not say it failed: {st}")
+        check(st.get("leader") is None,
+              f"the full node's status names a leader: {st.get('leader')}")
         print(f"full node status: role {st.get('role')}, failed {st.get('failed')}, "
               f"store_error {st.get('store_error')!r}", flush=True)
     except (OSError, CtlError, ml_lib.CtlError) as e:
