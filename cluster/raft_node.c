@@ -1029,11 +1029,12 @@ static void rn_status(void *self, json_t *obj)
 		json_decref(peers);
 		return;
 	}
-	/* A failed replica is frozen in the role it had (raft.h): it does not
-	 * know who leads now, and is not the leader itself whatever its role
-	 * says, so it names none (a client routing by this field would
-	 * otherwise pick a node that cannot serve). */
-	leader = rn->failed || raft_failed(rn->r) ? 0 : raft_leader(rn->r);
+	/* A failed core (a log write or sync failed) is frozen in the role it
+	 * had: it does not know who leads now, and is not the leader itself
+	 * whatever its role says, so it names none (a client routing by this
+	 * field would otherwise pick a node that cannot serve). A replica
+	 * whose apply failed still follows, and says whom. */
+	leader = raft_failed(rn->r) ? 0 : raft_leader(rn->r);
 	json_object_set_new(obj, "role", json_string(raft_role_name(raft_role(rn->r))));
 	json_object_set_new(obj, "term", json_integer((json_int_t)raft_term(rn->r)));
 	json_object_set_new(obj, "leader", leader ? json_string(rn->mem.addrs[leader - 1])
