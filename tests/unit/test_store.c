@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/batch.h"
@@ -202,18 +203,64 @@ static void *pair_writer_main(void *arg)
 {
 	struct pair_writer *w = arg;
 	char v[16];
+	int rc = 0;
 
-	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) && !w->rc) {
+	while (!rc && !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
 		struct kv_op ops[2] = {
 			{ .kind = KV_PUT, .key = "a", .klen = 1, .val = v, .meta = meta_of(0100644, 1) },
 			{ .kind = KV_PUT, .key = "b", .klen = 1, .val = v, .meta = meta_of(0100644, 1) },
 		};
 		struct kv_batch b = { .ops = ops, .n = 2 };
+		unsigned round = __atomic_fetch_add(&w->rounds, 1, __ATOMIC_RELAXED);
 
-		ops[0].vlen = ops[1].vlen = (uint32_t)snprintf(v, sizeof v, "%u", w->rounds++);
-		w->rc = store_write(w->st, &b);
+		ops[0].vlen = ops[1].vlen = (uint32_t)snprintf(v, sizeof v, "%u", round);
+		rc = store_write(w->st, &b);
 	}
+	__atomic_store_n(&w->rc, rc, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads a and b together until both the reads and the writer's rounds reach
+ * their count (or the writer fails, or 60 s pass); returns the first pair
+ * that differed, as text, or "" when none did. The writer is stopped and
+ * joined before the caller asserts anything. */
+static void read_pairs(store *st, struct pair_writer *w, char *torn, size_t size)
+{
+	const char *keys[3] = { "a", "b", "none" };
+	size_t klens[3] = { 1, 1, 4 };
+	kv_rec *r[3];
+	uint64_t deadline = mono_ms() + 60000;
+
+	torn[0] = 0;
+	for (int i = 0; !torn[0] && mono_ms() < deadline &&
+			(i < 20000 || __atomic_load_n(&w->rounds, __ATOMIC_RELAXED) < 200) &&
+			!__atomic_load_n(&w->rc, __ATOMIC_ACQUIRE); i++) {
+		store_get_many(st, 3, keys, klens, r);
+		if (r[2]) {
+			snprintf(torn, size, "the deleted key came back");
+			kv_rec_unref(r[2]);
+		}
+		if (!r[0] != !r[1])
+			snprintf(torn, size, "a is %s but b is %s", r[0] ? "there" : "missing",
+				 r[1] ? "there" : "missing");
+		else if (r[0] && (kv_rec_size(r[0]) != kv_rec_size(r[1]) ||
+				  memcmp(kv_rec_value(r[0]), kv_rec_value(r[1]), kv_rec_size(r[0]))))
+			snprintf(torn, size, "a = %.*s but b = %.*s", (int)kv_rec_size(r[0]),
+				 (const char *)kv_rec_value(r[0]), (int)kv_rec_size(r[1]),
+				 (const char *)kv_rec_value(r[1]));
+		if (r[0])
+			kv_rec_unref(r[0]);
+		if (r[1])
+			kv_rec_unref(r[1]);
+	}
 }
 
 static void get_many_reads_a_batch_whole(void **state)
@@ -221,33 +268,20 @@ static void get_many_reads_a_batch_whole(void **state)
 	memdisk *md = memdisk_new();
 	store *st = open_store(md, NULL);
 	struct pair_writer w = { .st = st };
-	const char *keys[3] = { "a", "b", "none" };
-	size_t klens[3] = { 1, 1, 4 };
-	kv_rec *r[3];
 	pthread_t t;
+	char torn[128];
 
 	(void)state;
 	assert_int_equal(put(st, NULL, "none", "x"), 0);
 	assert_int_equal(del(st, NULL, "none"), 0);
 	assert_int_equal(pthread_create(&t, NULL, pair_writer_main, &w), 0);
-	for (int i = 0; i < 20000 || __atomic_load_n(&w.rounds, __ATOMIC_RELAXED) < 200; i++) {
-		store_get_many(st, 3, keys, klens, r);
-		assert_null(r[2]);
-		if (!r[0] || !r[1]) { /* before the first write */
-			assert_true(!r[0] && !r[1]);
-			continue;
-		}
-		if (kv_rec_size(r[0]) != kv_rec_size(r[1]) ||
-		    memcmp(kv_rec_value(r[0]), kv_rec_value(r[1]), kv_rec_size(r[0])) != 0)
-			fail_msg("a = %.*s but b = %.*s", (int)kv_rec_size(r[0]),
-				 (const char *)kv_rec_value(r[0]), (int)kv_rec_size(r[1]),
-				 (const char *)kv_rec_value(r[1]));
-		kv_rec_unref(r[0]);
-		kv_rec_unref(r[1]);
-	}
+	read_pairs(st, &w, torn, sizeof torn);
 	__atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
+	if (torn[0])
+		fail_msg("%s", torn);
 	assert_int_equal(w.rc, 0);
+	assert_true(w.rounds >= 200);
 	store_close(st);
 	memdisk_free(md);
 }
