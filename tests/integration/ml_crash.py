@@ -70,7 +70,9 @@ def main():
             try:
                 c.start_all()
                 node = c.nodes[0]
+                productive = 0  # cycles in which some write was acknowledged
                 for cycle in range(cycles):
+                    before = sum(st.acked.values())
                     stop = threading.Event()
                     ts = [threading.Thread(target=writer,
                                            args=(node.mnt, st, w, random.Random(rng.random()),
@@ -87,15 +89,22 @@ def main():
                             raise AssertionError("a writer hung on the dead mount")
                     node.start()
                     verify(node.mnt, st, cycle)
-                    print(f"cycle {cycle}: {sum(st.acked.values())} acknowledged versions ok "
-                          "on node 0", flush=True)
+                    after = sum(st.acked.values())
+                    productive += after > before
+                    print(f"cycle {cycle}: {after - before} new, {after} acknowledged versions "
+                          "ok on node 0", flush=True)
+                # A run in which the kills came before the writers got going
+                # would check nothing: most cycles must have written.
+                if productive * 2 < cycles:
+                    raise AssertionError(f"only {productive} of {cycles} cycles had a write "
+                                         "acknowledged before the kill")
                 names = sorted(st.acked)
                 diff = converged(c, names, 30)
                 if diff:
                     raise AssertionError(f"{len(diff)} files differ from node 0 after 30 s, "
                                          f"e.g. {diff[:5]}")
                 print(f"{len(names)} files the same on all three nodes", flush=True)
-            except AssertionError as e:
+            except (AssertionError, RuntimeError, OSError) as e:
                 print(f"FAIL (seed {seed}): {e}")
                 c.dump_logs()
                 return 1
