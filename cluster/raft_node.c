@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster/peer.h"
@@ -1212,6 +1213,17 @@ int repl_raft_new(node *n, const struct node_config *cfg, void **self, const str
 	TAILQ_INIT(&rn->fwdq);
 	TAILQ_INIT(&rn->commitq);
 	TAILQ_INIT(&rn->readq);
+	/* A forwarded request's reply is matched by id and peer, and a reply
+	 * can outlive this process: frames the leader queued for this node
+	 * reach it after a restart. Ids therefore start at the wall clock in
+	 * nanoseconds, above every id an earlier run used (it cannot have sent
+	 * more than one a nanosecond), unless the clock was set back. */
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		rn->next_id = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	}
 	rc = peer_members_init(&rn->mem, cfg->listen, cfg->peers, cfg->npeers);
 	if (rc) {
 		LOG(LOG_ERROR, "raft: bad membership (--listen %s): %s", cfg->listen,

@@ -261,8 +261,9 @@ class Cluster:
         return self.nodes[i].ctl(timeout)
 
     def leader(self, among=None, timeout=10.0):
-        """Index of the node that a majority of the reachable `among` nodes
-        (default: all running) see as leader and that says it leads."""
+        """Index of a node among `among` (default: all running) that says
+        it leads and has not failed (a replica stopped by a log write or
+        sync error keeps its role but leads nothing)."""
         among = [i for i in (among if among is not None else range(len(self.nodes)))
                  if self.nodes[i].alive() and not self.nodes[i].stopped]
         deadline = time.time() + timeout
@@ -272,7 +273,7 @@ class Cluster:
                     st = self.nodes[i].status(timeout=1.0)
                 except (OSError, CtlError, ValueError):
                     continue
-                if st.get("role") == "leader":
+                if st.get("role") == "leader" and not st.get("failed"):
                     return i
             time.sleep(0.05)
         raise RuntimeError("no leader elected within %.1f s" % timeout)
