@@ -2,8 +2,9 @@
 """disk_faults.py — one node's disk fails, on 3-node clusters of real kvfs
 processes on loopback (SPEC §6: "If the disk fills ... writes fail with an
 error and nothing acknowledged is lost"; a failed fsync is an error too,
-never a silent success). Raft: the leader's disk. Masterless: a node
-taking writes while the others replicate to it. Two faults:
+never a silent success). Raft: the leader's disk, and a follower's while
+the other follower is down. Masterless: a node taking writes while the
+others replicate to it. Two faults:
 
   full       each data directory on its own small tmpfs; the node's fills
              up (needs root for the tmpfs mounts);
@@ -184,6 +185,54 @@ def raft_scenario(c, acked, fault):
     restart_and_catch_up(full, fault, acked)
 
 
+def raft_follower_scenario(c, acked, fault):
+    """A follower's disk fails while the other follower is down: the
+    leader has no majority left that can store a write, so a write must
+    fail or time out; acknowledged, it would rest on a follower that did
+    not store it (an acknowledgement of an entry it never made durable)."""
+    lead = c.leader(timeout=15)
+    bad, down = [i for i in range(len(c.nodes)) if i != lead]
+    print(f"raft: leader {lead}; node {down} stopped, node {bad}: {fault.what}", flush=True)
+    ctl = c.ctl(lead, timeout=20)
+    for i in range(10):
+        ctl.put(f"ff/{i}", value_of(i))
+        acked[f"ff/{i}"] = value_of(i)
+    c.nodes[down].stop()
+    fault.inject(c.nodes[bad])
+    # A full disk still takes what fits in the log's preallocated end, and
+    # those writes are durable; a failing sync stores nothing.
+    t0 = time.time()
+    for i in range(10, 1000):
+        key = f"ff/{i}"
+        try:
+            ctl.put(key, value_of(i))
+        except (CtlError, OSError) as e:
+            print(f"write {i - 10} with no follower able to store it: "
+                  f"{type(e).__name__}: {e}", flush=True)
+            break
+        if not fault.fits:
+            check(False, f"{key} was acknowledged while the only follower up could not "
+                         "store it")
+            break
+        acked[key] = value_of(i)
+        if time.time() - t0 > 60:
+            check(False, "the leader kept acknowledging writes for 60 s")
+            break
+    ctl.close()
+    try:
+        st = c.nodes[bad].status(timeout=5)
+        check(st.get("failed") is True, f"the broken follower's status does not say it "
+                                        f"failed: {st}")
+    except (OSError, CtlError) as e:
+        check(False, f"the broken follower's status does not answer: {e}")
+    c.nodes[down].start()
+    restart_and_catch_up(c.nodes[bad], fault, acked)
+    for j in range(len(c.nodes)):
+        bad_keys = missing(c.nodes[j], acked)
+        check(not bad_keys, f"node {j} lost or changed {len(bad_keys)} acknowledged writes, "
+                            f"e.g. {bad_keys[:3]}")
+
+
 def ml_scenario(c, acked, fault):
     full = c.nodes[0]
     print(f"masterless: node 0; {fault.what}", flush=True)
@@ -204,6 +253,7 @@ def ml_scenario(c, acked, fault):
 class DiskFull:
     """The node's tmpfs filled up by one file, removed to clear it."""
     what = "filling its tmpfs"
+    fits = True  # what still fits is stored: a write may succeed
 
     def inject(self, node):
         self.filler = fill(node.data)
@@ -216,6 +266,7 @@ class SyncFails:
     """failsync.c's trigger file for the node: its syncs fail while it
     exists. Every node gets the module and a trigger path of its own."""
     what = "its fsync and fdatasync fail from now on"
+    fits = False  # no write can be made durable
 
     def __init__(self, module):
         self.module = module
@@ -300,8 +351,8 @@ def main():
         return 77
     scratch = tempfile.mkdtemp(prefix=f"kvfs-disk-{mode}-")
     # (made when needed: a cluster picks its ports when made)
-    def raft():
-        return Cluster(kvfs, os.path.join(scratch, "raft"), n=3,
+    def raft(name="raft"):
+        return Cluster(kvfs, os.path.join(scratch, name), n=3,
                        env={"KVFS_RAFT_TIMEOUT_MS": "3000"})
 
     def ml():
@@ -314,12 +365,16 @@ def main():
             if n is None:
                 return 77
             print(f"raft: {n} writes acknowledged", flush=True)
+            n = with_tmpfs(raft("raft-follower"), raft_follower_scenario)
+            print(f"raft, a follower: {n} writes acknowledged", flush=True)
             n = with_tmpfs(ml(), ml_scenario)
             check(n is not None, "masterless: no tmpfs could be mounted (the Raft part could)")
         else:
             module = os.path.abspath(args[2])
             print(f"raft: {with_sync_fault(raft(), raft_scenario, module)} writes acknowledged",
                   flush=True)
+            n = with_sync_fault(raft("raft-follower"), raft_follower_scenario, module)
+            print(f"raft, a follower: {n} writes acknowledged", flush=True)
             n = with_sync_fault(ml(), ml_scenario, module)
         print(f"masterless: {n} writes acknowledged", flush=True)
     finally:
