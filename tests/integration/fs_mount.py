@@ -18,9 +18,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ports import free_port, free_ports  # noqa: E402,F401
-from harness import exit_on_sigterm  # noqa: E402
+import harness  # noqa: E402
 
-exit_on_sigterm()
+harness.setup()
 
 
 def skip_without_fuse():

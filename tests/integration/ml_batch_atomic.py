@@ -57,7 +57,6 @@ def reader(c, node, stop, torn, reads):
 
 def main():
     ml_lib.skip_without_fuse()
-    ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs(sys.argv)
     scratch = tempfile.mkdtemp(prefix="kvfs-ml-atom-")
     torn, reads = [], {}

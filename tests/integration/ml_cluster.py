@@ -621,7 +621,6 @@ def main():
         keep = True
         args.remove("--keep")
     ml_lib.skip_without_fuse()
-    ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs([sys.argv[0]] + args)
     if not os.access(kvfs, os.X_OK):
         print(f"kvfs binary not found: {kvfs}", file=sys.stderr)

@@ -91,8 +91,8 @@ def main():
                     verify(node.mnt, st, cycle)
                     after = sum(st.acked.values())
                     productive += after > before
-                    print(f"cycle {cycle}: {after - before} new, {after} acknowledged versions "
-                          "ok on node 0", flush=True)
+                    print(f"cycle {cycle}: acknowledged versions ok on node 0 (sum of the "
+                          f"files' versions {after}, +{after - before})", flush=True)
                 # A run in which the kills came before the writers got going
                 # would check nothing: most cycles must have written.
                 if productive * 2 < cycles:

@@ -44,7 +44,6 @@ def sh_write(path, value):
 
 def main():
     ml_lib.skip_without_fuse()
-    ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs(sys.argv)
     scratch = tempfile.mkdtemp(prefix="kvfs-ml-dr-")
     failed = []

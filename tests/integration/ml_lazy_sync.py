@@ -143,7 +143,6 @@ def run_case(c, name, fn):
 
 def main():
     ml_lib.skip_without_fuse()
-    ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs(sys.argv)
     cases = (("piggyback", t_piggyback), ("lost_on_kill", t_lost_on_kill),
              ("tombstone", t_tombstone))

@@ -28,17 +28,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ports import free_port, free_ports  # noqa: E402,F401
-from harness import exit_on_sigterm  # noqa: E402
+import harness  # noqa: E402
 
-exit_on_sigterm()
-
-
-def exit_on_sigterm():
-    """meson's timeout (and kill) sends SIGTERM: turn it into SystemExit so
-    that the `with MlCluster` blocks stop every node and unmount."""
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, handler)
+harness.setup()
 
 
 def skip_without_fuse():

@@ -43,7 +43,6 @@ SECONDS = float(os.environ.get("ML_RENAME_S", "6"))
 
 def main():
     ml_lib.skip_without_fuse()
-    ml_lib.exit_on_sigterm()
     kvfs = ml_lib.find_kvfs(sys.argv)
     scratch = tempfile.mkdtemp(prefix="kvfs-ml-rn-")
     hung = None

@@ -13,6 +13,19 @@
 #include <unistd.h>
 
 static unsigned long failed;
+static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
+
+/* Resolved once, before the program's threads exist. */
+__attribute__((constructor)) static void failsync_init(void)
+{
+	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	if (!real_fsync || !real_fdatasync) {
+		fprintf(stderr, "failsync: cannot find libc's fsync/fdatasync\n");
+		abort();
+	}
+}
 
 static int tripped(const char *call, int fd)
 {
@@ -28,22 +41,10 @@ static int tripped(const char *call, int fd)
 
 int fsync(int fd)
 {
-	static int (*real)(int);
-
-	if (tripped("fsync", fd))
-		return -1;
-	if (!real)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	return real(fd);
+	return tripped("fsync", fd) ? -1 : real_fsync(fd);
 }
 
 int fdatasync(int fd)
 {
-	static int (*real)(int);
-
-	if (tripped("fdatasync", fd))
-		return -1;
-	if (!real)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	return real(fd);
+	return tripped("fdatasync", fd) ? -1 : real_fdatasync(fd);
 }

@@ -325,6 +325,7 @@ static void join_leftovers(void)
 		if (pthread_timedjoin_np(M.threads[M.nthreads - 1], NULL, &end) != 0) {
 			fprintf(stderr, "a call thread still runs 10 s after its test ended: "
 				"stopping the tests\n");
+			fflush(NULL);
 			_exit(1);
 		}
 		M.nthreads--;
