@@ -23,6 +23,9 @@ struct node_req {
 	void            *enc;
 	size_t           enclen;
 	struct kv_batch  batch;
+	/* The batch as a log record, encoded on the writer's thread (a
+	 * standalone node's blocking writes), or rec NULL. */
+	struct store_prepared prep;
 	uint64_t         submitted_ms; /* loop time at submission, for deadlines */
 	/* private to the node runtime */
 	int              owns_ops;     /* batch.ops was allocated by the node */

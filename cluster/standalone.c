@@ -118,7 +118,9 @@ static void sa_write(void *self, struct node_req *req)
 	d->sa = sa;
 	d->req = req;
 	sa->inflight++;
-	rc = store_submit(node_store(sa->n), &req->batch, STORE_LATER, sa_store_done, d);
+	rc = req->prep.rec ? store_submit_prepared(node_store(sa->n), &req->prep, STORE_LATER,
+						   sa_store_done, d)
+			   : store_submit(node_store(sa->n), &req->batch, STORE_LATER, sa_store_done, d);
 	if (rc == 0)
 		uv_prepare_start(&sa->kick, sa_kick);
 	if (rc) {

@@ -309,10 +309,11 @@ void *store__committer_main(void *arg)
 /* Appends a record (rec: WAL_REC_HDR room + payload, ownership taken) and
  * queues its completion. With w, returns after completion (the status is in
  * w->status) — the calling thread leads a sync round when none is running. */
-static int submit(store *st, uint8_t type, void *rec, size_t len, store_done_fn done,
-		  void *arg, struct waiter *w, int later)
+/* Queues record `rec` (len bytes, its header room included; pcrc the CRC of
+ * the payload after it), which it owns from now on, whatever happens. */
+static int submit(store *st, uint8_t type, void *rec, size_t len, uint32_t pcrc,
+		  store_done_fn done, void *arg, struct waiter *w, int later)
 {
-	uint32_t pcrc = crc32c(0, (char *)rec + WAL_REC_HDR, len - WAL_REC_HDR);
 	struct pending *p = malloc(sizeof *p);
 	uint64_t lsn;
 	int rc;
@@ -379,26 +380,50 @@ err:
 	return rc;
 }
 
-static int encode_batch(const struct kv_batch *b, void **rec, size_t *len)
+static uint32_t payload_crc(const void *rec, size_t len)
+{
+	return crc32c(0, (const char *)rec + WAL_REC_HDR, len - WAL_REC_HDR);
+}
+
+int store_prepare(const struct kv_batch *b, struct store_prepared *out)
 {
 	int rc = batch_check(b);
 
+	out->rec = NULL;
 	if (rc)
 		return rc;
-	return batch_encode_room(b, WAL_REC_HDR, rec, len);
+	rc = batch_encode_room(b, WAL_REC_HDR, &out->rec, &out->len);
+	if (rc)
+		return rc;
+	out->crc = payload_crc(out->rec, out->len);
+	return 0;
+}
+
+void store_prepared_free(struct store_prepared *p)
+{
+	free(p->rec);
+	p->rec = NULL;
+}
+
+int store_submit_prepared(store *st, struct store_prepared *pr, unsigned flags,
+			  store_done_fn done, void *arg)
+{
+	void *rec = pr->rec;
+
+	pr->rec = NULL;
+	if (!rec)
+		return -EINVAL;
+	return submit(st, (flags & STORE_NO_APPLY) ? REC_BATCH_NOAPPLY : REC_BATCH, rec, pr->len,
+		      pr->crc, done, arg, NULL, !!(flags & STORE_LATER));
 }
 
 int store_submit(store *st, const struct kv_batch *b, unsigned flags, store_done_fn done,
 		 void *arg)
 {
-	void *rec;
-	size_t len;
-	int rc = encode_batch(b, &rec, &len);
+	struct store_prepared pr;
+	int rc = store_prepare(b, &pr);
 
-	if (rc)
-		return rc;
-	return submit(st, (flags & STORE_NO_APPLY) ? REC_BATCH_NOAPPLY : REC_BATCH, rec, len,
-		      done, arg, NULL, !!(flags & STORE_LATER));
+	return rc ? rc : store_submit_prepared(st, &pr, flags, done, arg);
 }
 
 void store_kick(store *st)
@@ -424,7 +449,8 @@ int store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
 		return -ENOMEM;
 	if (len)
 		memcpy(rec + WAL_REC_HDR, payload, len);
-	return submit(st, type, rec, WAL_REC_HDR + len, done, arg, NULL, 0);
+	return submit(st, type, rec, WAL_REC_HDR + len, payload_crc(rec, WAL_REC_HDR + len), done,
+		      arg, NULL, 0);
 }
 
 /* The waiter sleeps until the leader sets done under mu. */
@@ -439,14 +465,13 @@ static void write_done(void *arg, int status, uint64_t lsn)
 int store_write(store *st, const struct kv_batch *b)
 {
 	struct waiter w = { .status = 0 };
-	void *rec;
-	size_t len;
-	int rc = encode_batch(b, &rec, &len);
+	struct store_prepared pr;
+	int rc = store_prepare(b, &pr);
 
 	if (rc)
 		return rc;
 	pthread_cond_init(&w.cv, NULL);
-	rc = submit(st, REC_BATCH, rec, len, write_done, &w, &w, 0);
+	rc = submit(st, REC_BATCH, pr.rec, pr.len, pr.crc, write_done, &w, &w, 0);
 	pthread_cond_destroy(&w.cv);
 	return rc ? rc : w.status;
 }

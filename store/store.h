@@ -186,6 +186,23 @@ typedef void (*store_done_fn)(void *arg, int status, uint64_t lsn);
 int  store_submit(store *st, const struct kv_batch *b, unsigned flags,
 		  store_done_fn done, void *arg);
 
+/* A batch encoded and checksummed as a log record: the costly part of
+ * store_submit() (a copy of every value, a CRC over them), which needs no
+ * store and may run on any thread (the writer's own, say, instead of an
+ * event loop that serves everyone). store_prepare() validates like
+ * store_submit() and returns its errors; on success out->rec is owned by
+ * the caller until store_submit_prepared() takes it, which it does
+ * whatever it returns, or store_prepared_free() frees it. */
+struct store_prepared {
+	void    *rec;
+	size_t   len;
+	uint32_t crc;
+};
+int  store_prepare(const struct kv_batch *b, struct store_prepared *out);
+int  store_submit_prepared(store *st, struct store_prepared *p, unsigned flags,
+			   store_done_fn done, void *arg);
+void store_prepared_free(struct store_prepared *p);
+
 /* Releases every STORE_LATER batch submitted so far for syncing (the next
  * sync starts now, or when the one in flight ends). */
 void store_kick(store *st);
