@@ -208,6 +208,33 @@ def test_entry_too_large_for_a_frame(c):
           "write after the refused one")
 
 
+def test_directory_rename_over_the_entry_limit(c):
+    # A directory rename is one atomic batch, and in Raft mode one entry:
+    # its files' contents together must fit in a frame too. Over that the
+    # rename fails with EFBIG and moves nothing (README, Known issues).
+    a = c.leader()
+    d = os.path.join(c.nodes[a].mnt, "bigdir")
+    os.mkdir(d)
+    for i in range(4):  # 4 x 17 MiB: each fits, together they do not
+        body = chr(ord("a") + i) * (17 << 20)
+        err = mount_write(os.path.join(d, f"f{i}"), body)
+        if err == errno.EIO:  # outcome unknown (a slow entry): write it again
+            err = mount_write(os.path.join(d, f"f{i}"), body)
+        check(err == 0, f"17 MiB file f{i}: {os.strerror(err) if err else 'ok'}")
+    try:
+        os.rename(d, d + "-moved")
+        check(False, "a rename of 68 MiB of files in Raft mode succeeded (or the limit moved)")
+    except OSError as e:
+        check(e.errno == errno.EFBIG, f"rename of 68 MiB of files: {e}, want EFBIG")
+    check(not os.path.exists(d + "-moved"), "the refused rename left the new name")
+    for i in range(4):
+        with open(os.path.join(d, f"f{i}"), "rb") as f:
+            got = f.read()
+        check(len(got) == 17 << 20 and got[:1] == got[-1:] == bytes([ord("a") + i]),
+              f"f{i} after the refused rename: {len(got)} bytes")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def test_status(c):
     li = c.leader()
     st = c.nodes[li].status()
@@ -572,7 +599,8 @@ def main():
     env = {"KVFS_RAFT_SNAPSHOT_ENTRIES": "200", "KVFS_RAFT_TRAILING": "20",
            "KVFS_RAFT_TIMEOUT_MS": "2000", "KVFS_RAFT_SNAPSHOT_CHUNK": "7"}
     t0 = time.time()
-    tests = [test_replicates_through_mounts, test_entry_too_large_for_a_frame, test_status,
+    tests = [test_replicates_through_mounts, test_entry_too_large_for_a_frame,
+             test_directory_rename_over_the_entry_limit, test_status,
              test_leader_kill_under_load,
              test_snapshot_catch_up, test_failed_apply_is_replayed_after_restart,
              test_failed_apply_on_the_leader,
