@@ -306,11 +306,10 @@ void *store__committer_main(void *arg)
 
 /* ---- submit -------------------------------------------------------------- */
 
-/* Appends a record (rec: WAL_REC_HDR room + payload, ownership taken) and
+/* Appends a record (rec: WAL_REC_HDR room + payload, len bytes in all;
+ * pcrc the CRC of the payload; ownership taken, whatever happens) and
  * queues its completion. With w, returns after completion (the status is in
  * w->status) — the calling thread leads a sync round when none is running. */
-/* Queues record `rec` (len bytes, its header room included; pcrc the CRC of
- * the payload after it), which it owns from now on, whatever happens. */
 static int submit(store *st, uint8_t type, void *rec, size_t len, uint32_t pcrc,
 		  store_done_fn done, void *arg, struct waiter *w, int later)
 {
