@@ -296,7 +296,7 @@ class SyncFails:
 
     def prepare(self, c):
         for nd in c.nodes:
-            env = nd.extra_env if hasattr(nd, "extra_env") else nd.env
+            env = nd.env  # the node's own, over the cluster's
             env["LD_PRELOAD"] = " ".join(filter(None, (os.environ.get("LD_PRELOAD"),
                                                       self.module)))
             # (an ASan build wants its runtime loaded first; this module

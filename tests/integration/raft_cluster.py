@@ -438,7 +438,7 @@ def test_failed_apply_is_replayed_after_restart(c):
     n = c.nodes[f]
     n.kill()
     fail_at = c.nodes[li].status()["commit_index"] + 20
-    n.extra_env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
+    n.env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
     n.start()
     check(wait_caught_up(c, f), "replica with the fault knob caught up")
     # More than KVFS_RAFT_SNAPSHOT_ENTRIES past the failure.
@@ -452,7 +452,7 @@ def test_failed_apply_is_replayed_after_restart(c):
           f"no snapshot past the failed entry (snapshot_index {st['snapshot_index']}, "
           f"entry {fail_at})")
     n.kill()
-    n.extra_env = {}
+    n.env = {}
     n.start()
     check(wait_caught_up(c, f), "the replica caught up after a restart")
     ctl = c.ctl(f)
@@ -472,7 +472,7 @@ def test_failed_apply_on_the_leader(c):
     n.kill()
     w = c.leader(among=others, timeout=15)
     fail_at = c.nodes[w].status()["commit_index"] + 60
-    n.extra_env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
+    n.env = {"KVFS_RAFT_FAIL_APPLY_AT": str(fail_at)}
     n.start()
     check(wait_caught_up(c, x), "node with the fault knob caught up")
     # A clean stop hands leadership to the most caught-up follower (the
@@ -519,7 +519,7 @@ def test_failed_apply_on_the_leader(c):
     print(f"leader {x} failed at entry {fail_at} after {failed_at} writes; node {new} leads "
           f"now, {len(acked)} writes acknowledged in all", flush=True)
     n.kill()
-    n.extra_env = {}
+    n.env = {}
     n.start()
     check(wait_caught_up(c, x), "the failed node caught up after a restart")
     verify_all(c, acked, [0, 1, 2], "after the leader's failed apply")

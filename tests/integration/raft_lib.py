@@ -130,7 +130,7 @@ class Node:
         self.addr = cluster.addrs[i]
         self.proc = None
         self.stopped = False  # SIGSTOP
-        self.extra_env = {}   # this node's own environment on top of the cluster's
+        self.env = {}   # this node's own environment on top of the cluster's
         os.makedirs(self.mnt, exist_ok=True)
         os.makedirs(self.data, exist_ok=True)
 
@@ -146,7 +146,7 @@ class Node:
         peers = ",".join(a for a in self.c.addrs if a != self.addr)
         env = dict(os.environ)
         env.update(self.c.env)
-        env.update(self.extra_env)
+        env.update(self.env)
         env["KVFS_FAULTS"] = "file=" + self.faults
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
