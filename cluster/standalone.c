@@ -3,9 +3,12 @@
  * committed when the local store has made it durable (group commit inside the
  * store) and applied it.
  *
- * The store reports completion on its committer thread; this layer moves the
- * completion onto the loop thread (a mutex-protected list + uv_async_send),
- * where node_req_done() must run.
+ * The loop thread owns the store's completions (store_set_completer): a
+ * committer syncs a group and pokes the loop (uv_async_send), and the loop
+ * applies the group and answers its requests (node_req_done() must run
+ * there) in store_complete(). Groups too big for the loop are applied on the
+ * committer, whose completions travel to the loop on a mutex-protected list
+ * behind the same async handle.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -34,10 +37,15 @@ struct standalone {
 	int             closed;
 };
 
+/* Set while the loop thread runs store_complete(): completions then need no
+ * trip to the loop. */
+static _Thread_local int on_loop_completing;
+
 static void sa_maybe_close(struct standalone *sa)
 {
 	if (sa->started && sa->stopping && sa->inflight == 0 && !sa->closed) {
 		sa->closed = 1;
+		store_set_completer(node_store(sa->n), NULL, NULL);
 		uv_close((uv_handle_t *)&sa->async, NULL);
 		uv_close((uv_handle_t *)&sa->kick, NULL);
 	}
@@ -48,6 +56,9 @@ static void sa_drain(uv_async_t *h)
 	struct standalone *sa = h->data;
 	struct sa_done *d, *next;
 
+	on_loop_completing = 1;
+	store_complete(node_store(sa->n));
+	on_loop_completing = 0;
 	pthread_mutex_lock(&sa->mu);
 	d = sa->head;
 	sa->head = sa->tail = NULL;
@@ -61,14 +72,21 @@ static void sa_drain(uv_async_t *h)
 	sa_maybe_close(sa);
 }
 
-/* Committer thread. The sa_done was allocated before submission so that
- * completion cannot fail for lack of memory. */
+/* The loop (store_complete) or a committer thread. The sa_done was
+ * allocated before submission so that completion cannot fail for lack of
+ * memory. */
 static void sa_store_done(void *arg, int status, uint64_t lsn)
 {
 	struct sa_done *d = arg;
 	struct standalone *sa = d->sa;
 
 	(void)lsn;
+	if (on_loop_completing) {
+		sa->inflight--;
+		node_req_done(sa->n, d->req, status);
+		free(d);
+		return;
+	}
 	d->status = status;
 	d->next = NULL;
 	/* The mount's invalidation thread learns of the change here, and works
@@ -147,6 +165,14 @@ static void sa_status(void *self, json_t *obj)
 	json_object_set_new(obj, "peers", json_array());
 }
 
+/* A committer thread: a synced group waits for the loop. */
+static void sa_poke(void *arg)
+{
+	struct standalone *sa = arg;
+
+	uv_async_send(&sa->async);
+}
+
 static int sa_start(void *self)
 {
 	struct standalone *sa = self;
@@ -156,6 +182,7 @@ static int sa_start(void *self)
 	rc = uv_async_init(node_loop(sa->n), &sa->async, sa_drain);
 	if (rc)
 		return rc;
+	store_set_completer(node_store(sa->n), sa_poke, sa);
 	uv_prepare_init(node_loop(sa->n), &sa->kick); /* cannot fail */
 	sa->kick.data = sa;
 	uv_unref((uv_handle_t *)&sa->kick);

@@ -13,6 +13,11 @@
  * a sync is in flight wait for the next leader and share its sync (group
  * commit); that next sync runs while the previous group is being applied.
  * Groups complete strictly in order (a ticket per group, `completed`).
+ * A store with an owner (store_set_completer: the node's event loop) leaves
+ * the completion of small async groups to the owner's thread instead: the
+ * committer only syncs, pokes the owner and may lead the next sync at once,
+ * and the owner applies and answers in store_complete(), without a second
+ * thread hand-over.
  *
  * Who leads: a thread blocked in store_write() becomes leader itself when no
  * sync is in flight (LevelDB's leader/follower writers): a lone writer pays
@@ -126,30 +131,39 @@ static int apply_encoded(store *st, const void *payload, size_t len, uint64_t ls
 	return rc;
 }
 
-/* Completes a detached group (apply_mu held, mu not held). status != 0 fails
- * them all. Returns an apply error, which the caller must make sticky (under
- * mu, which cannot be taken here: lock order). */
-static int complete(store *st, struct pending *list, int status)
+/* Applies a detached group to the map (apply_mu held, mu not held) unless
+ * status fails it. Returns an apply error, which the caller must make
+ * sticky (under mu, which cannot be taken here: lock order). */
+static int apply_group(store *st, struct pending *list, int status)
 {
-	struct pending *p, *next;
+	struct pending *p;
 	int arc = 0;
 
-	if (!status) {
-		pthread_rwlock_wrlock(&st->map_lock);
-		for (p = list; p; p = p->next) {
-			if (p->type == REC_BATCH && !arc) {
-				arc = apply_encoded(st, (char *)p->rec + WAL_REC_HDR,
-						    p->len - WAL_REC_HDR, p->lsn, 1);
-				st->map_gen++;
-				/* On failure the batch is durable but not
-				 * applied: the map no longer matches the log and
-				 * the store must stop writing (caller). */
-			}
-			if (!arc)
-				atomic_store(&st->applied_lsn, p->lsn);
+	if (status)
+		return 0;
+	pthread_rwlock_wrlock(&st->map_lock);
+	for (p = list; p; p = p->next) {
+		if (p->type == REC_BATCH && !arc) {
+			arc = apply_encoded(st, (char *)p->rec + WAL_REC_HDR, p->len - WAL_REC_HDR,
+					    p->lsn, 1);
+			st->map_gen++;
+			/* On failure the batch is durable but not applied:
+			 * the map no longer matches the log and the store
+			 * must stop writing (caller). */
 		}
-		pthread_rwlock_unlock(&st->map_lock);
+		if (!arc)
+			atomic_store(&st->applied_lsn, p->lsn);
 	}
+	pthread_rwlock_unlock(&st->map_lock);
+	return arc;
+}
+
+/* Runs the callbacks of an applied (or failed) group and frees it. arc is
+ * apply_group()'s result: the batches it could not apply fail with it. */
+static void finish_group(struct pending *list, int status, int arc)
+{
+	struct pending *p, *next;
+
 	for (p = list; p; p = next) {
 		int s = status;
 
@@ -161,7 +175,6 @@ static int complete(store *st, struct pending *list, int status)
 		free(p->rec);
 		free(p);
 	}
-	return arc;
 }
 
 /* Whether the oldest entry may start a sync now: not when it is a
@@ -188,10 +201,11 @@ static void hand_off(store *st)
 }
 
 /* Completes group number `group` after every earlier group, so batches are
- * applied and acknowledged in lsn order although two threads complete
- * groups. An apply error fails this group and every later one (their
- * batches are durable but can no longer be applied in order). Takes and
- * drops apply_mu; returns the apply error to make sticky. */
+ * applied and acknowledged in lsn order although two threads (and the
+ * owner's, store_set_completer) complete groups. An apply error fails this
+ * group and every later one (their batches are durable but can no longer be
+ * applied in order). Takes and drops apply_mu; returns the apply error to
+ * make sticky. */
 static int complete_in_order(store *st, uint64_t group, struct pending *list, int status)
 {
 	int arc;
@@ -201,13 +215,54 @@ static int complete_in_order(store *st, uint64_t group, struct pending *list, in
 		pthread_cond_wait(&st->apply_cv, &st->apply_mu);
 	if (!status)
 		status = st->apply_failed;
-	arc = complete(st, list, status);
+	arc = apply_group(st, list, status);
+	finish_group(list, status, arc);
 	if (arc && !st->apply_failed)
 		st->apply_failed = arc;
 	st->completed++;
 	pthread_cond_broadcast(&st->apply_cv);
+	/* The owner's groups may have waited for this one. */
+	if (st->owner_notify && st->deferred && st->deferred->group == st->completed)
+		st->owner_notify(st->owner_arg);
 	pthread_mutex_unlock(&st->apply_mu);
 	return arc;
+}
+
+/* Leaves a synced group to the owner's thread, when the store has one.
+ * Returns 0 when the caller must complete it itself. The owner is told
+ * under apply_mu: it cannot complete the group (and, its last request done,
+ * release what owner_arg points to) before the call has returned. */
+static int defer_group(store *st, uint64_t group, struct pending *list, int status)
+{
+	struct dgroup *g, **pp;
+
+	pthread_mutex_lock(&st->apply_mu);
+	if (!st->owner_notify || !(g = malloc(sizeof *g))) {
+		pthread_mutex_unlock(&st->apply_mu);
+		return 0;
+	}
+	*g = (struct dgroup){ .group = group, .list = list, .status = status };
+	/* Two committers may hand over their groups out of ticket order. */
+	for (pp = &st->deferred; *pp && (*pp)->group < group; pp = &(*pp)->next)
+		;
+	g->next = *pp;
+	*pp = g;
+	if (st->deferred->group == st->completed)
+		st->owner_notify(st->owner_arg);
+	pthread_mutex_unlock(&st->apply_mu);
+	return 1;
+}
+
+static int owner_may_complete(struct pending *list, const struct waiter *wake)
+{
+	size_t bytes = 0;
+
+	if (wake)
+		return 0; /* a store_write() caller waits for it */
+	for (; list; list = list->next)
+		if ((bytes += list->len) > STORE_OWNER_GROUP_MAX)
+			return 0;
+	return 1;
 }
 
 /* One round of group commit by the calling thread. mu held on entry and on
@@ -266,7 +321,10 @@ static void leader_round(store *st)
 	group = st->groups++;
 	hand_off(st);
 	pthread_mutex_unlock(&st->mu);
-	rc = complete_in_order(st, group, list, rc);
+	if (owner_may_complete(list, wake) && defer_group(st, group, list, rc))
+		rc = 0;
+	else
+		rc = complete_in_order(st, group, list, rc);
 	pthread_mutex_lock(&st->mu);
 	if (rc)
 		store__set_failed(st, rc, "apply");
@@ -423,6 +481,81 @@ int store_submit(store *st, const struct kv_batch *b, unsigned flags, store_done
 	int rc = store_prepare(b, &pr);
 
 	return rc ? rc : store_submit_prepared(st, &pr, flags, done, arg);
+}
+
+/* Applies the owner's groups that are next in ticket order (apply_mu
+ * held) and moves them to *done, in order, for their callbacks. Returns
+ * the first apply error. */
+static int apply_deferred_locked(store *st, struct dgroup ***done)
+{
+	struct dgroup *g;
+	int arc = 0;
+
+	while ((g = st->deferred) && g->group == st->completed) {
+		int a;
+
+		st->deferred = g->next;
+		if (!g->status)
+			g->status = st->apply_failed;
+		a = g->arc = apply_group(st, g->list, g->status);
+		if (a && !st->apply_failed)
+			st->apply_failed = arc = a;
+		st->completed++;
+		g->next = NULL;
+		**done = g;
+		*done = &g->next;
+	}
+	pthread_cond_broadcast(&st->apply_cv);
+	return arc;
+}
+
+static void finish_deferred(store *st, struct dgroup *g, int arc)
+{
+	struct dgroup *next;
+
+	for (; g; g = next) {
+		next = g->next;
+		finish_group(g->list, g->status, g->arc);
+		free(g);
+	}
+	if (arc) {
+		pthread_mutex_lock(&st->mu);
+		store__set_failed(st, arc, "apply");
+		pthread_mutex_unlock(&st->mu);
+	}
+}
+
+void store_complete(store *st)
+{
+	struct dgroup *done = NULL, **tail = &done;
+	int arc;
+
+	pthread_mutex_lock(&st->apply_mu);
+	arc = apply_deferred_locked(st, &tail);
+	pthread_mutex_unlock(&st->apply_mu);
+	finish_deferred(st, done, arc);
+}
+
+void store_set_completer(store *st, void (*notify)(void *), void *arg)
+{
+	struct dgroup *done = NULL, **tail = &done;
+	int arc = 0;
+
+	pthread_mutex_lock(&st->apply_mu);
+	st->owner_notify = notify;
+	st->owner_arg = arg;
+	/* Without an owner now, what it was left is completed here, each
+	 * group in its turn (a committer completes the ones between). */
+	while (!notify && st->deferred) {
+		if (st->deferred->group == st->completed) {
+			int a = apply_deferred_locked(st, &tail);
+
+			arc = arc ? arc : a;
+		} else
+			pthread_cond_wait(&st->apply_cv, &st->apply_mu);
+	}
+	pthread_mutex_unlock(&st->apply_mu);
+	finish_deferred(st, done, arc);
 }
 
 void store_kick(store *st)

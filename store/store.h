@@ -203,6 +203,23 @@ int  store_submit_prepared(store *st, struct store_prepared *p, unsigned flags,
 			   store_done_fn done, void *arg);
 void store_prepared_free(struct store_prepared *p);
 
+/* Completion on the caller's own thread (an event loop, say). From now on,
+ * a synced group of batches submitted with store_submit*() (none waiting in
+ * store_write(), at most STORE_OWNER_GROUP_MAX bytes of records) is not
+ * applied by the committer: it is left to the owner, and notify(arg) is
+ * called (from a committer thread, possibly more often than needed) when
+ * store_complete() has something to do. store_complete() applies those
+ * groups in lsn order, then runs their `done` callbacks on the calling
+ * thread, outside the store's locks. Bigger groups are still applied and
+ * acknowledged on the committer, in order with the owner's: a callback may
+ * thus run on either thread. notify NULL ends it; what was left is completed
+ * before this returns. The point: on a machine where waking a thread is
+ * dear, a group costs one hand-over (committer -> owner) instead of two. */
+#define STORE_OWNER_GROUP_MAX (256u << 10) /* bigger: applied on the committer
+                                               (values are copied into the map) */
+void store_set_completer(store *st, void (*notify)(void *), void *arg);
+void store_complete(store *st);
+
 /* Releases every STORE_LATER batch submitted so far for syncing (the next
  * sync starts now, or when the one in flight ends). */
 void store_kick(store *st);

@@ -34,6 +34,16 @@ struct pending {
 	int             later; /* STORE_LATER: no sync for it before store_kick() */
 };
 
+/* A synced group left for the owner's thread to complete (store.h,
+ * store_set_completer): its entries in lsn order and the sync's status. */
+struct dgroup {
+	struct dgroup  *next;
+	uint64_t        group;   /* its ticket (completion order) */
+	struct pending *list;
+	int             status;
+	int             arc;     /* apply_group()'s result, once applied */
+};
+
 /* A thread blocked in store_write(). It sleeps on its own condition
  * variable, so a finished sync wakes only the writers it completed plus the
  * one that leads the next sync — not all of them. done, queued and next are
@@ -74,6 +84,9 @@ struct store {
 	uint64_t           groups;      /* sync groups detached so far (mu) */
 	uint64_t           completed;   /* sync groups completed so far (apply_mu) */
 	int                apply_failed; /* an apply error: later groups fail too (apply_mu) */
+	void             (*owner_notify)(void *); /* the completer (apply_mu) */
+	void              *owner_arg;
+	struct dgroup     *deferred;    /* groups left to it, in ticket order (apply_mu) */
 	pthread_rwlock_t   map_lock;
 	map               *map;
 	uint64_t           ntomb;

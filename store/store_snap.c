@@ -418,6 +418,9 @@ void store_close(store *st)
 	pthread_cond_broadcast(&st->commit_cv);
 	pthread_cond_broadcast(&st->bg_cv);
 	pthread_mutex_unlock(&st->mu);
+	/* An owner that did not say goodbye: its groups are completed here
+	 * (the committers may wait for them to take their turn). */
+	store_set_completer(st, NULL, NULL);
 	for (int i = 0; i < st->ncommitters; i++)
 		pthread_join(st->committer[i], NULL);
 	if (st->bg_started)

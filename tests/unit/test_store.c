@@ -1088,6 +1088,172 @@ static void later_batches_wait_for_the_kick(void **state)
 	memdisk_free(md);
 }
 
+/* ---- completion by the owner's thread (store_set_completer) ---------------- */
+
+struct owner {
+	store      *st;
+	pthread_t   self;      /* the owner's thread */
+	atomic_int  pokes;     /* notify calls */
+	atomic_int  calls;     /* callbacks */
+	atomic_int  on_owner;  /* ... of them on the owner's thread */
+	atomic_int  bad;       /* a callback before its batch was applied, or failed */
+	uint64_t    last_on_owner;
+};
+
+static void owner_poke(void *arg)
+{
+	struct owner *o = arg;
+
+	atomic_fetch_add(&o->pokes, 1);
+}
+
+static void owner_done(void *arg, int status, uint64_t lsn)
+{
+	struct owner *o = arg;
+
+	if (status || store_applied_lsn(o->st) < lsn)
+		atomic_fetch_add(&o->bad, 1);
+	if (pthread_equal(pthread_self(), o->self)) {
+		if (lsn <= o->last_on_owner)
+			atomic_fetch_add(&o->bad, 1);
+		o->last_on_owner = lsn;
+		atomic_fetch_add(&o->on_owner, 1);
+	}
+	atomic_fetch_add(&o->calls, 1);
+}
+
+static void owner_submit(struct owner *o, const char *key, const char *val, size_t vlen)
+{
+	struct kv_op op = { .kind = KV_PUT, .key = key, .klen = (uint32_t)strlen(key),
+			    .val = val, .vlen = (uint32_t)vlen };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+
+	assert_int_equal(store_submit(o->st, &b, 0, owner_done, o), 0);
+}
+
+/* Runs store_complete() on every poke until `want` callbacks have run. */
+static void owner_run(struct owner *o, int want)
+{
+	int seen = 0;
+
+	for (int i = 0; i < 20000 && atomic_load(&o->calls) < want; i++) {
+		int p = atomic_load(&o->pokes);
+
+		if (p != seen) {
+			seen = p;
+			store_complete(o->st);
+		} else {
+			usleep(500);
+		}
+	}
+	assert_int_equal(atomic_load(&o->calls), want);
+}
+
+static void *owner_blocking_writer(void *arg)
+{
+	struct owner *o = arg;
+	struct kv_op op = { .kind = KV_PUT, .key = "blocking", .klen = 8, .val = "b", .vlen = 1 };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+
+	return (void *)(intptr_t)store_write(o->st, &b);
+}
+
+/* With an owner, a small synced group waits for store_complete(): it is not
+ * readable before, and its callbacks run on the owner's thread after the
+ * apply. A group too big for the owner (a value over
+ * STORE_OWNER_GROUP_MAX) and a store_write() caller's group are completed
+ * on the committer, in order with the owner's: a key written small, big,
+ * small ends with the last value. Clearing the owner completes what it was
+ * left; so does store_close() for an owner that never cleared itself. */
+static void an_owner_completes_small_groups_on_its_own_thread(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct owner o = { .self = pthread_self() };
+	size_t big = STORE_OWNER_GROUP_MAX + 1024;
+	char *bigval = malloc(big);
+	pthread_t th;
+	void *ret;
+	kv_rec *r;
+
+	(void)state;
+	assert_non_null(bigval);
+	memset(bigval, 'B', big);
+	o.st = open_store(md, NULL);
+	store_set_completer(o.st, owner_poke, &o);
+
+	owner_submit(&o, "small", "s1", 2);
+	for (int i = 0; i < 5000 && !atomic_load(&o.pokes); i++)
+		usleep(1000);
+	assert_true(atomic_load(&o.pokes) > 0);
+	usleep(20000);
+	assert_int_equal(atomic_load(&o.calls), 0);
+	assert_int_equal(store_get(o.st, "small", 5, 0, &r), -ENOENT); /* synced, not applied */
+	store_complete(o.st);
+	assert_int_equal(atomic_load(&o.on_owner), 1);
+	assert_int_equal(store_get(o.st, "small", 5, 0, &r), 0);
+	kv_rec_unref(r);
+
+	/* Small groups are the owner's; a big one and a blocking writer's
+	 * are the committer's. */
+	for (int i = 0; i < 10; i++)
+		owner_submit(&o, "s", "v", 1);
+	owner_run(&o, 11);
+	assert_int_equal(atomic_load(&o.on_owner), 11);
+	owner_submit(&o, "big", bigval, big);
+	owner_run(&o, 12);
+	assert_int_equal(atomic_load(&o.on_owner), 11);
+	assert_int_equal(pthread_create(&th, NULL, owner_blocking_writer, &o), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+
+	/* Mixed in whatever groups the syncs make: applied in lsn order. */
+	for (int i = 0; i < 30; i++) {
+		char key[16];
+
+		snprintf(key, sizeof key, "m%d", i % 3);
+		if (i % 10 == 4)
+			owner_submit(&o, key, bigval, big);
+		else
+			owner_submit(&o, key, i % 2 ? "odd" : "even", i % 2 ? 3 : 4);
+	}
+	owner_run(&o, 42);
+	assert_int_equal(atomic_load(&o.bad), 0);
+	for (int k = 0; k < 3; k++) {
+		char key[16];
+
+		snprintf(key, sizeof key, "m%d", k); /* last written at i = 27 + k */
+		assert_int_equal(store_get(o.st, key, strlen(key), 0, &r), 0);
+		assert_int_equal(kv_rec_size(r), (27 + k) % 2 ? 3 : 4);
+		kv_rec_unref(r);
+	}
+
+	/* Cleared: what the owner was left is completed before it returns. */
+	owner_submit(&o, "left", "l", 1);
+	for (int i = 0; i < 5000 && atomic_load(&o.pokes) == 0; i++)
+		usleep(1000);
+	atomic_store(&o.pokes, 0);
+	for (int i = 0; i < 5000 && !atomic_load(&o.pokes); i++)
+		usleep(1000);
+	store_set_completer(o.st, NULL, NULL);
+	assert_int_equal(atomic_load(&o.calls), 43);
+	assert_int_equal(store_get(o.st, "left", 4, 0, &r), 0);
+	kv_rec_unref(r);
+
+	/* An owner that never clears itself: close completes its groups. */
+	store_set_completer(o.st, owner_poke, &o);
+	owner_submit(&o, "at-close", "c", 1);
+	store_close(o.st);
+	assert_int_equal(atomic_load(&o.calls), 44);
+	assert_int_equal(atomic_load(&o.bad), 0);
+	memdisk_crash(md);
+	o.st = open_store(md, NULL);
+	assert_int_equal(store_get(o.st, "at-close", 8, 0, &r), 0);
+	kv_rec_unref(r);
+	store_close(o.st);
+	free(bigval);
+	memdisk_free(md);
+}
+
 #define THREADS 64
 #define PER_THREAD 40
 
@@ -1211,6 +1377,7 @@ int main(void)
 		cmocka_unit_test(concurrent_writers_share_syncs),
 		cmocka_unit_test(many_sync_groups_complete_in_lsn_order),
 		cmocka_unit_test(later_batches_wait_for_the_kick),
+		cmocka_unit_test(an_owner_completes_small_groups_on_its_own_thread),
 		cmocka_unit_test(held_snapshots_wait_for_the_last_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
