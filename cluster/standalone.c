@@ -3,10 +3,12 @@
  * committed when the local store has made it durable (group commit inside the
  * store) and applied it.
  *
- * The loop thread owns the store's completions (store_set_completer): a
- * committer syncs a group and pokes the loop (uv_async_send), and the loop
- * applies the group and answers its requests (node_req_done() must run
- * there) in store_complete(). Groups too big for the loop are applied on the
+ * The loop thread owns the store's completions (store_set_completer). A
+ * burst of small writes it syncs itself, when no sync is in flight, and
+ * answers at once (sa_kick). Otherwise a committer syncs the group and
+ * pokes the loop (uv_async_send), and the loop applies the group and
+ * answers its requests (node_req_done() must run there) in
+ * store_complete(). Groups too big for the loop are applied on the
  * committer, whose completions travel to the loop on a mutex-protected list
  * behind the same async handle.
  */
@@ -29,6 +31,7 @@ struct standalone {
 	node           *n;
 	uv_async_t      async;
 	uv_prepare_t    kick;      /* runs before the loop waits for I/O again */
+	uv_idle_t       answered;  /* kick answered requests: poll without waiting */
 	pthread_mutex_t mu;        /* leaf lock: protects head/tail */
 	struct sa_done *head, *tail;
 	uint64_t        inflight;  /* loop thread: submitted to the store, not yet done */
@@ -48,6 +51,7 @@ static void sa_maybe_close(struct standalone *sa)
 		store_set_completer(node_store(sa->n), NULL, NULL);
 		uv_close((uv_handle_t *)&sa->async, NULL);
 		uv_close((uv_handle_t *)&sa->kick, NULL);
+		uv_close((uv_handle_t *)&sa->answered, NULL);
 	}
 }
 
@@ -110,17 +114,30 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
 /* Writes are submitted with STORE_LATER while the loop handles its ready
  * sockets and queue, and released here, after them (a prepare handle runs
  * before the loop next waits for I/O, whichever phase submitted): the
- * requests a burst
- * of client input brought (every client answered by the last group, say)
- * then share one sync, as in Redis's one fsync per event-loop iteration,
- * instead of the first of them starting a sync of its own and splitting
- * the clients into ever smaller groups. */
+ * requests a burst of client input brought (every client answered by the
+ * last group, say) then share one sync, as in Redis's one fsync per
+ * event-loop iteration, instead of the first of them starting a sync of
+ * its own and splitting the clients into ever smaller groups. When no sync
+ * is in flight and the burst is small, the loop syncs and answers it right
+ * here (store_kick_here), as Redis does; a big one goes to a committer. */
+static void sa_answered(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+}
+
 static void sa_kick(uv_prepare_t *h)
 {
 	struct standalone *sa = h->data;
 
 	uv_prepare_stop(h);
-	store_kick(node_store(sa->n));
+	on_loop_completing = 1;
+	if (store_kick_here(node_store(sa->n)))
+		/* The replies are written by check handles (the control
+		 * socket's flusher), which run after the poll: it must not
+		 * wait for I/O this time. */
+		uv_idle_start(&sa->answered, sa_answered);
+	on_loop_completing = 0;
+	sa_maybe_close(sa);
 }
 
 static void sa_write(void *self, struct node_req *req)
@@ -184,6 +201,8 @@ static int sa_start(void *self)
 		return rc;
 	store_set_completer(node_store(sa->n), sa_poke, sa);
 	uv_prepare_init(node_loop(sa->n), &sa->kick); /* cannot fail */
+	uv_idle_init(node_loop(sa->n), &sa->answered); /* cannot fail */
+	sa->answered.data = sa;
 	sa->kick.data = sa;
 	uv_unref((uv_handle_t *)&sa->kick);
 	sa->started = 1;

@@ -68,6 +68,7 @@ struct search_index {
 	size_t             q_live_bytes;  /* their text, as far as it will be indexed */
 	size_t             q_load;        /* queued by _load, not yet taken */
 	int                q_stop;
+	int                napping;       /* the worker naps: no need to wake it (q_mu) */
 	int                worker_running;
 	unsigned           start_delay_ms;
 	pthread_t          worker;
@@ -99,6 +100,14 @@ struct qop {
 /* Updates applied per hold of apply_mu: queries waiting to help get in
  * between batches of a long backlog (a start-up load). */
 #define APPLY_BATCH 256
+
+/* After applying, the worker naps NAP_MS before it sleeps for good: while
+ * updates keep coming (a write load), queuing threads then need not wake
+ * it for each of their groups (a futex call each, on a commit path) and it
+ * takes several groups per turn. Queries and a queue over NAP_WAKE updates
+ * still wake it at once. */
+#define NAP_MS   2
+#define NAP_WAKE APPLY_BATCH
 /* Batches at least this large are prepared by two threads. */
 #define PAR_MIN 128
 
@@ -750,6 +759,7 @@ static void apply_to(struct search_index *ix, uint64_t target)
 	while (atomic_load(&ix->applied_seq) < target && !ix->q_stop) {
 		if (target < ix->wake_at)
 			ix->wake_at = target;
+		pthread_cond_signal(&ix->q_cv); /* it may be napping */
 		pthread_cond_wait(&ix->applied_cv, &ix->q_mu);
 	}
 	pthread_mutex_unlock(&ix->q_mu);
@@ -775,9 +785,17 @@ static void drain_to_half(struct search_index *ix)
 		 * applied, and its applier wakes us. */
 		if (next < ix->wake_at)
 			ix->wake_at = next;
+		pthread_cond_signal(&ix->q_cv); /* it may be napping */
 		pthread_cond_wait(&ix->applied_cv, &ix->q_mu);
 	}
 	pthread_mutex_unlock(&ix->q_mu);
+}
+
+/* Queued updates may be applied now (q_mu held). */
+static void wake_worker_locked(struct search_index *ix)
+{
+	if (!ix->napping || ix->q_live + ix->q_load >= NAP_WAKE)
+		pthread_cond_signal(&ix->q_cv);
 }
 
 /* Ends the open group, if any (q_mu held): its updates may now be applied
@@ -793,7 +811,7 @@ static void close_group_locked(struct search_index *ix)
 		return;
 	ix->q_tail->last = 1;
 	ix->q_done_seq = ix->q_seq;
-	pthread_cond_signal(&ix->q_cv);
+	wake_worker_locked(ix);
 }
 
 /* Whether a queuing thread must wait for the queue to drain (q_mu held).
@@ -872,7 +890,7 @@ static void queue(struct search_index *ix, const char *key, size_t klen, const c
 	}
 	over = live && over_bound(ix);
 	if (!ix->q_open) /* else nothing can be applied before the group ends */
-		pthread_cond_signal(&ix->q_cv);
+		wake_worker_locked(ix);
 	pthread_mutex_unlock(&ix->q_mu);
 	if (over)
 		drain_to_half(ix);
@@ -938,6 +956,20 @@ size_t search_index_pending(struct search_index *ix)
 	return (size_t)(q - atomic_load(&ix->applied_seq));
 }
 
+/* Waits on q_cv for at most ms milliseconds (q_mu held). */
+static void nap(struct search_index *ix, unsigned ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&ix->q_cv, &ix->q_mu, &until);
+}
+
 static void *worker_main(void *arg)
 {
 	struct search_index *ix = arg;
@@ -958,17 +990,26 @@ static void *worker_main(void *arg)
 		       pthread_cond_timedwait(&ix->q_cv, &ix->q_mu, &until) != ETIMEDOUT)
 			;
 	}
-	for (;;) {
+	for (int worked = 0;;) {
 		uint64_t target;
 
-		while (ix->q_done_seq <= atomic_load(&ix->applied_seq) && !ix->q_stop)
-			pthread_cond_wait(&ix->q_cv, &ix->q_mu);
+		while (ix->q_done_seq <= atomic_load(&ix->applied_seq) && !ix->q_stop) {
+			if (worked) {
+				ix->napping = 1;
+				nap(ix, NAP_MS);
+				ix->napping = 0;
+				worked = 0;
+			} else {
+				pthread_cond_wait(&ix->q_cv, &ix->q_mu);
+			}
+		}
 		if (ix->q_stop)
 			break;
 		target = ix->q_done_seq;
 		pthread_mutex_unlock(&ix->q_mu);
 		apply_batches(ix, target);
 		pthread_mutex_lock(&ix->q_mu);
+		worked = 1;
 	}
 	pthread_mutex_unlock(&ix->q_mu);
 	return NULL;

@@ -232,7 +232,8 @@ static int complete_in_order(store *st, uint64_t group, struct pending *list, in
  * Returns 0 when the caller must complete it itself. The owner is told
  * under apply_mu: it cannot complete the group (and, its last request done,
  * release what owner_arg points to) before the call has returned. */
-static int defer_group(store *st, uint64_t group, struct pending *list, int status)
+static int defer_group(store *st, uint64_t group, struct pending *list, int status,
+		       int by_owner)
 {
 	struct dgroup *g, **pp;
 
@@ -247,7 +248,7 @@ static int defer_group(store *st, uint64_t group, struct pending *list, int stat
 		;
 	g->next = *pp;
 	*pp = g;
-	if (st->deferred->group == st->completed)
+	if (!by_owner && st->deferred->group == st->completed)
 		st->owner_notify(st->owner_arg);
 	pthread_mutex_unlock(&st->apply_mu);
 	return 1;
@@ -269,8 +270,9 @@ static int owner_may_complete(struct pending *list, const struct waiter *wake)
  * return; dropped while syncing and completing. The next sync is handed on
  * as soon as this one has returned, so it runs while this group is applied
  * (the apply, search index updates included, costs about as much CPU time
- * as a sync takes). */
-static void leader_round(store *st)
+ * as a sync takes). by_owner: the store's owner leads (store_kick_here)
+ * and completes the group itself right after. */
+static void leader_round(store *st, int by_owner)
 {
 	struct pending *list = NULL, **tailp = &list, *p;
 	struct waiter *wake = NULL, *w;
@@ -321,7 +323,7 @@ static void leader_round(store *st)
 	group = st->groups++;
 	hand_off(st);
 	pthread_mutex_unlock(&st->mu);
-	if (owner_may_complete(list, wake) && defer_group(st, group, list, rc))
+	if (owner_may_complete(list, wake) && defer_group(st, group, list, rc, by_owner))
 		rc = 0;
 	else
 		rc = complete_in_order(st, group, list, rc);
@@ -348,7 +350,7 @@ void *store__committer_main(void *arg)
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		if (head_ready(st) && !st->syncing) {
-			leader_round(st);
+			leader_round(st, 0);
 			continue;
 		}
 		if (st->stop && !st->head)
@@ -424,7 +426,7 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, uint32_t pcrc,
 	w->queued = 1;
 	while (!w->done) {
 		if (w->queued && !st->syncing)
-			leader_round(st);
+			leader_round(st, 0);
 		else
 			pthread_cond_wait(&w->cv, &st->mu);
 	}
@@ -556,6 +558,37 @@ void store_set_completer(store *st, void (*notify)(void *), void *arg)
 	}
 	pthread_mutex_unlock(&st->apply_mu);
 	finish_deferred(st, done, arc);
+}
+
+/* Bytes of records queued, counting a store_write() caller's as too many:
+ * its thread waits for the round, and leads one itself. mu held. */
+static size_t queued_bytes(const store *st, size_t stop_over)
+{
+	const struct pending *p;
+	size_t bytes = 0;
+
+	for (p = st->head; p && bytes <= stop_over; p = p->next)
+		bytes += p->w ? stop_over + 1 : p->len;
+	return bytes;
+}
+
+int store_kick_here(store *st)
+{
+	int led = 0;
+
+	pthread_mutex_lock(&st->mu);
+	st->kick_lsn = st->last_lsn;
+	if (!st->syncing && head_ready(st) && st->owner_notify &&
+	    queued_bytes(st, STORE_OWNER_GROUP_MAX) <= STORE_OWNER_GROUP_MAX) {
+		leader_round(st, 1); /* no poke: it completes below */
+		led = 1;
+	} else if (!st->syncing && st->head) {
+		pthread_cond_signal(&st->commit_cv);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (led)
+		store_complete(st);
+	return led;
 }
 
 void store_kick(store *st)

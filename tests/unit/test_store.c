@@ -1254,6 +1254,59 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 	memdisk_free(md);
 }
 
+static void owner_submit_later(struct owner *o, const char *key, const char *val, size_t vlen)
+{
+	struct kv_op op = { .kind = KV_PUT, .key = key, .klen = (uint32_t)strlen(key),
+			    .val = val, .vlen = (uint32_t)vlen };
+	struct kv_batch b = { .ops = &op, .n = 1 };
+
+	assert_int_equal(store_submit(o->st, &b, STORE_LATER, owner_done, o), 0);
+}
+
+/* store_kick_here(): with no sync in flight, the owner syncs a small burst
+ * on its own thread (one sync) and has answered it when the call returns; a
+ * burst over STORE_OWNER_GROUP_MAX goes to a committer as with
+ * store_kick(); so does every burst of a store without an owner. */
+static void the_owner_syncs_a_small_burst_itself(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct owner o = { .self = pthread_self() };
+	size_t big = STORE_OWNER_GROUP_MAX + 1024;
+	char *bigval = malloc(big);
+	uint64_t syncs0;
+
+	(void)state;
+	assert_non_null(bigval);
+	memset(bigval, 'B', big);
+	o.st = open_store(md, NULL);
+	store_set_completer(o.st, owner_poke, &o);
+	syncs0 = memdisk_datasyncs(md);
+	for (int i = 0; i < 5; i++)
+		owner_submit_later(&o, "burst", "v", 1);
+	assert_int_equal(store_kick_here(o.st), 1);
+	assert_int_equal(atomic_load(&o.calls), 5);
+	assert_int_equal(atomic_load(&o.on_owner), 5);
+	assert_int_equal(memdisk_datasyncs(md), syncs0 + 1);
+	assert_int_equal(atomic_load(&o.pokes), 0); /* nothing to poke about */
+
+	owner_submit_later(&o, "big", bigval, big);
+	assert_int_equal(store_kick_here(o.st), 0);
+	owner_run(&o, 6);
+	assert_int_equal(atomic_load(&o.on_owner), 5); /* the committer's */
+
+	store_set_completer(o.st, NULL, NULL);
+	owner_submit_later(&o, "ownerless", "v", 1);
+	assert_int_equal(store_kick_here(o.st), 0);
+	for (int i = 0; i < 5000 && atomic_load(&o.calls) < 7; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&o.calls), 7);
+	assert_int_equal(atomic_load(&o.on_owner), 5);
+	assert_int_equal(atomic_load(&o.bad), 0);
+	store_close(o.st);
+	free(bigval);
+	memdisk_free(md);
+}
+
 #define THREADS 64
 #define PER_THREAD 40
 
@@ -1378,6 +1431,7 @@ int main(void)
 		cmocka_unit_test(many_sync_groups_complete_in_lsn_order),
 		cmocka_unit_test(later_batches_wait_for_the_kick),
 		cmocka_unit_test(an_owner_completes_small_groups_on_its_own_thread),
+		cmocka_unit_test(the_owner_syncs_a_small_burst_itself),
 		cmocka_unit_test(held_snapshots_wait_for_the_last_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
