@@ -1122,13 +1122,31 @@ static void owner_done(void *arg, int status, uint64_t lsn)
 	atomic_fetch_add(&o->calls, 1);
 }
 
-static void owner_submit(struct owner *o, const char *key, const char *val, size_t vlen)
+static void owner_submit_flags(struct owner *o, const char *key, const char *val, size_t vlen,
+			       unsigned flags)
 {
 	struct kv_op op = { .kind = KV_PUT, .key = key, .klen = (uint32_t)strlen(key),
 			    .val = val, .vlen = (uint32_t)vlen };
 	struct kv_batch b = { .ops = &op, .n = 1 };
 
-	assert_int_equal(store_submit(o->st, &b, 0, owner_done, o), 0);
+	assert_int_equal(store_submit(o->st, &b, flags, owner_done, o), 0);
+}
+
+static void owner_submit(struct owner *o, const char *key, const char *val, size_t vlen)
+{
+	owner_submit_flags(o, key, val, vlen, 0);
+}
+
+/* A value too big for the owner's groups (STORE_OWNER_GROUP_MAX). */
+static char *owner_big_value(size_t *len)
+{
+	char *v;
+
+	*len = STORE_OWNER_GROUP_MAX + 1024;
+	v = malloc(*len);
+	assert_non_null(v);
+	memset(v, 'B', *len);
+	return v;
 }
 
 /* Runs store_complete() on every poke until `want` callbacks have run. */
@@ -1169,15 +1187,13 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 {
 	memdisk *md = memdisk_new();
 	struct owner o = { .self = pthread_self() };
-	size_t big = STORE_OWNER_GROUP_MAX + 1024;
-	char *bigval = malloc(big);
+	size_t big;
+	char *bigval = owner_big_value(&big);
 	pthread_t th;
 	void *ret;
 	kv_rec *r;
 
 	(void)state;
-	assert_non_null(bigval);
-	memset(bigval, 'B', big);
 	o.st = open_store(md, NULL);
 	store_set_completer(o.st, owner_poke, &o);
 
@@ -1256,11 +1272,7 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 
 static void owner_submit_later(struct owner *o, const char *key, const char *val, size_t vlen)
 {
-	struct kv_op op = { .kind = KV_PUT, .key = key, .klen = (uint32_t)strlen(key),
-			    .val = val, .vlen = (uint32_t)vlen };
-	struct kv_batch b = { .ops = &op, .n = 1 };
-
-	assert_int_equal(store_submit(o->st, &b, STORE_LATER, owner_done, o), 0);
+	owner_submit_flags(o, key, val, vlen, STORE_LATER);
 }
 
 /* store_kick_here(): with no sync in flight, the owner syncs a small burst
@@ -1271,13 +1283,11 @@ static void the_owner_syncs_a_small_burst_itself(void **state)
 {
 	memdisk *md = memdisk_new();
 	struct owner o = { .self = pthread_self() };
-	size_t big = STORE_OWNER_GROUP_MAX + 1024;
-	char *bigval = malloc(big);
+	size_t big;
+	char *bigval = owner_big_value(&big);
 	uint64_t syncs0;
 
 	(void)state;
-	assert_non_null(bigval);
-	memset(bigval, 'B', big);
 	o.st = open_store(md, NULL);
 	store_set_completer(o.st, owner_poke, &o);
 	syncs0 = memdisk_datasyncs(md);
