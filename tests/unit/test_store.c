@@ -1096,7 +1096,8 @@ struct owner {
 	atomic_int  pokes;     /* notify calls */
 	atomic_int  calls;     /* callbacks */
 	atomic_int  on_owner;  /* ... of them on the owner's thread */
-	atomic_int  bad;       /* a callback before its batch was applied, or failed */
+	atomic_int  bad;       /* a callback before its batch was applied */
+	atomic_int  failed;    /* callbacks with an error */
 	uint64_t    last_on_owner;
 };
 
@@ -1111,7 +1112,9 @@ static void owner_done(void *arg, int status, uint64_t lsn)
 {
 	struct owner *o = arg;
 
-	if (status || store_applied_lsn(o->st) < lsn)
+	if (status)
+		atomic_fetch_add(&o->failed, 1);
+	else if (store_applied_lsn(o->st) < lsn)
 		atomic_fetch_add(&o->bad, 1);
 	if (pthread_equal(pthread_self(), o->self)) {
 		if (lsn <= o->last_on_owner)
@@ -1234,6 +1237,7 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 	}
 	owner_run(&o, 42);
 	assert_int_equal(atomic_load(&o.bad), 0);
+	assert_int_equal(atomic_load(&o.failed), 0);
 	for (int k = 0; k < 3; k++) {
 		char key[16];
 
@@ -1261,6 +1265,7 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 	store_close(o.st);
 	assert_int_equal(atomic_load(&o.calls), 44);
 	assert_int_equal(atomic_load(&o.bad), 0);
+	assert_int_equal(atomic_load(&o.failed), 0);
 	memdisk_crash(md);
 	o.st = open_store(md, NULL);
 	assert_int_equal(store_get(o.st, "at-close", 8, 0, &r), 0);
@@ -1312,8 +1317,48 @@ static void the_owner_syncs_a_small_burst_itself(void **state)
 	assert_int_equal(atomic_load(&o.calls), 7);
 	assert_int_equal(atomic_load(&o.on_owner), 5);
 	assert_int_equal(atomic_load(&o.bad), 0);
+	assert_int_equal(atomic_load(&o.failed), 0);
 	store_close(o.st);
 	free(bigval);
+	memdisk_free(md);
+}
+
+/* A sync that fails on the owner's thread fails its burst there (no
+ * acknowledgement), the store stays read-only, and what was acknowledged
+ * before is there after a crash. */
+static void a_failed_sync_by_the_owner_fails_its_burst(void **state)
+{
+	memdisk *md = memdisk_new();
+	struct owner o = { .self = pthread_self() };
+	kv_rec *r;
+
+	(void)state;
+	o.st = open_store(md, NULL);
+	store_set_completer(o.st, owner_poke, &o);
+	owner_submit_later(&o, "ok", "1", 1);
+	assert_int_equal(store_kick_here(o.st), 1);
+	memdisk_fail_sync(md, 1, EIO);
+	for (int i = 0; i < 3; i++)
+		owner_submit_later(&o, "lost", "2", 1);
+	assert_int_equal(store_kick_here(o.st), 1);
+	assert_int_equal(atomic_load(&o.calls), 4);
+	assert_int_equal(atomic_load(&o.on_owner), 4);
+	assert_int_equal(atomic_load(&o.failed), 3);
+	assert_int_equal(store_failed(o.st), -EIO);
+	assert_int_equal(store_get(o.st, "lost", 4, 0, &r), -ENOENT);
+	{
+		struct kv_op op = { .kind = KV_PUT, .key = "after", .klen = 5, .val = "3", .vlen = 1 };
+		struct kv_batch b = { .ops = &op, .n = 1 };
+
+		assert_int_equal(store_submit(o.st, &b, STORE_LATER, owner_done, &o), -EIO);
+	}
+	store_close(o.st);
+	assert_int_equal(atomic_load(&o.calls), 4);
+	memdisk_crash(md);
+	o.st = open_store(md, NULL);
+	assert_int_equal(store_get(o.st, "ok", 2, 0, &r), 0);
+	kv_rec_unref(r);
+	store_close(o.st);
 	memdisk_free(md);
 }
 
@@ -1442,6 +1487,7 @@ int main(void)
 		cmocka_unit_test(later_batches_wait_for_the_kick),
 		cmocka_unit_test(an_owner_completes_small_groups_on_its_own_thread),
 		cmocka_unit_test(the_owner_syncs_a_small_burst_itself),
+		cmocka_unit_test(a_failed_sync_by_the_owner_fails_its_burst),
 		cmocka_unit_test(held_snapshots_wait_for_the_last_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
