@@ -111,6 +111,12 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
 	pthread_mutex_unlock(&sa->mu);
 }
 
+/* The idle handle's only job: one poll that does not wait (sa_kick). */
+static void sa_answered(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+}
+
 /* Writes are submitted with STORE_LATER while the loop handles its ready
  * sockets and queue, and released here, after them (a prepare handle runs
  * before the loop next waits for I/O, whichever phase submitted): the
@@ -120,11 +126,6 @@ static void sa_store_done(void *arg, int status, uint64_t lsn)
  * its own and splitting the clients into ever smaller groups. When no sync
  * is in flight and the burst is small, the loop syncs and answers it right
  * here (store_kick_here), as Redis does; a big one goes to a committer. */
-static void sa_answered(uv_idle_t *h)
-{
-	uv_idle_stop(h);
-}
-
 static void sa_kick(uv_prepare_t *h)
 {
 	struct standalone *sa = h->data;
