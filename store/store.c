@@ -200,6 +200,14 @@ static void hand_off(store *st)
 		pthread_cond_signal(&st->commit_cv);
 }
 
+/* Pokes the owner when the oldest group left to it is next to complete
+ * (apply_mu held). */
+static void poke_owner_if_due(store *st)
+{
+	if (st->owner_notify && st->deferred && st->deferred->group == st->completed)
+		st->owner_notify(st->owner_arg);
+}
+
 /* Completes group number `group` after every earlier group, so batches are
  * applied and acknowledged in lsn order although two threads (and the
  * owner's, store_set_completer) complete groups. An apply error fails this
@@ -221,9 +229,7 @@ static int complete_in_order(store *st, uint64_t group, struct pending *list, in
 		st->apply_failed = arc;
 	st->completed++;
 	pthread_cond_broadcast(&st->apply_cv);
-	/* The owner's groups may have waited for this one. */
-	if (st->owner_notify && st->deferred && st->deferred->group == st->completed)
-		st->owner_notify(st->owner_arg);
+	poke_owner_if_due(st); /* its groups may have waited for this one */
 	pthread_mutex_unlock(&st->apply_mu);
 	return arc;
 }
@@ -248,20 +254,22 @@ static int defer_group(store *st, uint64_t group, struct pending *list, int stat
 		;
 	g->next = *pp;
 	*pp = g;
-	if (!by_owner && st->deferred->group == st->completed)
-		st->owner_notify(st->owner_arg);
+	if (!by_owner)
+		poke_owner_if_due(st);
 	pthread_mutex_unlock(&st->apply_mu);
 	return 1;
 }
 
-static int owner_may_complete(struct pending *list, const struct waiter *wake)
+/* Whether a list of entries (a detached group, or the queue) is the
+ * owner's to complete: no store_write() caller waits for one of them (its
+ * thread completes its own group) and their records hold at most
+ * STORE_OWNER_GROUP_MAX bytes. */
+static int fits_owner(const struct pending *p)
 {
 	size_t bytes = 0;
 
-	if (wake)
-		return 0; /* a store_write() caller waits for it */
-	for (; list; list = list->next)
-		if ((bytes += list->len) > STORE_OWNER_GROUP_MAX)
+	for (; p; p = p->next)
+		if (p->w || (bytes += p->len) > STORE_OWNER_GROUP_MAX)
 			return 0;
 	return 1;
 }
@@ -323,7 +331,7 @@ static void leader_round(store *st, int by_owner)
 	group = st->groups++;
 	hand_off(st);
 	pthread_mutex_unlock(&st->mu);
-	if (owner_may_complete(list, wake) && defer_group(st, group, list, rc, by_owner))
+	if (fits_owner(list) && defer_group(st, group, list, rc, by_owner))
 		rc = 0;
 	else
 		rc = complete_in_order(st, group, list, rc);
@@ -560,16 +568,13 @@ void store_set_completer(store *st, void (*notify)(void *), void *arg)
 	finish_deferred(st, done, arc);
 }
 
-/* Bytes of records queued, counting a store_write() caller's as too many:
- * its thread waits for the round, and leads one itself. mu held. */
-static size_t queued_bytes(const store *st, size_t stop_over)
+/* Releases the held batches for syncing and wakes a committer if none is
+ * syncing. mu held. */
+static void kick_locked(store *st)
 {
-	const struct pending *p;
-	size_t bytes = 0;
-
-	for (p = st->head; p && bytes <= stop_over; p = p->next)
-		bytes += p->w ? stop_over + 1 : p->len;
-	return bytes;
+	st->kick_lsn = st->last_lsn;
+	if (!st->syncing && st->head)
+		pthread_cond_signal(&st->commit_cv);
 }
 
 int store_kick_here(store *st)
@@ -578,12 +583,13 @@ int store_kick_here(store *st)
 
 	pthread_mutex_lock(&st->mu);
 	st->kick_lsn = st->last_lsn;
-	if (!st->syncing && head_ready(st) && st->owner_notify &&
-	    queued_bytes(st, STORE_OWNER_GROUP_MAX) <= STORE_OWNER_GROUP_MAX) {
+	/* owner_notify is the caller's own setting (apply_mu guards it against
+	 * the committers, which do not write it). */
+	if (!st->syncing && head_ready(st) && st->owner_notify && fits_owner(st->head)) {
 		leader_round(st, 1); /* no poke: it completes below */
 		led = 1;
-	} else if (!st->syncing && st->head) {
-		pthread_cond_signal(&st->commit_cv);
+	} else {
+		kick_locked(st);
 	}
 	pthread_mutex_unlock(&st->mu);
 	if (led)
@@ -594,9 +600,7 @@ int store_kick_here(store *st)
 void store_kick(store *st)
 {
 	pthread_mutex_lock(&st->mu);
-	st->kick_lsn = st->last_lsn;
-	if (!st->syncing && st->head)
-		pthread_cond_signal(&st->commit_cv);
+	kick_locked(st);
 	pthread_mutex_unlock(&st->mu);
 }
 

@@ -1125,6 +1125,14 @@ static void owner_done(void *arg, int status, uint64_t lsn)
 	atomic_fetch_add(&o->calls, 1);
 }
 
+/* Opens a store with o as its owner; the calling thread is the owner's. */
+static void owner_open(struct owner *o, memdisk *md)
+{
+	o->self = pthread_self();
+	o->st = open_store(md, NULL);
+	store_set_completer(o->st, owner_poke, o);
+}
+
 static void owner_submit_flags(struct owner *o, const char *key, const char *val, size_t vlen,
 			       unsigned flags)
 {
@@ -1189,7 +1197,7 @@ static void *owner_blocking_writer(void *arg)
 static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 {
 	memdisk *md = memdisk_new();
-	struct owner o = { .self = pthread_self() };
+	struct owner o = { .calls = 0 };
 	size_t big;
 	char *bigval = owner_big_value(&big);
 	pthread_t th;
@@ -1197,8 +1205,7 @@ static void an_owner_completes_small_groups_on_its_own_thread(void **state)
 	kv_rec *r;
 
 	(void)state;
-	o.st = open_store(md, NULL);
-	store_set_completer(o.st, owner_poke, &o);
+	owner_open(&o, md);
 
 	owner_submit(&o, "small", "s1", 2);
 	for (int i = 0; i < 5000 && !atomic_load(&o.pokes); i++)
@@ -1287,14 +1294,13 @@ static void owner_submit_later(struct owner *o, const char *key, const char *val
 static void the_owner_syncs_a_small_burst_itself(void **state)
 {
 	memdisk *md = memdisk_new();
-	struct owner o = { .self = pthread_self() };
+	struct owner o = { .calls = 0 };
 	size_t big;
 	char *bigval = owner_big_value(&big);
 	uint64_t syncs0;
 
 	(void)state;
-	o.st = open_store(md, NULL);
-	store_set_completer(o.st, owner_poke, &o);
+	owner_open(&o, md);
 	syncs0 = memdisk_datasyncs(md);
 	for (int i = 0; i < 5; i++)
 		owner_submit_later(&o, "burst", "v", 1);
@@ -1329,12 +1335,11 @@ static void the_owner_syncs_a_small_burst_itself(void **state)
 static void a_failed_sync_by_the_owner_fails_its_burst(void **state)
 {
 	memdisk *md = memdisk_new();
-	struct owner o = { .self = pthread_self() };
+	struct owner o = { .calls = 0 };
 	kv_rec *r;
 
 	(void)state;
-	o.st = open_store(md, NULL);
-	store_set_completer(o.st, owner_poke, &o);
+	owner_open(&o, md);
 	owner_submit_later(&o, "ok", "1", 1);
 	assert_int_equal(store_kick_here(o.st), 1);
 	memdisk_fail_sync(md, 1, EIO);
