@@ -256,6 +256,20 @@ static void conn_flush(struct ctl_conn *c)
 /* Write completions arrive one by one (a group commit completes hundreds
  * of writes in one loop iteration); replies are gathered and each connection
  * is flushed once, after the iteration's I/O callbacks, by a check handle. */
+void ctl_server_flush(struct ctl_server *srv)
+{
+	struct ctl_conn *c;
+
+	if (!srv || srv->stopping)
+		return;
+	while ((c = srv->dirty)) {
+		srv->dirty = c->dirty_next;
+		c->is_dirty = 0;
+		conn_flush(c);
+	}
+	uv_check_stop(&srv->flusher);
+}
+
 static void on_flush(uv_check_t *h)
 {
 	struct ctl_server *srv = h->data;

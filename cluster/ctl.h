@@ -79,4 +79,10 @@ int  ctl_server_start(node *n, uv_loop_t *loop, const char *addr, struct ctl_ser
  * completed, so the loop must keep running for a little while after this. */
 void ctl_server_stop(struct ctl_server *s);
 
+/* Writes out the replies gathered so far now, instead of in the loop's
+ * check phase (after the next poll): for answers made outside the poll
+ * phase, such as a group commit the loop synced itself just before it
+ * would wait for I/O. NULL is a no-op. */
+void ctl_server_flush(struct ctl_server *s);
+
 #endif

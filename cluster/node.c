@@ -1148,6 +1148,11 @@ void node_notify_flush(node *n)
 	notify(n, NULL, 0, 1);
 }
 
+void node_flush_replies(node *n)
+{
+	ctl_server_flush(n->ctl);
+}
+
 void node_status(node *n, json_t *obj)
 {
 	struct store_stats ss;

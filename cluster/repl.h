@@ -50,6 +50,12 @@ void node_req_done(node *n, struct node_req *req, int status);
 int  node_req_notify(node *n, struct node_req *req, int status);
 void node_notify_flush(node *n);
 
+/* Sends the control socket's replies made so far now: a layer that answered
+ * requests outside the loop's poll phase (a group it synced itself just
+ * before the loop waits for I/O) calls it, so that the clients get their
+ * answers during that wait instead of after it. Loop thread. */
+void node_flush_replies(node *n);
+
 /* A replication layer calls this after it applied a change that did NOT come
  * from this node's own node_write (a replicated write), so the mount can drop
  * kernel caches for the key. Any thread; the listener must not block. */

@@ -429,6 +429,102 @@ static void close_with_writes_in_flight_answers_each_once(void **state)
 	rm_rf(dir);
 }
 
+/* A stream of writes that never pauses: the standalone loop puts a sync
+ * off while the burst keeps growing (standalone.c, sa_kick), but for no
+ * longer than about one group takes, so writes are still acknowledged
+ * while the stream goes on. The stream is an idle handle on the node's
+ * loop: one write per loop iteration, so every kick finds fresh writes
+ * (before the bound, the second group was never synced and the stream ran
+ * into STREAM_MAX). */
+#define STREAM_ACKS 200
+#define STREAM_MAX  200000
+
+struct stream {
+	node           *n;
+	uv_idle_t       idle;
+	unsigned        sent, acked, failed; /* loop thread */
+	unsigned        stop_sent, stop_acked; /* when the stream stopped */
+	char            key[32];
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             closed;
+};
+
+static void stream_done(void *arg, int status)
+{
+	struct stream *s = arg;
+
+	s->failed += status != 0;
+	s->acked++;
+}
+
+static void stream_closed(uv_handle_t *h)
+{
+	struct stream *s = h->data;
+
+	pthread_mutex_lock(&s->mu);
+	s->closed = 1;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void stream_step(uv_idle_t *h)
+{
+	struct stream *s = h->data;
+	struct kv_op op;
+	struct kv_batch b = { &op, 1 };
+
+	if (s->acked >= STREAM_ACKS || s->sent >= STREAM_MAX) {
+		s->stop_sent = s->sent;
+		s->stop_acked = s->acked;
+		uv_idle_stop(h);
+		uv_close((uv_handle_t *)h, stream_closed);
+		return;
+	}
+	snprintf(s->key, sizeof s->key, "stream/%03u", s->sent % 1000);
+	op = put_op(s->key, "streamed");
+	node_write_async(s->n, &b, stream_done, s); /* batch is copied */
+	s->sent++;
+}
+
+static void stream_start(void *arg)
+{
+	struct stream *s = arg;
+
+	uv_idle_init(node_loop(s->n), &s->idle);
+	s->idle.data = s;
+	uv_idle_start(&s->idle, stream_step);
+}
+
+static void a_stream_that_never_pauses_is_still_synced(void **state)
+{
+	char *dir = make_tmpdir();
+	static struct stream s;
+
+	(void)state;
+	memset(&s, 0, sizeof s);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	s.n = open_node(dir);
+	/* A few groups first, so that the loop knows how long one takes (it
+	 * puts nothing off before). */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(put(s.n, "stream/warm", "up"), 0);
+	assert_int_equal(node_call(s.n, stream_start, &s), 0);
+	pthread_mutex_lock(&s.mu);
+	while (!s.closed)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	print_message("%u writes streamed until %u were acknowledged\n", s.stop_sent,
+		      s.stop_acked);
+	assert_true(s.stop_acked >= STREAM_ACKS);
+	assert_true(s.stop_sent < STREAM_MAX);
+	node_close(s.n); /* answers the writes still in flight */
+	assert_int_equal(s.acked, s.sent);
+	assert_int_equal(s.failed, 0);
+	rm_rf(dir);
+}
+
 /* Writes from the loop thread (the control socket) reach the change listener
  * so the mount drops its caches; the mount's own blocking writes do not. */
 static pthread_mutex_t changes_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -640,6 +736,7 @@ int main(void)
 		cmocka_unit_test(close_with_writes_in_flight_answers_each_once),
 		cmocka_unit_test(close_right_after_the_last_acknowledgement),
 		cmocka_unit_test(async_write_completes_on_the_loop_thread),
+		cmocka_unit_test(a_stream_that_never_pauses_is_still_synced),
 		cmocka_unit_test(socket_writes_notify_the_change_listener),
 		cmocka_unit_test(socket_write_reply_waits_for_the_change_fence),
 		cmocka_unit_test(search_index_follows_rewrites),
