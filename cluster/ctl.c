@@ -253,14 +253,11 @@ static void conn_flush(struct ctl_conn *c)
 	conn_update_reading(c);
 }
 
-/* Write completions arrive one by one (a group commit completes hundreds
- * of writes in one loop iteration); replies are gathered and each connection
- * is flushed once, after the iteration's I/O callbacks, by a check handle. */
 void ctl_server_flush(struct ctl_server *srv)
 {
 	struct ctl_conn *c;
 
-	if (!srv || srv->stopping)
+	if (!srv)
 		return;
 	while ((c = srv->dirty)) {
 		srv->dirty = c->dirty_next;
@@ -270,17 +267,13 @@ void ctl_server_flush(struct ctl_server *srv)
 	uv_check_stop(&srv->flusher);
 }
 
+/* Write completions arrive one by one (a group commit completes hundreds
+ * of writes in one loop iteration); replies are gathered and each connection
+ * is flushed once, after the iteration's I/O callbacks, by a check handle
+ * (or earlier by ctl_server_flush). */
 static void on_flush(uv_check_t *h)
 {
-	struct ctl_server *srv = h->data;
-	struct ctl_conn *c;
-
-	while ((c = srv->dirty)) {
-		srv->dirty = c->dirty_next;
-		c->is_dirty = 0;
-		conn_flush(c);
-	}
-	uv_check_stop(h);
+	ctl_server_flush(h->data);
 }
 
 static void on_sess_output(struct ctl_sess *s)

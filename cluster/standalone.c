@@ -134,13 +134,13 @@ static void sa_again(uv_idle_t *h)
  * Clients answered by the last group do not send their next requests all
  * at once, though: each reaches the socket a little after the one before
  * (a benchmark client handles 50 replies one after the other, tens of
- * microseconds each). So while the burst keeps growing the kick is put off
- * by one more loop iteration, whose poll does not wait and takes whatever
- * arrived meanwhile, for at most as long as one of the loop's own groups
- * takes (LINGER_MAX_NS at most): a burst that has stopped growing is synced
- * at once, and none waits more than about twice a sync. At `-c 50` this
- * roughly doubled the group and cut the syncs per write by 40%. A lone
- * writer pays one poll that does not wait.
+ * microseconds each). So while the burst keeps growing, and the loop is
+ * the one to sync it (store_owner_may_sync: no sync in flight, a small
+ * burst), the kick is put off by one more loop iteration, whose poll does
+ * not wait and takes whatever arrived meanwhile, for at most about as long
+ * as the loop's own groups have taken (group_ns, LINGER_MAX_NS at most).
+ * A burst that has stopped growing is synced at once; a lone writer pays
+ * one poll that does not wait.
  *
  * When no sync is in flight and the burst is small, the loop syncs and
  * answers it right here (store_kick_here), as Redis does, and the replies
@@ -150,7 +150,7 @@ static void sa_kick(uv_prepare_t *h)
 	struct standalone *sa = h->data;
 	uint64_t now = uv_hrtime();
 
-	if (sa->fresh && !sa->stopping) {
+	if (sa->fresh && !sa->stopping && store_owner_may_sync(node_store(sa->n))) {
 		if (!sa->burst_ns)
 			sa->burst_ns = now;
 		if (now - sa->burst_ns < sa->group_ns) {

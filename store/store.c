@@ -577,15 +577,32 @@ static void kick_locked(store *st)
 		pthread_cond_signal(&st->commit_cv);
 }
 
+/* Whether the owner may sync what is queued on its own thread: no sync in
+ * flight, and the queue is the owner's to complete. owner_notify is the
+ * caller's own setting (apply_mu guards it against the committers, which
+ * do not write it). mu held. */
+static int owner_may_sync(const store *st)
+{
+	return !st->syncing && st->head && st->owner_notify && fits_owner(st->head);
+}
+
+int store_owner_may_sync(store *st)
+{
+	int may;
+
+	pthread_mutex_lock(&st->mu);
+	may = owner_may_sync(st);
+	pthread_mutex_unlock(&st->mu);
+	return may;
+}
+
 int store_kick_here(store *st)
 {
 	int led = 0;
 
 	pthread_mutex_lock(&st->mu);
 	st->kick_lsn = st->last_lsn;
-	/* owner_notify is the caller's own setting (apply_mu guards it against
-	 * the committers, which do not write it). */
-	if (!st->syncing && head_ready(st) && st->owner_notify && fits_owner(st->head)) {
+	if (owner_may_sync(st) && head_ready(st)) {
 		leader_round(st, 1); /* no poke: it completes below */
 		led = 1;
 	} else {

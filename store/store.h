@@ -235,6 +235,13 @@ void store_kick(store *st);
  * that is worth more than what the loop could do during the sync. */
 int  store_kick_here(store *st);
 
+/* Whether store_kick_here() would sync what is queued on the owner's
+ * thread if called now: no sync in flight, and the queue fits the owner.
+ * The owner asks before it holds its writes back for more to join them
+ * (cluster/standalone.c): that only pays while it is the one to sync
+ * them. Advisory: a sync may start or end right after. */
+int  store_owner_may_sync(store *st);
+
 /* Same for an opaque record of type >= STORE_REC_USER (never applied). */
 int  store_submit_raw(store *st, uint8_t type, const void *payload, size_t len,
 		      store_done_fn done, void *arg);
