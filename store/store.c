@@ -260,10 +260,11 @@ static int defer_group(store *st, uint64_t group, struct pending *list, int stat
 	return 1;
 }
 
-/* Whether a list of entries (a detached group, or the queue) is the
- * owner's to complete: no store_write() caller waits for one of them (its
- * thread completes its own group) and their records hold at most
- * STORE_OWNER_GROUP_MAX bytes. */
+/* Whether a detached group is the owner's to complete: no store_write()
+ * caller waits for one of its entries (its thread completes its own group)
+ * and their records hold at most STORE_OWNER_GROUP_MAX bytes. (The same
+ * test for the whole queue, owner_may_sync, runs on counts kept as
+ * entries come and go: the owner asks on every loop iteration.) */
 static int fits_owner(const struct pending *p)
 {
 	size_t bytes = 0;
@@ -312,7 +313,9 @@ static void leader_round(store *st, int by_owner)
 	 * successful sync can never be acknowledged any more. */
 	while ((p = st->head) && (rc || p->lsn <= target)) {
 		st->head = p->next;
+		st->queued_bytes -= p->len;
 		if (p->w) {
+			st->waiting--;
 			p->w->queued = 0;
 			p->w->next = wake;
 			wake = p->w;
@@ -414,6 +417,8 @@ static int submit(store *st, uint8_t type, void *rec, size_t len, uint32_t pcrc,
 	else
 		st->head = p;
 	st->tail = p;
+	st->queued_bytes += len;
+	st->waiting += w != NULL;
 	st->last_lsn = lsn;
 	st->records++;
 	st->log_since_snap += len;
@@ -578,12 +583,13 @@ static void kick_locked(store *st)
 }
 
 /* Whether the owner may sync what is queued on its own thread: no sync in
- * flight, and the queue is the owner's to complete. owner_notify is the
+ * flight, and the queue is the owner's to complete (as fits_owner). owner_notify is the
  * caller's own setting (apply_mu guards it against the committers, which
  * do not write it). mu held. */
 static int owner_may_sync(const store *st)
 {
-	return !st->syncing && st->head && st->owner_notify && fits_owner(st->head);
+	return !st->syncing && st->head && st->owner_notify && !st->waiting &&
+	       st->queued_bytes <= STORE_OWNER_GROUP_MAX;
 }
 
 int store_owner_may_sync(store *st)

@@ -68,6 +68,8 @@ struct store {
 	struct pending    *head, *tail;
 	unsigned           async_pending; /* queued entries not from store_write */
 	unsigned           eager_pending; /* ... of those, submitted without STORE_LATER */
+	unsigned           waiting;       /* queued entries from store_write */
+	size_t             queued_bytes;  /* records of all queued entries */
 	uint64_t           kick_lsn;      /* STORE_LATER entries up to here may be synced */
 	int                syncing;
 	int                stop;

@@ -1302,8 +1302,10 @@ static void the_owner_syncs_a_small_burst_itself(void **state)
 	(void)state;
 	owner_open(&o, md);
 	syncs0 = memdisk_datasyncs(md);
+	assert_int_equal(store_owner_may_sync(o.st), 0); /* nothing queued */
 	for (int i = 0; i < 5; i++)
 		owner_submit_later(&o, "burst", "v", 1);
+	assert_int_equal(store_owner_may_sync(o.st), 1);
 	assert_int_equal(store_kick_here(o.st), 1);
 	assert_int_equal(atomic_load(&o.calls), 5);
 	assert_int_equal(atomic_load(&o.on_owner), 5);
@@ -1311,17 +1313,25 @@ static void the_owner_syncs_a_small_burst_itself(void **state)
 	assert_int_equal(atomic_load(&o.pokes), 0); /* nothing to poke about */
 
 	owner_submit_later(&o, "big", bigval, big);
+	assert_int_equal(store_owner_may_sync(o.st), 0);
 	assert_int_equal(store_kick_here(o.st), 0);
 	owner_run(&o, 6);
 	assert_int_equal(atomic_load(&o.on_owner), 5); /* the committer's */
+	/* The queue's counts went back down with the big group. */
+	owner_submit_later(&o, "after", "v", 1);
+	assert_int_equal(store_owner_may_sync(o.st), 1);
+	assert_int_equal(store_kick_here(o.st), 1);
+	assert_int_equal(atomic_load(&o.calls), 7);
+	assert_int_equal(atomic_load(&o.on_owner), 6);
 
 	store_set_completer(o.st, NULL, NULL);
 	owner_submit_later(&o, "ownerless", "v", 1);
+	assert_int_equal(store_owner_may_sync(o.st), 0);
 	assert_int_equal(store_kick_here(o.st), 0);
-	for (int i = 0; i < 5000 && atomic_load(&o.calls) < 7; i++)
+	for (int i = 0; i < 5000 && atomic_load(&o.calls) < 8; i++)
 		usleep(1000);
-	assert_int_equal(atomic_load(&o.calls), 7);
-	assert_int_equal(atomic_load(&o.on_owner), 5);
+	assert_int_equal(atomic_load(&o.calls), 8);
+	assert_int_equal(atomic_load(&o.on_owner), 6);
 	assert_int_equal(atomic_load(&o.bad), 0);
 	assert_int_equal(atomic_load(&o.failed), 0);
 	store_close(o.st);
