@@ -204,12 +204,12 @@ static int req_new_write(node *n, const struct kv_batch *b, int copy, node_done_
 		rc = kv_batch_encode(b, &req->enc, &req->enclen);
 		if (rc)
 			goto err;
-		rc = kv_batch_decode(req->enc, req->enclen, &ops, &nops);
+		rc = batch_decode_buf(req->enc, req->enclen, &req->op1, 1, &ops, &nops);
 		if (rc)
 			goto err;
 		req->batch.ops = ops;
 		req->batch.n = nops;
-		req->owns_ops = 1;
+		req->owns_ops = ops != &req->op1;
 	} else {
 		req->batch = *b;
 	}

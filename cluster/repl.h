@@ -29,6 +29,7 @@ struct node_req {
 	uint64_t         submitted_ms; /* loop time at submission, for deadlines */
 	/* private to the node runtime */
 	int              owns_ops;     /* batch.ops was allocated by the node */
+	struct kv_op     op1;          /* batch.ops of a one-op batch from enc */
 	int              notify;       /* tell the change listener on success */
 	int              notified;     /* it was told: the reply waits for its fence */
 	node_done_fn     done;

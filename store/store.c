@@ -120,14 +120,15 @@ static int apply_ops(store *st, const struct kv_op *ops, uint32_t n, uint64_t ve
 
 static int apply_encoded(store *st, const void *payload, size_t len, uint64_t lsn, int hook)
 {
-	struct kv_op *ops;
+	struct kv_op room[8], *ops;
 	uint32_t n;
-	int rc = kv_batch_decode(payload, len, &ops, &n);
+	int rc = batch_decode_buf(payload, len, room, 8, &ops, &n);
 
 	if (rc)
 		return rc;
 	rc = apply_ops(st, ops, n, lsn, hook);
-	free(ops);
+	if (ops != room)
+		free(ops);
 	return rc;
 }
 
