@@ -584,9 +584,9 @@ static void kick_locked(store *st)
 }
 
 /* Whether the owner may sync what is queued on its own thread: no sync in
- * flight, and the queue is the owner's to complete (as fits_owner). owner_notify is the
- * caller's own setting (apply_mu guards it against the committers, which
- * do not write it). mu held. */
+ * flight, and the queue is the owner's to complete (as fits_owner).
+ * owner_notify is the caller's own setting (apply_mu guards it against the
+ * committers, which do not write it). mu held. */
 static int owner_may_sync(const store *st)
 {
 	return !st->syncing && st->head && st->owner_notify && !st->waiting &&
